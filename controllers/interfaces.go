@@ -1,0 +1,55 @@
+package controllers
+
+import (
+	"context"
+
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// TwinRegistry is what the rollout controller needs from IoT Hub. The adapter
+// in internal/iothub implements it on the real service client; it rate-limits
+// and retries transient failures (429, 5xx) itself.
+type TwinRegistry interface {
+	// Query calls fn with each page of twins matching sel, in the registry's
+	// order. It stops early when fn returns an error and returns that error.
+	Query(ctx context.Context, sel twin.Selector, fn func(page []*twin.Twin) error) error
+	// Get reads one twin. A missing device gives an error wrapping
+	// twin.ErrNotFound.
+	Get(ctx context.Context, deviceID string) (*twin.Twin, error)
+	// Update reads the twin, calls mutate with it, and writes the patch mutate
+	// returns with the twin's ETag (If-Match). When the ETag is stale it reads
+	// the twin again and calls mutate again: a write is never blind. A nil
+	// patch means nothing to write. It returns the twin as written.
+	Update(ctx context.Context, deviceID string, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error)
+}
+
+// FirmwareChecker checks, before any twin is written, that a rollout's
+// firmware can be served: the blob exists, its size is within bounds, and
+// (when a public key is given) the signature verifies over its content.
+// internal/firmware implements it.
+type FirmwareChecker interface {
+	// Check returns nil when the firmware is good; otherwise an error whose
+	// message tells a person what to fix. An error with a method
+	// Transient() bool that returns true (a store outage) is retried; every
+	// other error stalls the rollout.
+	Check(ctx context.Context, ref FirmwareRef) error
+}
+
+// FirmwareRef is what FirmwareChecker needs to know about a rollout's firmware.
+type FirmwareRef struct {
+	// URL is the blob's location (azblob://, https://, file://).
+	URL string
+	// Signature is base64 of the DER ECDSA signature.
+	Signature string
+	// KeyChecksum is the CRC32 of the verifying sig-N.key.
+	KeyChecksum uint32
+	// PublicKey is the 64-byte sig-N.key, or nil when none was given.
+	PublicKey []byte
+}
+
+// TwinCache is the CUPS server's short-lived twin cache; the controller
+// invalidates a station's entry after writing its twin so that the next poll
+// on this replica sees the new firmware at once.
+type TwinCache interface {
+	Invalidate(deviceID string)
+}

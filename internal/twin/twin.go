@@ -1,0 +1,293 @@
+// Package twin is stationfleet's model of an Azure IoT Hub device twin: the
+// parts the rollout controller and the CUPS server read and write.
+//
+// The desired CUPS properties use the schema of the Azure LoRaWAN starter kit
+// (properties.desired.cups), so either CUPS server can serve a twin the other
+// wrote. stationfleet's own bookkeeping lives in service-side tags under
+// tags.stationfleet, which stations never see:
+//
+//	tags.stationfleet.rollout   Ownership: which rollout owns the station, its
+//	                            batch, and the four firmware fields it had before
+//	tags.stationfleet.observed  Observation: what the CUPS server last saw
+//
+// The package holds types and pure helpers only; the IoT Hub adapter
+// (internal/iothub) moves them over the wire.
+package twin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Tag and property names. They are part of the stored contract: renaming one
+// orphans every twin already written.
+const (
+	// TagRoot is the tag under which stationfleet keeps its bookkeeping.
+	TagRoot = "stationfleet"
+	// TagRollout is the key, under TagRoot, of the Ownership record.
+	TagRollout = "rollout"
+	// TagObserved is the key, under TagRoot, of the Observation record.
+	TagObserved = "observed"
+	// DesiredCUPS is the desired property holding the starter kit's CUPS settings.
+	DesiredCUPS = "cups"
+	// DesiredClientThumbprint is the desired property listing the client
+	// certificate thumbprints allowed to speak for the station.
+	DesiredClientThumbprint = "clientThumbprint"
+	// TagTokens is the key, under TagRoot, of the list of hex SHA-256 hashes
+	// of the bearer tokens allowed to speak for the station (a list, so that
+	// rotations overlap). Tags are service-side: stations never read them.
+	TagTokens = "tokens"
+)
+
+// Twin is what stationfleet knows of one station's device twin.
+type Twin struct {
+	// DeviceID is the station EUI as 16 upper-case hex digits.
+	DeviceID string
+	// ETag is the twin's ETag as IoT Hub returned it (unquoted); empty when
+	// unknown. Conditional writes need it.
+	ETag string
+	// Tags holds every tag of the twin, the user's (region, ring, ...) and
+	// stationfleet's, as decoded JSON.
+	Tags map[string]any
+	// CUPS is properties.desired.cups.
+	CUPS CUPS
+	// ClientThumbprints is properties.desired.clientThumbprint.
+	ClientThumbprints []string
+	// TokenSHA256 is tags.stationfleet.tokens: hex SHA-256 of each bearer
+	// token allowed to speak for the station.
+	TokenSHA256 []string
+	// Ownership is tags.stationfleet.rollout, nil when no rollout owns the station.
+	Ownership *Ownership
+	// Observation is tags.stationfleet.observed, nil when CUPS never saw the station.
+	Observation *Observation
+}
+
+// Firmware is the four desired fields a rollout writes and abort restores.
+type Firmware struct {
+	// Package is the version the station should run (its version.txt).
+	Package string `json:"package,omitempty"`
+	// URL is where the firmware blob lives (azblob://, https://, file://).
+	URL string `json:"fwUrl,omitempty"`
+	// Signature is base64 of the DER ECDSA P-256 signature over SHA-512 of the blob.
+	Signature string `json:"fwSignature,omitempty"`
+	// KeyChecksum is the CRC32 of the sig-N.key that verifies Signature.
+	KeyChecksum *uint32 `json:"fwKeyChecksum,omitempty"`
+}
+
+// IsZero reports whether no firmware field is set.
+func (f Firmware) IsZero() bool {
+	return f.Package == "" && f.URL == "" && f.Signature == "" && f.KeyChecksum == nil
+}
+
+// Equal reports whether f and o hold the same four values.
+func (f Firmware) Equal(o Firmware) bool {
+	if f.Package != o.Package || f.URL != o.URL || f.Signature != o.Signature {
+		return false
+	}
+	if (f.KeyChecksum == nil) != (o.KeyChecksum == nil) {
+		return false
+	}
+	return f.KeyChecksum == nil || *f.KeyChecksum == *o.KeyChecksum
+}
+
+// CUPS is properties.desired.cups as the starter kit defines it.
+type CUPS struct {
+	CupsURI           string  `json:"cupsUri,omitempty"`
+	TcURI             string  `json:"tcUri,omitempty"`
+	CupsCredCRC       *uint32 `json:"cupsCredCrc,omitempty"`
+	TcCredCRC         *uint32 `json:"tcCredCrc,omitempty"`
+	CupsCredentialURL string  `json:"cupsCredentialUrl,omitempty"`
+	TcCredentialURL   string  `json:"tcCredentialUrl,omitempty"`
+	Firmware
+}
+
+// Ownership records which rollout owns a station (tags.stationfleet.rollout).
+// It is written in the same patch as the firmware fields.
+type Ownership struct {
+	// Rollout is the owning FirmwareRollout as "namespace/name".
+	Rollout string `json:"name"`
+	// UID is the owning FirmwareRollout's metadata.uid.
+	UID string `json:"uid"`
+	// Batch is the zero-based index of the batch the station belongs to.
+	Batch int `json:"batch"`
+	// Model, when set, is the only station model that may receive the update.
+	Model string `json:"model,omitempty"`
+	// Previous holds the four firmware fields before this rollout wrote them,
+	// so that abort can restore them.
+	Previous Firmware `json:"previous"`
+	// WrittenAt is when the rollout wrote the station's twin.
+	WrittenAt time.Time `json:"writtenAt"`
+	// Done is set once the station reached its final outcome for this rollout;
+	// a done station no longer blocks other rollouts.
+	Done bool `json:"done,omitempty"`
+}
+
+// Refusal reasons the CUPS server records when it withholds an update.
+const (
+	RefusalKeyMismatch   = "KeyMismatch"
+	RefusalModelMismatch = "ModelMismatch"
+)
+
+// Observation is what the CUPS server last saw of a station
+// (tags.stationfleet.observed). It is written only when something in it
+// changed, never on every poll.
+type Observation struct {
+	// LastSeen is when the station last polled (refreshed only when another
+	// field changes or it is older than the server's refresh period).
+	LastSeen time.Time `json:"lastSeen"`
+	// Station is the station's version string ("2.0.6(linux/std) ...").
+	Station string `json:"station,omitempty"`
+	// Model is the station's platform ("linux").
+	Model string `json:"model,omitempty"`
+	// Package is the package the station reported running.
+	Package string `json:"package,omitempty"`
+	// Keys are the CRC32s of the station's sig-N.key files.
+	Keys []uint32 `json:"keys"`
+	// ServedPackage is the package UpdatesServed counts updates of.
+	ServedPackage string `json:"servedPackage,omitempty"`
+	// UpdatesServed is how many times an update to ServedPackage was sent.
+	UpdatesServed int `json:"updatesServed,omitempty"`
+	// Refusal is the reason the last update to RefusedPackage was withheld
+	// (RefusalKeyMismatch, RefusalModelMismatch), empty when none.
+	Refusal string `json:"refusal,omitempty"`
+	// RefusedPackage is the package Refusal applies to.
+	RefusedPackage string `json:"refusedPackage,omitempty"`
+}
+
+// Patch is a JSON merge patch (RFC 7386) to a twin's tags and desired
+// properties. A nil value deletes the key.
+type Patch struct {
+	Tags    map[string]any `json:"tags,omitempty"`
+	Desired map[string]any `json:"desired,omitempty"`
+}
+
+// IsEmpty reports whether the patch changes nothing.
+func (p *Patch) IsEmpty() bool { return p == nil || (len(p.Tags) == 0 && len(p.Desired) == 0) }
+
+// FirmwarePatch returns the patch that sets the four firmware fields to fw
+// and, in the same write, the ownership record own (nil deletes it). Fields of
+// fw that are empty are deleted from the twin, so that restoring "nothing"
+// really clears them.
+func FirmwarePatch(fw Firmware, own *Ownership) *Patch {
+	cups := map[string]any{
+		"package":       nilIfEmpty(fw.Package),
+		"fwUrl":         nilIfEmpty(fw.URL),
+		"fwSignature":   nilIfEmpty(fw.Signature),
+		"fwKeyChecksum": nil,
+	}
+	if fw.KeyChecksum != nil {
+		cups["fwKeyChecksum"] = *fw.KeyChecksum
+	}
+	var ownVal any
+	if own != nil {
+		ownVal = toJSONMap(own)
+	}
+	return &Patch{
+		Tags:    map[string]any{TagRoot: map[string]any{TagRollout: ownVal}},
+		Desired: map[string]any{DesiredCUPS: cups},
+	}
+}
+
+// OwnershipPatch returns the patch that sets (or, for nil, deletes) only the
+// ownership record.
+func OwnershipPatch(own *Ownership) *Patch {
+	var ownVal any
+	if own != nil {
+		ownVal = toJSONMap(own)
+	}
+	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagRollout: ownVal}}}
+}
+
+// ObservationPatch returns the patch that replaces the observation record.
+func ObservationPatch(obs Observation) *Patch {
+	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagObserved: toJSONMap(obs)}}}
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// toJSONMap turns a struct into its JSON object form, so that a merge patch
+// replaces nested records key by key exactly as they were serialised.
+func toJSONMap(v any) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("twin: marshal %T: %v", v, err)) // only plain structs reach here
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		panic(fmt.Sprintf("twin: unmarshal %T: %v", v, err))
+	}
+	return m
+}
+
+// Decode fills the typed fields of a Twin from the raw JSON of its tags and
+// desired properties, as IoT Hub returns them. Unknown keys are kept in Tags;
+// a malformed stationfleet record is reported as an error rather than
+// silently dropped.
+func Decode(deviceID, etag string, tags, desired map[string]any) (*Twin, error) {
+	t := &Twin{DeviceID: deviceID, ETag: etag, Tags: tags}
+	if c, ok := desired[DesiredCUPS]; ok && c != nil {
+		if err := remarshal(c, &t.CUPS); err != nil {
+			return nil, fmt.Errorf("twin %s: desired.cups: %w", deviceID, err)
+		}
+	}
+	if tp, ok := desired[DesiredClientThumbprint]; ok && tp != nil {
+		switch v := tp.(type) {
+		case string: // the starter kit's older single-value form
+			t.ClientThumbprints = []string{v}
+		default:
+			if err := remarshal(v, &t.ClientThumbprints); err != nil {
+				return nil, fmt.Errorf("twin %s: desired.clientThumbprint: %w", deviceID, err)
+			}
+		}
+	}
+	if root, ok := tags[TagRoot].(map[string]any); ok {
+		if o, ok := root[TagRollout]; ok && o != nil {
+			t.Ownership = &Ownership{}
+			if err := remarshal(o, t.Ownership); err != nil {
+				return nil, fmt.Errorf("twin %s: tags.%s.%s: %w", deviceID, TagRoot, TagRollout, err)
+			}
+		}
+		if o, ok := root[TagTokens]; ok && o != nil {
+			if err := remarshal(o, &t.TokenSHA256); err != nil {
+				return nil, fmt.Errorf("twin %s: tags.%s.%s: %w", deviceID, TagRoot, TagTokens, err)
+			}
+		}
+		if o, ok := root[TagObserved]; ok && o != nil {
+			t.Observation = &Observation{}
+			if err := remarshal(o, t.Observation); err != nil {
+				return nil, fmt.Errorf("twin %s: tags.%s.%s: %w", deviceID, TagRoot, TagObserved, err)
+			}
+		}
+	}
+	return t, nil
+}
+
+func remarshal(in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
+// Selector chooses stations by structured criteria; adapters turn it into a
+// safely quoted IoT Hub query. It never carries a raw query string.
+type Selector struct {
+	// DeviceIDs, when non-empty, limits the selection to these stations.
+	DeviceIDs []string
+	// Tags requires each tags.<key> to equal the value.
+	Tags map[string]string
+	// OwnerUID, when set, limits the selection to stations whose ownership
+	// record names this rollout UID.
+	OwnerUID string
+}
+
+// ErrNotFound is wrapped by registry errors for a device that does not exist.
+var ErrNotFound = errors.New("device not found")
