@@ -1,0 +1,65 @@
+# stationfleet: see README.md. Every target runs on a machine with Go and the
+# Go module proxy; `make tools` builds the pinned Kubernetes binaries.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+BIN ?= $(CURDIR)/bin
+CONTROLLER_GEN ?= $(BIN)/controller-gen
+export KUBEBUILDER_ASSETS ?= $(BIN)
+export AZURITE_BLOB ?= $(CURDIR)/hack/azurite/node_modules/.bin/azurite-blob
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
+FUZZTIME ?= 10s
+
+.PHONY: all
+all: build
+
+##@ Development
+
+.PHONY: tools
+tools: ## Build the pinned kube-apiserver, etcd, kubectl and controller-gen into bin/ (cached by version).
+	hack/tools/build.sh
+
+.PHONY: azurite
+azurite: ## Install Azurite (npm) into hack/azurite for the Blob Storage tests.
+	hack/azurite/install.sh
+
+.PHONY: manifests
+manifests: tools ## Generate the CRD and RBAC manifests from the API markers.
+	$(CONTROLLER_GEN) crd rbac:roleName=stationfleet-manager paths=./api/... paths=./controllers/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: tools ## Generate the deepcopy code.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: fmt
+fmt: ## gofmt the tree.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## go vet the tree.
+	go vet ./...
+
+.PHONY: lint
+lint: vet ## gofmt check and go vet.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+
+.PHONY: verify
+verify: manifests generate ## Fail when generated files are stale.
+	@git diff --exit-code -- config/crd config/rbac api || { echo "generated files are stale: run make manifests generate and commit"; exit 1; }
+
+.PHONY: build
+build: ## Build the manager and the CLI into bin/.
+	go build -o $(BIN)/manager ./cmd/manager
+
+.PHONY: test
+test: tools azurite lint verify ## Run every test against the real API server, Azurite and the IoT Hub emulator.
+	go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each.
+	hack/fuzz.sh $(FUZZTIME)
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)

@@ -1,0 +1,435 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// FirmwareRolloutKind is the kind of the FirmwareRollout resource.
+const FirmwareRolloutKind = "FirmwareRollout"
+
+// Annotations and finalizers of the API.
+const (
+	// ResumeAnnotation resumes a rollout waiting in an indefinite pause step
+	// (`pause: {}`). Its value is any token that
+	// differs from status.lastHandledResume, typically a timestamp; the CLI
+	// sets it with `kubectl stationfleet resume`. Git stays the source of
+	// truth for everything else.
+	ResumeAnnotation = "firmware.stationfleet.io/resume-requested-at"
+
+	// Finalizer keeps a rollout until no twin is owned by it any more.
+	Finalizer = "firmware.stationfleet.io/finalizer"
+)
+
+// FirmwareRolloutSpec is the desired state of a FirmwareRollout.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || !oldSelf.abort || (has(self.abort) && self.abort)",message="spec.abort cannot be set back to false: an aborted rollout stays aborted; create a new FirmwareRollout instead"
+// +kubebuilder:validation:XValidation:rule="self.firmware == oldSelf.firmware",message="spec.firmware is immutable: create a new FirmwareRollout for another firmware"
+type FirmwareRolloutSpec struct {
+	// firmware is the firmware package to roll out.
+	// +required
+	Firmware FirmwareSpec `json:"firmware"`
+
+	// selector chooses the stations that should get the firmware, by device
+	// id, by twin tags, or both (a station must then match both).
+	// +required
+	Selector StationSelector `json:"selector"`
+
+	// strategy says in which batches the stations are updated and when the
+	// rollout stops by itself.
+	// +required
+	Strategy RolloutStrategy `json:"strategy"`
+
+	// paused stops the rollout at the next safe point: no further twin is
+	// written until it is false again. Stations already written keep going.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+
+	// abort stops the rollout and restores, on every station it wrote, the
+	// four firmware fields the station had before. It cannot be undone.
+	// +optional
+	Abort bool `json:"abort,omitempty"`
+}
+
+// FirmwareSpec names a signed firmware package.
+// +kubebuilder:validation:XValidation:rule="!has(self.publicKeyRef) || (size(self.publicKeyRef.name) > 0 && size(self.publicKeyRef.key) > 0)",message="firmware.publicKeyRef needs both name and key"
+type FirmwareSpec struct {
+	// package is the version the station's version.txt says after the
+	// update; stations reporting another package get the update.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.trim() == self",message="firmware.package must not start or end with white space: the station trims version.txt, so it would never match"
+	Package string `json:"package"`
+
+	// url is where the firmware blob lives: azblob://<container>/<path>,
+	// https://<account>.blob.core.windows.net/<container>/<path>, or
+	// file:///<path> (the embedded default's local directory).
+	// +required
+	// +kubebuilder:validation:MinLength=8
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('azblob://') || self.startsWith('https://') || self.startsWith('file://')",message="firmware.url must start with azblob://, https:// or file://"
+	URL string `json:"url"`
+
+	// signature is the base64 DER ECDSA P-256 signature over the SHA-512 of
+	// the firmware blob (`kubectl stationfleet sign` prints it).
+	// A P-256 DER signature is 8 to 72 bytes, so 12 to 96 base64 characters.
+	// +required
+	// +kubebuilder:validation:MinLength=12
+	// +kubebuilder:validation:MaxLength=96
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9+/]+={0,2}$') && size(self) % 4 == 0",message="firmware.signature must be standard base64 (A-Z, a-z, 0-9, +, /, padded with =) of a DER signature"
+	Signature string `json:"signature"`
+
+	// keyChecksum is the CRC32 of the station's sig-N.key file whose private
+	// half made the signature; stations without that key are reported
+	// KeyMismatch and are not sent the firmware.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4294967295
+	KeyChecksum int64 `json:"keyChecksum"`
+
+	// publicKeyRef points at the sig-N.key (64 bytes) or PEM public key in a
+	// Secret of the rollout's namespace; when set, the controller verifies
+	// the signature over the blob before it writes any twin.
+	// +optional
+	PublicKeyRef *SecretKeySelector `json:"publicKeyRef,omitempty"`
+
+	// model, when set, limits the update to stations reporting this model
+	// (for example "linux"); others are reported ModelMismatch.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Model string `json:"model,omitempty"`
+}
+
+// SecretKeySelector selects a key of a Secret in the rollout's namespace.
+type SecretKeySelector struct {
+	// name is the Secret's name.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key is the key within the Secret's data.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// StationSelector chooses stations. It is structured so that the controller
+// builds a safely quoted IoT Hub query; it never takes a query string.
+// +kubebuilder:validation:XValidation:rule="(has(self.deviceIds) && size(self.deviceIds) > 0) || (has(self.tags) && size(self.tags) > 0)",message="selector needs deviceIds or tags (or both): a rollout must not select every station by accident"
+type StationSelector struct {
+	// deviceIds lists stations by IoT Hub device id: the station EUI as 16
+	// upper-case hex digits (0011:22ff:fe33:4455 is 001122FFFE334455).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=10000
+	// +kubebuilder:validation:items:Pattern=`^[0-9A-F]{16}$`
+	DeviceIDs []string `json:"deviceIds,omitempty"`
+
+	// tags selects stations whose twin tag <key> equals <value> for every
+	// entry. Keys are letters, digits and underscores (up to 64); values are
+	// up to 128 characters.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[A-Za-z][A-Za-z0-9_]{0,63}$'))",message="selector.tags keys must start with a letter and hold only letters, digits and underscores, at most 64 characters"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 128)",message="selector.tags values must be at most 128 characters"
+	// +kubebuilder:validation:XValidation:rule="!('stationfleet' in self)",message="selector.tags must not use the key stationfleet: it is reserved for the operator's own records"
+	Tags map[string]string `json:"tags,omitempty"`
+}
+
+// RolloutStrategy is how a rollout walks through its stations.
+type RolloutStrategy struct {
+	// steps are walked in order: a batch step writes the next stations' twins
+	// and waits until each has an outcome; a pause step waits for its
+	// duration, or until resumed when it has none.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	Steps []RolloutStep `json:"steps"`
+
+	// maxFailures is how many stations may fail before the rollout halts by
+	// itself: a count ("5" or 5) or a percentage of the targets ("5%").
+	// Passing it halts the rollout; 0 halts on the first failure.
+	// +optional
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:MaxLength=10
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$') || self.matches('^[0-9]+$')",message="strategy.maxFailures must be a count (0 or more) or a percentage from 0% to 100%"
+	MaxFailures *intstr.IntOrString `json:"maxFailures,omitempty"`
+
+	// progressDeadline is how long a station may take, once its twin is
+	// written, to report the new package before it is TimedOut. Stations
+	// poll CUPS every 24 hours after a success, so the default is 26h.
+	// At least one minute.
+	// +optional
+	// +kubebuilder:default="26h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="strategy.progressDeadline must be at least 1m"
+	ProgressDeadline *metav1.Duration `json:"progressDeadline,omitempty"`
+
+	// maxUpdateAttempts is how many times the CUPS server may send the update
+	// to a station that keeps reporting its old package before the station is
+	// Failed with reason NotApplied.
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	MaxUpdateAttempts *int32 `json:"maxUpdateAttempts,omitempty"`
+}
+
+// RolloutStep is exactly one of a batch or a pause.
+// +kubebuilder:validation:XValidation:rule="has(self.batch) != has(self.pause)",message="each step must be exactly one of batch or pause"
+type RolloutStep struct {
+	// batch is how many more stations this step updates: a count (1 or "1")
+	// or a percentage of all targets ("10%", from 1% to 100%). A percentage
+	// of all targets (rounded up). A batch never holds more than the stations
+	// not yet written, so "100%" takes every remaining one.
+	// +optional
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:MaxLength=10
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : (self.matches('^(100|[1-9][0-9]?)%$') || (self.matches('^[0-9]+$') && int(self) >= 1))",message="batch must be a positive count or a percentage from 1% to 100%"
+	Batch *intstr.IntOrString `json:"batch,omitempty"`
+
+	// pause waits before the next step: for pause.duration, or until resumed
+	// (the resume annotation or `kubectl stationfleet resume`) when it has no
+	// duration.
+	// +optional
+	Pause *PauseStep `json:"pause,omitempty"`
+}
+
+// PauseStep waits before the next step.
+type PauseStep struct {
+	// duration is how long to wait; empty waits until resumed.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
+
+// RolloutPhase is the coarse state of a rollout.
+// +kubebuilder:validation:Enum=Pending;Progressing;Paused;Halted;Completed;Aborting;Aborted
+type RolloutPhase string
+
+// The phases of a rollout.
+const (
+	// PhasePending: accepted, not yet started (preflight not passed).
+	PhasePending RolloutPhase = "Pending"
+	// PhaseProgressing: writing twins or waiting for stations.
+	PhaseProgressing RolloutPhase = "Progressing"
+	// PhasePaused: waiting in a pause step or because spec.paused is true.
+	PhasePaused RolloutPhase = "Paused"
+	// PhaseHalted: failures passed maxFailures; no further batch is written.
+	PhaseHalted RolloutPhase = "Halted"
+	// PhaseCompleted: every step done and every station has an outcome.
+	PhaseCompleted RolloutPhase = "Completed"
+	// PhaseAborting: restoring the previous firmware fields.
+	PhaseAborting RolloutPhase = "Aborting"
+	// PhaseAborted: every station this rollout wrote is restored.
+	PhaseAborted RolloutPhase = "Aborted"
+)
+
+// StationOutcome is what happened to one station.
+type StationOutcome string
+
+// The outcomes of a station.
+const (
+	OutcomePending    StationOutcome = "Pending"
+	OutcomeInProgress StationOutcome = "InProgress"
+	OutcomeUpdated    StationOutcome = "Updated"
+	OutcomeFailed     StationOutcome = "Failed"
+	OutcomeSkipped    StationOutcome = "Skipped"
+)
+
+// Condition types (kstatus).
+const (
+	// ConditionReady is True when the rollout completed, False otherwise.
+	ConditionReady = "Ready"
+	// ConditionReconciling is present (True) while the rollout is making
+	// progress towards its goal.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is present (True) when the rollout cannot go on
+	// without a person: halted, bad firmware, no stations.
+	ConditionStalled = "Stalled"
+)
+
+// Condition and Event reasons.
+const (
+	ReasonProgressing      = "Progressing"
+	ReasonPaused           = "Paused"
+	ReasonWaitingForResume = "WaitingForResume"
+	ReasonHalted           = "MaxFailuresExceeded"
+	ReasonCompleted        = "Completed"
+	ReasonAborting         = "Aborting"
+	ReasonAborted          = "Aborted"
+	ReasonFirmwareInvalid  = "FirmwareInvalid"
+	ReasonNoStations       = "NoStations"
+	ReasonBatchStarted     = "BatchStarted"
+	ReasonBatchCompleted   = "BatchCompleted"
+	ReasonStationFailed    = "StationFailed"
+	ReasonRegistryError    = "RegistryError"
+	ReasonReconciling      = "Reconciling"
+)
+
+// Failure reasons of a station.
+const (
+	FailureKeyMismatch   = "KeyMismatch"
+	FailureModelMismatch = "ModelMismatch"
+	FailureNotApplied    = "NotApplied"
+	FailureTimedOut      = "TimedOut"
+	SkipOwnedElsewhere   = "OwnedByAnotherRollout"
+)
+
+// MaxFailuresListed bounds status.failures.
+const MaxFailuresListed = 20
+
+// FirmwareRolloutStatus is the observed state of a FirmwareRollout. It stays
+// small at any fleet size: counts and per-batch summaries, never a list of
+// every station.
+type FirmwareRolloutStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// phase is the coarse state of the rollout.
+	// +optional
+	Phase RolloutPhase `json:"phase,omitempty"`
+
+	// conditions are kstatus conditions: Ready always, Reconciling and
+	// Stalled while true.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// targets is how many stations the rollout selects.
+	// +optional
+	Targets int32 `json:"targets,omitempty"`
+	// pending is how many targets are not yet written.
+	// +optional
+	Pending int32 `json:"pending,omitempty"`
+	// inProgress is how many are written and have no outcome yet.
+	// +optional
+	InProgress int32 `json:"inProgress,omitempty"`
+	// updated is how many reported the new package.
+	// +optional
+	Updated int32 `json:"updated,omitempty"`
+	// failed is how many failed (see failures for the latest reasons).
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
+	// skipped is how many are owned by another active rollout.
+	// +optional
+	Skipped int32 `json:"skipped,omitempty"`
+
+	// progress is "updated/targets", for kubectl get.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+
+	// currentStep is the 1-based index of the step the rollout is in; 0
+	// before it starts. It equals the number of steps once they are done.
+	// +optional
+	CurrentStep int32 `json:"currentStep,omitempty"`
+
+	// stepStartTime is when the current step started (a timed pause ends at
+	// stepStartTime + duration).
+	// +optional
+	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
+
+	// batches summarises each batch written so far.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Batches []BatchStatus `json:"batches,omitempty"`
+
+	// failures lists the latest failed stations, newest first, at most 20.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	Failures []StationFailure `json:"failures,omitempty"`
+
+	// lastHandledResume is the value of the resume annotation last acted on.
+	// +optional
+	LastHandledResume string `json:"lastHandledResume,omitempty"`
+
+	// startTime is when the first twin was written.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// completionTime is when the rollout completed, halted or was aborted.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// BatchStatus summarises one batch.
+type BatchStatus struct {
+	// step is the 1-based index of the step that made the batch.
+	Step int32 `json:"step"`
+	// size is how many stations the batch holds.
+	Size int32 `json:"size"`
+	// inProgress is how many are written and have no outcome yet.
+	// +optional
+	InProgress int32 `json:"inProgress,omitempty"`
+	// updated is how many reported the new package.
+	// +optional
+	Updated int32 `json:"updated,omitempty"`
+	// failed is how many failed.
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
+	// skipped is how many were skipped.
+	// +optional
+	Skipped int32 `json:"skipped,omitempty"`
+	// startTime is when the batch's twins were written.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// completionTime is when every station of the batch had an outcome.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// StationFailure is one failed station.
+type StationFailure struct {
+	// deviceId is the station's IoT Hub device id.
+	DeviceID string `json:"deviceId"`
+	// reason is KeyMismatch, ModelMismatch, NotApplied or TimedOut.
+	Reason string `json:"reason"`
+	// message says what happened, for a person.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// time is when the failure was noticed.
+	Time metav1.Time `json:"time"`
+}
+
+// FirmwareRollout rolls a signed firmware package out to LoRa Basics Station
+// gateways through their IoT Hub device twins, batch by batch.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=fwr,categories=stationfleet
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Updated",type=string,JSONPath=`.status.progress`,description="updated/targets"
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failed`
+// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStep`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type FirmwareRollout struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what the user wants.
+	// +required
+	Spec FirmwareRolloutSpec `json:"spec"`
+
+	// status is what the controller observed.
+	// +optional
+	Status FirmwareRolloutStatus `json:"status,omitempty"`
+}
+
+// FirmwareRolloutList is a list of FirmwareRollouts.
+//
+// +kubebuilder:object:root=true
+type FirmwareRolloutList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []FirmwareRollout `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&FirmwareRollout{}, &FirmwareRolloutList{})
+}
