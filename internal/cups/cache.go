@@ -1,0 +1,162 @@
+package cups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// DefaultCacheTTL is how long a twin read serves later polls of the same
+// station. Short enough that another replica's or a controller's change is
+// seen within seconds, long enough that a poll storm (every station
+// retrying within a minute) costs one registry read per station per period.
+const DefaultCacheTTL = 5 * time.Second
+
+// fetchTimeout bounds one shared registry read: it runs detached from the
+// first caller's context, since other callers wait on it too.
+const fetchTimeout = 30 * time.Second
+
+// TwinCache is a short-lived, single-flight cache in front of a TwinGetter.
+// Concurrent Gets of one station share one read; results, including "not
+// found", are kept for the TTL; expired entries are swept, so memory is
+// bounded by the stations seen within one TTL. It satisfies
+// controllers.TwinCache: the controller calls Invalidate after writing a
+// twin so that the next poll on this replica reads it afresh.
+//
+// The returned twins are shared between callers and must not be modified.
+type TwinCache struct {
+	getter TwinGetter
+	ttl    time.Duration
+	now    func() time.Time
+
+	group singleflight.Group
+	seq   atomic.Uint64 // bumped by every Invalidate
+	reads atomic.Int64
+
+	mu        sync.Mutex
+	entries   map[string]*cacheEntry
+	lastSweep time.Time
+}
+
+type cacheEntry struct {
+	twin    *twin.Twin
+	err     error // only errors wrapping twin.ErrNotFound are cached
+	expires time.Time
+	// invalidated is the sequence number of the Invalidate that made this
+	// entry a tombstone (twin and err unset); reads started before it must
+	// not fill the entry.
+	invalidated uint64
+}
+
+// NewTwinCache returns a cache in front of getter with the given TTL (zero
+// means DefaultCacheTTL; negative disables caching but keeps single-flight).
+func NewTwinCache(getter TwinGetter, ttl time.Duration) *TwinCache {
+	if ttl == 0 {
+		ttl = DefaultCacheTTL
+	}
+	return &TwinCache{getter: getter, ttl: ttl, now: time.Now, entries: map[string]*cacheEntry{}}
+}
+
+// Get returns the station's twin from the cache or, when absent or expired,
+// from the getter, sharing one read among concurrent callers.
+func (c *TwinCache) Get(ctx context.Context, deviceID string) (*twin.Twin, error) {
+	now := c.now()
+	c.mu.Lock()
+	c.sweepLocked(now)
+	if e, ok := c.entries[deviceID]; ok && e.invalidated == 0 && now.Before(e.expires) {
+		c.mu.Unlock()
+		return e.twin, e.err
+	}
+	c.mu.Unlock()
+
+	ch := c.group.DoChan(deviceID, func() (any, error) {
+		start := c.seq.Load()
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
+		c.reads.Add(1)
+		t, err := c.getter.Get(fctx, deviceID)
+		if err != nil && !errors.Is(err, twin.ErrNotFound) {
+			return nil, fmt.Errorf("get twin %s: %w", deviceID, err)
+		}
+		c.store(deviceID, t, err, start)
+		return t, err
+	})
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("get twin %s: %w", deviceID, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*twin.Twin), nil
+	}
+}
+
+// store fills the entry unless an Invalidate happened after the read started.
+func (c *TwinCache) store(deviceID string, t *twin.Twin, err error, startSeq uint64) {
+	if c.ttl < 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[deviceID]; ok && e.invalidated > startSeq {
+		return
+	}
+	c.entries[deviceID] = &cacheEntry{twin: t, err: err, expires: c.now().Add(c.ttl)}
+}
+
+// Put stores a twin known to be current (one the registry just returned from
+// a write), replacing any entry.
+func (c *TwinCache) Put(t *twin.Twin) {
+	if c.ttl < 0 || t == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries[t.DeviceID] = &cacheEntry{twin: t, expires: c.now().Add(c.ttl)}
+}
+
+// Invalidate drops the station's entry: the next Get reads the registry,
+// even if a read that started earlier is still in flight.
+func (c *TwinCache) Invalidate(deviceID string) {
+	seq := c.seq.Add(1)
+	c.group.Forget(deviceID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A tombstone lives as long as an in-flight read may: fetchTimeout.
+	c.entries[deviceID] = &cacheEntry{invalidated: seq, expires: c.now().Add(max(c.ttl, fetchTimeout))}
+}
+
+// Len returns the number of entries held, expired ones included until the
+// next sweep.
+func (c *TwinCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+// Reads returns how many reads the cache made of its getter.
+func (c *TwinCache) Reads() int64 { return c.reads.Load() }
+
+// sweepLocked drops expired entries, at most once per TTL, so that the cost
+// is spread over the requests of a period and memory follows the number of
+// stations seen within the last TTL.
+func (c *TwinCache) sweepLocked(now time.Time) {
+	period := max(c.ttl, time.Second)
+	if now.Sub(c.lastSweep) < period {
+		return
+	}
+	c.lastSweep = now
+	for id, e := range c.entries {
+		if !now.Before(e.expires) {
+			delete(c.entries, id)
+		}
+	}
+}
