@@ -1,0 +1,973 @@
+// Package controllers holds the FirmwareRollout reconciler and the small
+// interfaces it consumes (twins, firmware checks, the CUPS twin cache). The
+// adapters that satisfy them live in internal/iothub, internal/firmware and
+// internal/cups; cmd/manager wires them together.
+package controllers
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// ConditionFirmwareVerified records that the preflight check passed for the
+// rollout's (immutable) firmware, so it is not downloaded again.
+const ConditionFirmwareVerified = "FirmwareVerified"
+
+// Options are the reconciler's tunables.
+type Options struct {
+	// TargetResync is how long the selector's result is reused before the
+	// registry is queried again (it is also refreshed at every step).
+	TargetResync time.Duration
+	// StatusResync is how often an active rollout re-reads its stations
+	// when no CUPS report woke it (reports from other replicas arrive so).
+	StatusResync time.Duration
+	// PreflightRetry is how often a rollout stalled on its firmware checks
+	// again (a blob uploaded late, a Secret fixed).
+	PreflightRetry time.Duration
+	// WriteConcurrency is how many twin writes run at once; the registry's
+	// own rate limit still applies.
+	WriteConcurrency int
+	// MaxWritesPerReconcile bounds one reconcile's writes, so status shows
+	// progress during a large batch.
+	MaxWritesPerReconcile int
+	// MaxConcurrentReconciles is how many rollouts reconcile at once.
+	MaxConcurrentReconciles int
+}
+
+// DefaultOptions returns the defaults used by the manager.
+func DefaultOptions() Options {
+	return Options{
+		TargetResync:            time.Minute,
+		StatusResync:            30 * time.Second,
+		PreflightRetry:          5 * time.Minute,
+		WriteConcurrency:        16,
+		MaxWritesPerReconcile:   2000,
+		MaxConcurrentReconciles: 4,
+	}
+}
+
+// BindFlags registers the options on fs.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&o.TargetResync, "rollout-target-resync", o.TargetResync, "How long a rollout reuses its selector's result before querying IoT Hub again.")
+	fs.DurationVar(&o.StatusResync, "rollout-status-resync", o.StatusResync, "How often an active rollout re-reads its stations' twins when no CUPS report woke it.")
+	fs.DurationVar(&o.PreflightRetry, "rollout-preflight-retry", o.PreflightRetry, "How often a rollout stalled on its firmware checks it again.")
+	fs.IntVar(&o.WriteConcurrency, "rollout-write-concurrency", o.WriteConcurrency, "Twin writes in flight at once per rollout (the IoT Hub rate limit still applies).")
+	fs.IntVar(&o.MaxWritesPerReconcile, "rollout-max-writes-per-reconcile", o.MaxWritesPerReconcile, "Twin writes per reconcile before status is updated and the rollout goes on.")
+	fs.IntVar(&o.MaxConcurrentReconciles, "rollout-max-concurrent-reconciles", o.MaxConcurrentReconciles, "Rollouts reconciled at once.")
+}
+
+// FirmwareRolloutReconciler reconciles FirmwareRollout objects: it writes the
+// rollout's firmware into the targeted stations' twins batch by batch and
+// reports their outcomes in status.
+type FirmwareRolloutReconciler struct {
+	client.Client
+	// Registry reads and writes twins (required).
+	Registry TwinRegistry
+	// Firmware checks the firmware before the first write (required).
+	Firmware FirmwareChecker
+	// Cache, when set, is invalidated for each station written.
+	Cache TwinCache
+	// Recorder emits Events (optional).
+	Recorder events.EventRecorder
+	// Wake, when set, wakes the reconciler for a rollout a station reported on.
+	Wake *Waker
+	// Options are the tunables; zero values take DefaultOptions.
+	Options Options
+	// Now returns the current time (tests replace it).
+	Now func() time.Time
+
+	targets sync.Map // rollout UID -> *targetSnapshot
+}
+
+// targetSnapshot is a cached selector result.
+type targetSnapshot struct {
+	at         time.Time
+	generation int64
+	step       int32
+	stations   []station
+}
+
+// +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the reconciler with mgr.
+func (r *FirmwareRolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Registry == nil || r.Firmware == nil {
+		return errors.New("firmware rollout reconciler needs a twin registry and a firmware checker")
+	}
+	r.applyDefaults()
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&fwv1.FirmwareRollout{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
+		Named("firmwarerollout")
+	if r.Wake != nil {
+		b = b.WatchesRawSource(source.Channel(r.Wake.ch, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
+}
+
+func (r *FirmwareRolloutReconciler) applyDefaults() {
+	d := DefaultOptions()
+	o := &r.Options
+	if o.TargetResync <= 0 {
+		o.TargetResync = d.TargetResync
+	}
+	if o.StatusResync <= 0 {
+		o.StatusResync = d.StatusResync
+	}
+	if o.PreflightRetry <= 0 {
+		o.PreflightRetry = d.PreflightRetry
+	}
+	if o.WriteConcurrency <= 0 {
+		o.WriteConcurrency = d.WriteConcurrency
+	}
+	if o.MaxWritesPerReconcile <= 0 {
+		o.MaxWritesPerReconcile = d.MaxWritesPerReconcile
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = d.MaxConcurrentReconciles
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+}
+
+// Reconcile moves one rollout towards its goal.
+func (r *FirmwareRolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	r.applyDefaults()
+	obj := &fwv1.FirmwareRollout{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	base := obj.DeepCopy()
+	var sum summary
+	deleted := false
+
+	// One deferred patch computes the summary conditions and writes status.
+	defer func() {
+		if deleted {
+			return
+		}
+		if retErr != nil && !errors.Is(retErr, reconcile.TerminalError(nil)) {
+			sum.err = retErr
+		}
+		if sum.phase == "" {
+			sum.phase = obj.Status.Phase
+			if sum.phase == "" {
+				sum.phase = fwv1.PhasePending
+			}
+		}
+		obj.Status.Phase = sum.phase
+		setConditions(&obj.Status.Conditions, obj.Generation, sum)
+		if retErr == nil {
+			obj.Status.ObservedGeneration = obj.Generation
+		}
+		if err := r.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patch status: %w", err)})
+		}
+		rolloutStations.record(obj)
+	}()
+
+	if !obj.DeletionTimestamp.IsZero() {
+		var err error
+		deleted, err = r.reconcileDelete(ctx, obj)
+		sum = summary{phase: obj.Status.Phase, reason: "Deleting", message: "releasing the stations this rollout owns"}
+		return ctrl.Result{}, err
+	}
+
+	// The finalizer must be stored before any twin is written, so that a
+	// deletion always gets the chance to release them.
+	if !controllerutil.ContainsFinalizer(obj, fwv1.Finalizer) {
+		patchBase := obj.DeepCopy()
+		controllerutil.AddFinalizer(obj, fwv1.Finalizer)
+		if err := r.Patch(ctx, obj, client.MergeFrom(patchBase)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+		base.Finalizers = obj.Finalizers
+		base.ResourceVersion = obj.ResourceVersion
+	}
+
+	return r.reconcileRollout(ctx, obj, &sum)
+}
+
+// reconcileRollout is the table of contents of a live rollout.
+func (r *FirmwareRolloutReconciler) reconcileRollout(ctx context.Context, obj *fwv1.FirmwareRollout, sum *summary) (ctrl.Result, error) {
+	st := &obj.Status
+	switch st.Phase {
+	case fwv1.PhaseCompleted, fwv1.PhaseAborted:
+		*sum = summaryFromStatus(obj)
+		return ctrl.Result{}, nil
+	}
+	if obj.Spec.Abort {
+		return r.reconcileAbort(ctx, obj, sum)
+	}
+	if ok, res := r.preflight(ctx, obj, sum); !ok {
+		return res, nil
+	}
+	v, err := r.loadStations(ctx, obj)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	r.updateCounts(ctx, obj, v)
+
+	if st.Phase == fwv1.PhaseHalted {
+		*sum = summaryFromStatus(obj)
+		return r.requeueWhileInFlight(v), nil
+	}
+	if limit, err := failureLimit(obj.Spec.Strategy.MaxFailures, len(v.all)); err == nil && int(st.Failed) > limit {
+		now := metav1.NewTime(r.Now())
+		st.CompletionTime = &now
+		msg := fmt.Sprintf("%d stations failed, more than maxFailures allows (%d); no further batch is written. Abort to restore the previous firmware, or delete the rollout", st.Failed, limit)
+		*sum = summary{phase: fwv1.PhaseHalted, reason: fwv1.ReasonHalted, message: msg, stalled: true}
+		r.event(ctx, obj, corev1.EventTypeWarning, fwv1.ReasonHalted, msg)
+		return r.requeueWhileInFlight(v), nil
+	}
+	if obj.Spec.Paused {
+		*sum = summary{phase: fwv1.PhasePaused, reason: fwv1.ReasonPaused,
+			message: fmt.Sprintf("spec.paused is true: no twin is written until it is false (step %d of %d)", st.CurrentStep, len(obj.Spec.Strategy.Steps))}
+		if obj.Status.Phase != fwv1.PhasePaused {
+			r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonPaused, sum.message)
+		}
+		return r.requeueWhileInFlight(v), nil
+	}
+	return r.reconcileSteps(ctx, obj, v, sum)
+}
+
+// stationView is every station the rollout concerns, classified.
+type stationView struct {
+	all       []station // selected or owned by this rollout, in spread order
+	unwritten []station // targets not yet written and not skipped, in order
+	outcomes  map[string]outcome
+}
+
+// loadStations reads the stations this rollout owns (always fresh) and the
+// stations its selector matches (cached for TargetResync, refreshed at each
+// step), and classifies them.
+func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, obj *fwv1.FirmwareRollout) (*stationView, error) {
+	uid := string(obj.UID)
+	owned := map[string]station{}
+	if err := r.Registry.Query(ctx, twin.Selector{OwnerUID: uid}, func(page []*twin.Twin) error {
+		for _, t := range page {
+			if t.Ownership != nil && t.Ownership.UID == uid {
+				owned[t.DeviceID] = newStation(t, uid)
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("query stations owned by %s/%s: %w", obj.Namespace, obj.Name, err)
+	}
+
+	selected, err := r.selected(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	active, err := r.activeRollouts(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	v := &stationView{outcomes: map[string]outcome{}}
+	p := r.evalParams(obj)
+	seen := make(map[string]bool, len(selected)+len(owned))
+	add := func(s station) {
+		if seen[s.id] {
+			return
+		}
+		seen[s.id] = true
+		v.all = append(v.all, s)
+	}
+	for _, s := range owned {
+		add(s)
+	}
+	for _, s := range selected {
+		if o, ok := owned[s.id]; ok {
+			s = o
+		}
+		add(s)
+	}
+	sortStations(v.all)
+	for _, s := range v.all {
+		switch {
+		case s.ownerUID == uid:
+			v.outcomes[s.id] = evaluate(s, p)
+		case s.ownerUID != "" && active[s.ownerUID]:
+			v.outcomes[s.id] = outcome{state: fwv1.OutcomeSkipped, reason: fwv1.SkipOwnedElsewhere,
+				message: "owned by the active rollout " + s.ownerName}
+		default:
+			v.outcomes[s.id] = outcome{state: fwv1.OutcomePending}
+			v.unwritten = append(v.unwritten, s)
+		}
+	}
+	return v, nil
+}
+
+// selected returns the stations the selector matches, from the cache when it
+// is fresh and the rollout is still on the same step.
+func (r *FirmwareRolloutReconciler) selected(ctx context.Context, obj *fwv1.FirmwareRollout) ([]station, error) {
+	uid := string(obj.UID)
+	if c, ok := r.targets.Load(uid); ok {
+		snap := c.(*targetSnapshot)
+		if snap.generation == obj.Generation && snap.step == obj.Status.CurrentStep && r.Now().Sub(snap.at) < r.Options.TargetResync {
+			return snap.stations, nil
+		}
+	}
+	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
+	var out []station
+	if err := r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
+		for _, t := range page {
+			out = append(out, newStation(t, uid))
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("query stations selected by %s/%s: %w", obj.Namespace, obj.Name, err)
+	}
+	r.targets.Store(uid, &targetSnapshot{at: r.Now(), generation: obj.Generation, step: obj.Status.CurrentStep, stations: out})
+	return out, nil
+}
+
+// forgetTargets drops the cached selection, after writes changed ownership.
+func (r *FirmwareRolloutReconciler) forgetTargets(obj *fwv1.FirmwareRollout) {
+	r.targets.Delete(string(obj.UID))
+}
+
+// activeRollouts returns the UIDs of rollouts that still hold their
+// stations: every rollout that exists and is neither Completed nor Aborted.
+func (r *FirmwareRolloutReconciler) activeRollouts(ctx context.Context) (map[string]bool, error) {
+	var list fwv1.FirmwareRolloutList
+	if err := r.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("list rollouts: %w", err)
+	}
+	active := make(map[string]bool, len(list.Items))
+	for i := range list.Items {
+		it := &list.Items[i]
+		switch it.Status.Phase {
+		case fwv1.PhaseCompleted, fwv1.PhaseAborted:
+		default:
+			active[string(it.UID)] = it.DeletionTimestamp.IsZero()
+		}
+	}
+	return active, nil
+}
+
+func (r *FirmwareRolloutReconciler) evalParams(obj *fwv1.FirmwareRollout) evalParams {
+	p := evalParams{pkg: obj.Spec.Firmware.Package, maxUpdateAttempts: 3, progressDeadline: 26 * time.Hour, now: r.Now()}
+	if a := obj.Spec.Strategy.MaxUpdateAttempts; a != nil {
+		p.maxUpdateAttempts = int(*a)
+	}
+	if d := obj.Spec.Strategy.ProgressDeadline; d != nil {
+		p.progressDeadline = d.Duration
+	}
+	return p
+}
+
+// updateCounts writes counts, per-batch summaries and the bounded failure
+// list into status.
+func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.FirmwareRollout, v *stationView) {
+	st := &obj.Status
+	now := metav1.NewTime(r.Now())
+	st.Targets, st.Pending, st.InProgress, st.Updated, st.Failed, st.Skipped = int32(len(v.all)), 0, 0, 0, 0, 0
+	type agg struct {
+		b     fwv1.BatchStatus
+		start time.Time
+	}
+	batches := map[int]*agg{}
+	failedNow := map[string]outcome{}
+	for _, s := range v.all {
+		o := v.outcomes[s.id]
+		switch o.state {
+		case fwv1.OutcomePending:
+			st.Pending++
+			continue
+		case fwv1.OutcomeSkipped:
+			st.Skipped++
+			continue
+		case fwv1.OutcomeInProgress:
+			st.InProgress++
+		case fwv1.OutcomeUpdated:
+			st.Updated++
+		case fwv1.OutcomeFailed:
+			st.Failed++
+			failedNow[s.id] = o
+		}
+		a := batches[s.batch]
+		if a == nil {
+			a = &agg{b: fwv1.BatchStatus{Step: int32(s.batch)}}
+			batches[s.batch] = a
+		}
+		a.b.Size++
+		switch o.state {
+		case fwv1.OutcomeInProgress:
+			a.b.InProgress++
+		case fwv1.OutcomeUpdated:
+			a.b.Updated++
+		case fwv1.OutcomeFailed:
+			a.b.Failed++
+		}
+		if a.start.IsZero() || s.writtenAt.Before(a.start) {
+			a.start = s.writtenAt
+		}
+	}
+	st.Progress = fmt.Sprintf("%d/%d", st.Updated, st.Targets)
+
+	// Per-batch summaries keep their completion time once set.
+	prev := map[int32]fwv1.BatchStatus{}
+	for _, b := range st.Batches {
+		prev[b.Step] = b
+	}
+	var out []fwv1.BatchStatus
+	for _, a := range batches {
+		b := a.b
+		if !a.start.IsZero() {
+			t := metav1.NewTime(a.start)
+			b.StartTime = &t
+		}
+		if b.InProgress == 0 {
+			if p, ok := prev[b.Step]; ok && p.CompletionTime != nil {
+				b.CompletionTime = p.CompletionTime
+			} else {
+				b.CompletionTime = &now
+				batchDuration.Observe(now.Sub(a.start).Seconds())
+			}
+		}
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Step < out[j].Step })
+	st.Batches = out
+
+	// The failure list keeps the time each failure was first noticed.
+	var failures []fwv1.StationFailure
+	known := map[string]bool{}
+	for _, f := range st.Failures {
+		if o, ok := failedNow[f.DeviceID]; ok && o.reason == f.Reason {
+			f.Message = o.message
+			failures = append(failures, f)
+			known[f.DeviceID] = true
+		}
+	}
+	var fresh []string
+	for id := range failedNow {
+		if !known[id] {
+			fresh = append(fresh, id)
+		}
+	}
+	sort.Strings(fresh)
+	for _, id := range fresh {
+		o := failedNow[id]
+		failures = append([]fwv1.StationFailure{{DeviceID: id, Reason: o.reason, Message: o.message, Time: now}}, failures...)
+		r.event(ctx, obj, corev1.EventTypeWarning, fwv1.ReasonStationFailed, fmt.Sprintf("station %s failed: %s: %s", id, o.reason, o.message))
+	}
+	sort.SliceStable(failures, func(i, j int) bool { return failures[i].Time.After(failures[j].Time.Time) })
+	if len(failures) > fwv1.MaxFailuresListed {
+		failures = failures[:fwv1.MaxFailuresListed]
+	}
+	st.Failures = failures
+}
+
+// reconcileSteps walks the strategy's steps as far as it can in this
+// reconcile.
+func (r *FirmwareRolloutReconciler) reconcileSteps(ctx context.Context, obj *fwv1.FirmwareRollout, v *stationView, sum *summary) (ctrl.Result, error) {
+	st := &obj.Status
+	steps := obj.Spec.Strategy.Steps
+	now := r.Now()
+	resume := obj.Annotations[fwv1.ResumeAnnotation]
+	advance := func() {
+		st.CurrentStep++
+		t := metav1.NewTime(now)
+		st.StepStartTime = &t
+		// A resume given before the rollout reached an indefinite pause does
+		// not skip it: only a new value resumes.
+		if int(st.CurrentStep) <= len(steps) {
+			if p := steps[st.CurrentStep-1].Pause; p != nil && p.Duration == nil {
+				st.LastHandledResume = resume
+			}
+		}
+	}
+	if st.CurrentStep == 0 {
+		if len(v.all) == 0 {
+			*sum = summary{phase: fwv1.PhasePending, reason: fwv1.ReasonNoStations, stalled: true,
+				message: "the selector matches no station in IoT Hub; checking again every " + r.Options.TargetResync.String()}
+			return ctrl.Result{RequeueAfter: jitter(r.Options.TargetResync)}, nil
+		}
+		t := metav1.NewTime(now)
+		st.StartTime = &t
+		advance()
+	}
+
+	for int(st.CurrentStep) <= len(steps) {
+		i := int(st.CurrentStep)
+		step := steps[i-1]
+		switch {
+		case step.Batch != nil:
+			writtenHere := 0
+			for _, s := range v.all {
+				if s.ownerUID == string(obj.UID) && s.batch == i {
+					writtenHere++
+				}
+			}
+			size, err := batchSize(step.Batch, len(v.all), len(v.unwritten)+writtenHere)
+			if err != nil {
+				*sum = summary{phase: fwv1.PhasePending, reason: "InvalidStrategy", message: err.Error(), stalled: true}
+				return ctrl.Result{}, reconcile.TerminalError(err)
+			}
+			if need := size - writtenHere; need > 0 && len(v.unwritten) > 0 {
+				if writtenHere == 0 {
+					r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonBatchStarted,
+						fmt.Sprintf("step %d: writing the firmware into %d stations' twins", i, size))
+				}
+				res, err := r.writeBatch(ctx, obj, v, i, need)
+				r.updateCounts(ctx, obj, v)
+				*sum = r.progressSummary(obj, i)
+				return res, err
+			}
+			if !batchDone(v, string(obj.UID), i) {
+				*sum = r.progressSummary(obj, i)
+				return r.requeueWhileInFlight(v), nil
+			}
+			r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonBatchCompleted,
+				fmt.Sprintf("step %d: every station of the batch has an outcome (%d updated, %d failed in all)", i, st.Updated, st.Failed))
+			advance()
+		case step.Pause != nil && step.Pause.Duration != nil:
+			end := st.StepStartTime.Add(step.Pause.Duration.Duration)
+			if now.Before(end) {
+				*sum = summary{phase: fwv1.PhasePaused, reason: fwv1.ReasonPaused,
+					message: fmt.Sprintf("step %d of %d: pause until %s", i, len(steps), end.UTC().Format(time.RFC3339))}
+				return ctrl.Result{RequeueAfter: end.Sub(now) + time.Second}, nil
+			}
+			advance()
+		default: // an indefinite pause
+			if resume == "" || resume == st.LastHandledResume {
+				*sum = summary{phase: fwv1.PhasePaused, reason: fwv1.ReasonWaitingForResume,
+					message: fmt.Sprintf("step %d of %d: paused until resumed (kubectl stationfleet resume %s)", i, len(steps), obj.Name)}
+				return r.requeueWhileInFlight(v), nil
+			}
+			st.LastHandledResume = resume
+			r.event(ctx, obj, corev1.EventTypeNormal, "Resumed", fmt.Sprintf("step %d: resumed", i))
+			advance()
+		}
+	}
+
+	// Every step is done: complete once every written station has an outcome.
+	if st.InProgress > 0 {
+		*sum = r.progressSummary(obj, len(steps))
+		return r.requeueWhileInFlight(v), nil
+	}
+	t := metav1.NewTime(now)
+	st.CompletionTime = &t
+	st.CurrentStep = int32(len(steps))
+	msg := fmt.Sprintf("%d of %d stations updated, %d failed, %d skipped", st.Updated, st.Targets, st.Failed, st.Skipped)
+	if st.Pending > 0 {
+		msg += fmt.Sprintf("; %d were not written because the steps ended before them", st.Pending)
+	}
+	*sum = summary{phase: fwv1.PhaseCompleted, reason: fwv1.ReasonCompleted, message: msg}
+	r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonCompleted, msg)
+	r.forgetTargets(obj)
+	return ctrl.Result{}, nil
+}
+
+func (r *FirmwareRolloutReconciler) progressSummary(obj *fwv1.FirmwareRollout, step int) summary {
+	st := obj.Status
+	return summary{phase: fwv1.PhaseProgressing, reason: fwv1.ReasonProgressing,
+		message: fmt.Sprintf("step %d of %d: %d updated, %d in progress, %d failed, %d pending of %d stations",
+			step, len(obj.Spec.Strategy.Steps), st.Updated, st.InProgress, st.Failed, st.Pending, st.Targets)}
+}
+
+// batchDone reports whether every station written by steps up to step has a
+// final outcome.
+func batchDone(v *stationView, uid string, step int) bool {
+	for _, s := range v.all {
+		if s.ownerUID == uid && s.batch <= step && v.outcomes[s.id].state == fwv1.OutcomeInProgress {
+			return false
+		}
+	}
+	return true
+}
+
+// requeueWhileInFlight asks to come back when a written station could time
+// out, or after StatusResync, whichever is sooner.
+func (r *FirmwareRolloutReconciler) requeueWhileInFlight(v *stationView) ctrl.Result {
+	next := r.Options.StatusResync
+	now := r.Now()
+	for _, o := range v.outcomes {
+		if o.state == fwv1.OutcomeInProgress {
+			if d := o.deadline.Sub(now) + time.Second; d > 0 && d < next {
+				next = d
+			}
+		}
+	}
+	return ctrl.Result{RequeueAfter: jitter(next)}
+}
+
+// jitter spreads periodic requeues of many rollouts by up to 10%.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
+// writeBatch writes the rollout's firmware and ownership into up to need
+// unwritten stations, in spread order, skipping those another active rollout
+// claimed meanwhile. Each write is conditional on the twin's ETag, and a
+// station already owned by this rollout is never written again.
+func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.FirmwareRollout, v *stationView, step, need int) (ctrl.Result, error) {
+	if need > r.Options.MaxWritesPerReconcile {
+		need = r.Options.MaxWritesPerReconcile
+	}
+	active, err := r.activeRollouts(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	uid := string(obj.UID)
+	fw := desiredFirmware(obj)
+	now := r.Now().UTC().Truncate(time.Second)
+	own := twin.Ownership{Rollout: obj.Namespace + "/" + obj.Name, UID: uid, Batch: step, Model: obj.Spec.Firmware.Model, WrittenAt: now}
+
+	type result struct {
+		s       station
+		written bool
+		skipped string
+		err     error
+	}
+	written := 0
+	var errs []error
+	for len(v.unwritten) > 0 && written < need && len(errs) == 0 {
+		n := min(need-written, len(v.unwritten))
+		chunk := v.unwritten[:n]
+		v.unwritten = v.unwritten[n:]
+		results := make([]result, len(chunk))
+		sem := make(chan struct{}, r.Options.WriteConcurrency)
+		var wg sync.WaitGroup
+		for j, s := range chunk {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				res := result{s: s}
+				_, res.err = r.Registry.Update(ctx, s.id, func(t *twin.Twin) (*twin.Patch, error) {
+					res.written, res.skipped = false, ""
+					if o := t.Ownership; o != nil {
+						if o.UID == uid {
+							res.written = true // written before a restart: never twice
+							res.s.batch, res.s.writtenAt = o.Batch, o.WrittenAt
+							return nil, nil
+						}
+						if active[o.UID] {
+							res.skipped = o.Rollout
+							return nil, nil
+						}
+					}
+					mine := own
+					mine.Previous = t.CUPS.Firmware
+					res.written = true
+					res.s.batch, res.s.writtenAt = step, now
+					return twin.FirmwarePatch(fw, &mine), nil
+				})
+				results[j] = res
+			}()
+		}
+		wg.Wait()
+		for _, res := range results {
+			switch {
+			case res.err != nil:
+				errs = append(errs, fmt.Errorf("write twin %s: %w", res.s.id, res.err))
+				v.unwritten = append(v.unwritten, res.s)
+			case res.skipped != "":
+				v.outcomes[res.s.id] = outcome{state: fwv1.OutcomeSkipped, reason: fwv1.SkipOwnedElsewhere, message: "owned by the active rollout " + res.skipped}
+				r.replace(v, res.s)
+			case res.written:
+				written++
+				res.s.ownerUID, res.s.ownerName = uid, own.Rollout
+				r.replace(v, res.s)
+				v.outcomes[res.s.id] = evaluate(res.s, r.evalParams(obj))
+				twinWrites.Inc()
+				if r.Cache != nil {
+					r.Cache.Invalidate(res.s.id)
+				}
+			}
+		}
+	}
+	r.forgetTargets(obj)
+	if len(errs) > 0 {
+		return ctrl.Result{}, kerrors.NewAggregate(errs)
+	}
+	if written >= need && len(v.unwritten) > 0 && need == r.Options.MaxWritesPerReconcile {
+		return ctrl.Result{RequeueAfter: time.Millisecond}, nil // more of this batch to write
+	}
+	return r.requeueWhileInFlight(v), nil
+}
+
+// replace stores s in v.all in place of the record with the same id.
+func (r *FirmwareRolloutReconciler) replace(v *stationView, s station) {
+	for i := range v.all {
+		if v.all[i].id == s.id {
+			v.all[i] = s
+			return
+		}
+	}
+}
+
+func desiredFirmware(obj *fwv1.FirmwareRollout) twin.Firmware {
+	crc := uint32(obj.Spec.Firmware.KeyChecksum)
+	return twin.Firmware{
+		Package:     obj.Spec.Firmware.Package,
+		URL:         obj.Spec.Firmware.URL,
+		Signature:   obj.Spec.Firmware.Signature,
+		KeyChecksum: &crc,
+	}
+}
+
+// preflight checks the firmware once per rollout (the firmware is
+// immutable): on failure the rollout is Stalled before any twin is written.
+func (r *FirmwareRolloutReconciler) preflight(ctx context.Context, obj *fwv1.FirmwareRollout, sum *summary) (bool, ctrl.Result) {
+	if meta.IsStatusConditionTrue(obj.Status.Conditions, ConditionFirmwareVerified) {
+		return true, ctrl.Result{}
+	}
+	fail := func(err error) (bool, ctrl.Result) {
+		msg := "firmware check failed, no twin was written: " + err.Error()
+		*sum = summary{phase: fwv1.PhasePending, reason: fwv1.ReasonFirmwareInvalid, message: msg, stalled: true}
+		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: ConditionFirmwareVerified, Status: metav1.ConditionFalse,
+			Reason: fwv1.ReasonFirmwareInvalid, Message: msg, ObservedGeneration: obj.Generation})
+		if !meta.IsStatusConditionFalse(obj.Status.Conditions, fwv1.ConditionReady) ||
+			meta.FindStatusCondition(obj.Status.Conditions, fwv1.ConditionStalled) == nil {
+			r.event(ctx, obj, corev1.EventTypeWarning, fwv1.ReasonFirmwareInvalid, msg)
+		}
+		retry := r.Options.PreflightRetry
+		var t interface{ Transient() bool }
+		if errors.As(err, &t) && t.Transient() {
+			retry = r.Options.StatusResync
+		}
+		return false, ctrl.Result{RequeueAfter: jitter(retry)}
+	}
+	ref := FirmwareRef{URL: obj.Spec.Firmware.URL, Signature: obj.Spec.Firmware.Signature, KeyChecksum: uint32(obj.Spec.Firmware.KeyChecksum)}
+	if pk := obj.Spec.Firmware.PublicKeyRef; pk != nil {
+		var sec corev1.Secret
+		if err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: pk.Name}, &sec); err != nil {
+			return fail(fmt.Errorf("read public key Secret %s: %w", pk.Name, err))
+		}
+		raw, ok := sec.Data[pk.Key]
+		if !ok {
+			return fail(fmt.Errorf("Secret %s has no key %q", pk.Name, pk.Key))
+		}
+		key, err := stationKey(raw)
+		if err != nil {
+			return fail(fmt.Errorf("Secret %s key %q: %w", pk.Name, pk.Key, err))
+		}
+		ref.PublicKey = key
+	}
+	if err := r.Firmware.Check(ctx, ref); err != nil {
+		return fail(err)
+	}
+	meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: ConditionFirmwareVerified, Status: metav1.ConditionTrue,
+		Reason: "Verified", Message: verifiedMessage(ref), ObservedGeneration: obj.Generation})
+	return true, ctrl.Result{}
+}
+
+func verifiedMessage(ref FirmwareRef) string {
+	if ref.PublicKey == nil {
+		return "the firmware blob exists; no publicKeyRef, so its signature was not checked"
+	}
+	return "the firmware blob exists and its signature verifies with the given key"
+}
+
+// stationKey accepts a 64-byte sig-N.key or a PEM public or private key and
+// returns the 64-byte form.
+func stationKey(raw []byte) ([]byte, error) {
+	if len(raw) == 64 {
+		return raw, nil
+	}
+	if block, _ := pem.Decode(raw); block != nil {
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parse PEM public key: %w", err)
+		}
+		pub, ok := k.(*ecdsa.PublicKey)
+		if !ok || pub.Curve != elliptic.P256() {
+			return nil, errors.New("the PEM public key is not an ECDSA P-256 key")
+		}
+		// The sig-N.key form is the last 64 bytes of the SubjectPublicKeyInfo:
+		// the raw X||Y of the uncompressed point.
+		return block.Bytes[len(block.Bytes)-64:], nil
+	}
+	return nil, fmt.Errorf("want a 64-byte sig-N.key or a PEM public key, got %d bytes", len(raw))
+}
+
+// reconcileAbort restores, on every station this rollout wrote, the four
+// firmware fields it had before, and releases it.
+func (r *FirmwareRolloutReconciler) reconcileAbort(ctx context.Context, obj *fwv1.FirmwareRollout, sum *summary) (ctrl.Result, error) {
+	if obj.Status.Phase != fwv1.PhaseAborting {
+		r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonAborting, "abort requested: restoring the previous firmware on every station this rollout wrote")
+	}
+	*sum = summary{phase: fwv1.PhaseAborting, reason: fwv1.ReasonAborting, message: "restoring the previous firmware on the stations this rollout wrote"}
+	restored, err := r.releaseOwned(ctx, obj, true)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	now := metav1.NewTime(r.Now())
+	obj.Status.CompletionTime = &now
+	obj.Status.InProgress = 0
+	msg := fmt.Sprintf("aborted: the previous firmware is restored on %d stations", restored)
+	*sum = summary{phase: fwv1.PhaseAborted, reason: fwv1.ReasonAborted, message: msg}
+	r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonAborted, msg)
+	r.forgetTargets(obj)
+	return ctrl.Result{}, nil
+}
+
+// reconcileDelete releases every station this rollout owns (a completed
+// rollout's firmware stays in place) and then removes the finalizer. It
+// reports whether the object is gone.
+func (r *FirmwareRolloutReconciler) reconcileDelete(ctx context.Context, obj *fwv1.FirmwareRollout) (bool, error) {
+	if !controllerutil.ContainsFinalizer(obj, fwv1.Finalizer) {
+		return true, nil
+	}
+	if _, err := r.releaseOwned(ctx, obj, false); err != nil {
+		return false, err
+	}
+	patchBase := obj.DeepCopy()
+	controllerutil.RemoveFinalizer(obj, fwv1.Finalizer)
+	if err := r.Patch(ctx, obj, client.MergeFrom(patchBase)); err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("remove finalizer: %w", err)
+	}
+	r.forgetTargets(obj)
+	rolloutStations.forget(obj)
+	return true, nil
+}
+
+// releaseOwned removes this rollout's ownership record from every station
+// that holds it; with restore it also puts back the previous firmware fields.
+// It returns how many stations it changed.
+func (r *FirmwareRolloutReconciler) releaseOwned(ctx context.Context, obj *fwv1.FirmwareRollout, restore bool) (int, error) {
+	uid := string(obj.UID)
+	var ids []string
+	if err := r.Registry.Query(ctx, twin.Selector{OwnerUID: uid}, func(page []*twin.Twin) error {
+		for _, t := range page {
+			ids = append(ids, t.DeviceID)
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("query stations owned by %s/%s: %w", obj.Namespace, obj.Name, err)
+	}
+	var (
+		mu    sync.Mutex
+		errs  []error
+		count int
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, r.Options.WriteConcurrency)
+	)
+	for _, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			changed := false
+			_, err := r.Registry.Update(ctx, id, func(t *twin.Twin) (*twin.Patch, error) {
+				changed = false
+				if t.Ownership == nil || t.Ownership.UID != uid {
+					return nil, nil
+				}
+				changed = true
+				if restore {
+					return twin.FirmwarePatch(t.Ownership.Previous, nil), nil
+				}
+				return twin.OwnershipPatch(nil), nil
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && !errors.Is(err, twin.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("release twin %s: %w", id, err))
+				return
+			}
+			if changed && err == nil {
+				count++
+				if r.Cache != nil {
+					r.Cache.Invalidate(id)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return count, kerrors.NewAggregate(errs)
+}
+
+// summaryFromStatus rebuilds the summary of a rollout in a phase that needs
+// no work (its Ready condition carries the message).
+func summaryFromStatus(obj *fwv1.FirmwareRollout) summary {
+	s := summary{phase: obj.Status.Phase, stalled: obj.Status.Phase == fwv1.PhaseHalted}
+	if c := meta.FindStatusCondition(obj.Status.Conditions, fwv1.ConditionReady); c != nil {
+		s.reason, s.message = c.Reason, c.Message
+	}
+	return s
+}
+
+// event logs and records an Event on the rollout.
+func (r *FirmwareRolloutReconciler) event(ctx context.Context, obj *fwv1.FirmwareRollout, eventType, reason, msg string) {
+	log := ctrl.LoggerFrom(ctx)
+	if eventType == corev1.EventTypeWarning {
+		log.Info(msg, "reason", reason, "warning", true)
+	} else {
+		log.Info(msg, "reason", reason)
+	}
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, eventType, reason, reason, "%s", msg)
+	}
+}
+
+// Waker wakes the reconciler for a rollout, from the CUPS server in the same
+// process, when one of its stations reported something new.
+type Waker struct {
+	ch chan event.GenericEvent
+}
+
+// NewWaker returns a Waker with room for size pending wake-ups; more are
+// dropped (the periodic resync catches them).
+func NewWaker(size int) *Waker {
+	return &Waker{ch: make(chan event.GenericEvent, size)}
+}
+
+// Notify wakes the reconciler for the rollout "namespace/name". It never
+// blocks.
+func (w *Waker) Notify(rollout string) {
+	ns, name, ok := strings.Cut(rollout, "/")
+	if !ok || w == nil {
+		return
+	}
+	obj := &fwv1.FirmwareRollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	select {
+	case w.ch <- event.GenericEvent{Object: obj}:
+	default:
+	}
+}

@@ -1,0 +1,99 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+func TestEvaluate(t *testing.T) {
+	written := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	p := evalParams{pkg: "2.0.7", maxUpdateAttempts: 3, progressDeadline: time.Hour, now: written.Add(30 * time.Minute)}
+	cases := []struct {
+		name   string
+		s      station
+		p      evalParams
+		state  fwv1.StationOutcome
+		reason string
+	}{
+		{"reported the new package", station{pkg: "2.0.7", writtenAt: written}, p, fwv1.OutcomeUpdated, ""},
+		{"not yet polled", station{pkg: "2.0.6", writtenAt: written}, p, fwv1.OutcomeInProgress, ""},
+		{"key mismatch for this package", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalKeyMismatch, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureKeyMismatch},
+		{"key mismatch for an older package", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalKeyMismatch, refusedPackage: "2.0.5"}, p, fwv1.OutcomeInProgress, ""},
+		{"model mismatch", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalModelMismatch, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureModelMismatch},
+		{"served maxUpdateAttempts times, may still apply", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 3}, p, fwv1.OutcomeInProgress, ""},
+		{"asked again after maxUpdateAttempts", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 4}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
+		{"served counts of another package do not count", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.5", updatesServed: 9}, p, fwv1.OutcomeInProgress, ""},
+		{"past the progress deadline", station{pkg: "2.0.6", writtenAt: written}, evalParams{pkg: "2.0.7", maxUpdateAttempts: 3, progressDeadline: time.Hour, now: written.Add(time.Hour)}, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
+		{"updated wins over a late deadline", station{pkg: "2.0.7", writtenAt: written}, evalParams{pkg: "2.0.7", progressDeadline: time.Hour, now: written.Add(48 * time.Hour)}, fwv1.OutcomeUpdated, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			o := evaluate(tc.s, tc.p)
+			g.Expect(o.state).To(Equal(tc.state))
+			g.Expect(o.reason).To(Equal(tc.reason))
+			if o.state == fwv1.OutcomeFailed {
+				g.Expect(o.message).NotTo(BeEmpty())
+			}
+		})
+	}
+}
+
+func TestBatchSizeAndFailureLimit(t *testing.T) {
+	g := NewWithT(t)
+	i, s := intstr.FromInt32, intstr.FromString
+	cases := []struct {
+		v                  intstr.IntOrString
+		targets, unwritten int
+		want, wantLimit    int
+	}{
+		{i(1), 100, 100, 1, 1},
+		{s("10%"), 100, 99, 10, 10},
+		{s("10%"), 15, 15, 2, 1}, // a batch rounds up, a failure limit down
+		{s("100%"), 100, 89, 89, 100},
+		{s("5"), 100, 3, 3, 5},
+		{i(50), 10, 10, 10, 50},
+	}
+	for _, tc := range cases {
+		n, err := batchSize(&tc.v, tc.targets, tc.unwritten)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(n).To(Equal(tc.want), "batch %s of %d", tc.v.String(), tc.targets)
+		l, err := failureLimit(&tc.v, tc.targets)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(l).To(Equal(tc.wantLimit), "limit %s of %d", tc.v.String(), tc.targets)
+	}
+	l, err := failureLimit(nil, 100)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(l).To(BeNumerically(">", 1<<30))
+}
+
+func TestSpreadOrderIsStableAndSpread(t *testing.T) {
+	g := NewWithT(t)
+	var ss []station
+	for _, id := range []string{"0000000000000001", "0000000000000002", "0000000000000003", "0000000000000004", "0000000000000005", "0000000000000006"} {
+		ss = append(ss, station{id: id, order: spreadOrder("uid-a", id)})
+	}
+	sortStations(ss)
+	first := ss[0].id
+	// Same rollout, same order after a restart.
+	again := append([]station(nil), ss...)
+	for i := range again {
+		again[i].order = spreadOrder("uid-a", again[i].id)
+	}
+	sortStations(again)
+	g.Expect(again[0].id).To(Equal(first))
+	// Not alphabetical: some permutation differs from sorted ids.
+	alphabetical := true
+	for i := 1; i < len(ss); i++ {
+		if ss[i-1].id > ss[i].id {
+			alphabetical = false
+		}
+	}
+	g.Expect(alphabetical).To(BeFalse())
+}
