@@ -110,7 +110,8 @@ type Ownership struct {
 	Rollout string `json:"name"`
 	// UID is the owning FirmwareRollout's metadata.uid.
 	UID string `json:"uid"`
-	// Batch is the zero-based index of the batch the station belongs to.
+	// Batch is the 1-based number of the rollout step whose batch wrote the
+	// station.
 	Batch int `json:"batch"`
 	// Model, when set, is the only station model that may receive the update.
 	Model string `json:"model,omitempty"`
