@@ -106,7 +106,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 			for s := range work {
 				if !s.Behavior().StopPolling {
 					r := s.Poll(ctx)
-					if f.opts.OnResult != nil && ctx.Err() == nil {
+					if f.opts.OnResult != nil && !ctxOver(ctx) {
 						f.opts.OnResult(s, r)
 					}
 				}

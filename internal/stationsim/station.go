@@ -304,6 +304,11 @@ func (s *Station) Poll(ctx context.Context) Result {
 
 	var pe *ProtocolError
 	var se *StatusError
+	if res.Err != nil && ctxOver(ctx) && !res.Malformed() {
+		// Cancelled by the caller (a fleet shutting down): not counted.
+		res.Err = fmt.Errorf("poll cancelled: %w (%w)", ctx.Err(), res.Err)
+		return res
+	}
 	s.mu.Lock()
 	s.stats.Polls++
 	s.stats.BytesRead += res.BytesRead
@@ -336,6 +341,16 @@ func (s *Station) Poll(ctx context.Context) Result {
 			"package", res.PackageAfter, "bytesRead", res.BytesRead, "violations", len(res.Violations))
 	}
 	return res
+}
+
+// ctxOver reports whether ctx is done or its deadline has passed (a socket
+// deadline taken from ctx can fire a moment before ctx.Err is set).
+func ctxOver(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // apply changes the station's state as the station does after a session.
@@ -449,7 +464,16 @@ func (s *Station) session(ctx context.Context, st State, res *Result) {
 		res.Err = err
 		return
 	}
-	var token []byte
+	var (
+		token  []byte
+		tlsCfg *tls.Config
+	)
+	if tlsOn {
+		if tlsCfg, token, err = s.tlsConfig(st.CUPSCred, host); err != nil {
+			res.Err = err
+			return
+		}
+	}
 	addr := net.JoinHostPort(host, port)
 	if ctx.Err() != nil {
 		res.Err = ctx.Err()
@@ -464,13 +488,7 @@ func (s *Station) session(ctx context.Context, st State, res *Result) {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
 	if tlsOn {
-		cfg, tok, err := s.tlsConfig(st.CUPSCred, host)
-		if err != nil {
-			res.Err = err
-			return
-		}
-		token = tok
-		tc := tls.Client(conn, cfg)
+		tc := tls.Client(conn, tlsCfg)
 		_ = tc.SetDeadline(time.Now().Add(s.timeout))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			res.Err = fmt.Errorf("CUPS TLS handshake with %s: %w", addr, err)

@@ -214,7 +214,8 @@ func (v *versionScanner) endLine() {
 
 func parseVersionLine(line string) (string, bool) {
 	line = strings.TrimSpace(line)
-	if !strings.HasPrefix(line, versionLinePrefix) || !strings.HasSuffix(line, versionLineSuffix) {
+	if len(line) < len(versionLinePrefix)+len(versionLineSuffix) ||
+		!strings.HasPrefix(line, versionLinePrefix) || !strings.HasSuffix(line, versionLineSuffix) {
 		return "", false
 	}
 	ver := line[len(versionLinePrefix) : len(line)-len(versionLineSuffix)]
