@@ -391,8 +391,7 @@ func selfSigned(t *testing.T, cn string, ips ...net.IP) (tls.Certificate, []byte
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, append(der[:len(der):len(der)], keyDER...)[:len(der)]
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, der
 }
 
 func TestPollTLS(t *testing.T) {
