@@ -40,21 +40,27 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
+// statusRecorder counts a success when the status is decided, before the
+// response leaves, so a client never sees an answer the counters miss.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	ok     func()
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
+		if code >= 200 && code < 300 {
+			r.ok()
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
-		r.status = http.StatusOK
+		r.WriteHeader(http.StatusOK)
 	}
 	return r.ResponseWriter.Write(b)
 }
@@ -104,11 +110,7 @@ func (s *Server) route(op Op, h func(w http.ResponseWriter, r *http.Request, id 
 				return
 			}
 		}
-		rec := &statusRecorder{ResponseWriter: w}
-		h(rec, r, id)
-		if rec.status >= 200 && rec.status < 300 {
-			s.counters.inc(&s.counters.served, op)
-		}
+		h(&statusRecorder{ResponseWriter: w, ok: func() { s.counters.inc(&s.counters.served, op) }}, r, id)
 	})
 }
 
