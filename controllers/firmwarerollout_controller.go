@@ -6,10 +6,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/signing"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -804,25 +801,13 @@ func verifiedMessage(ref FirmwareRef) string {
 }
 
 // stationKey accepts a 64-byte sig-N.key or a PEM public or private key and
-// returns the 64-byte form.
+// returns the 64-byte form the station holds.
 func stationKey(raw []byte) ([]byte, error) {
-	if len(raw) == 64 {
-		return raw, nil
+	pub, err := signing.ParsePublicKey(raw)
+	if err != nil {
+		return nil, err
 	}
-	if block, _ := pem.Decode(raw); block != nil {
-		k, err := x509.ParsePKIXPublicKey(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parse PEM public key: %w", err)
-		}
-		pub, ok := k.(*ecdsa.PublicKey)
-		if !ok || pub.Curve != elliptic.P256() {
-			return nil, errors.New("the PEM public key is not an ECDSA P-256 key")
-		}
-		// The sig-N.key form is the last 64 bytes of the SubjectPublicKeyInfo:
-		// the raw X||Y of the uncompressed point.
-		return block.Bytes[len(block.Bytes)-64:], nil
-	}
-	return nil, fmt.Errorf("want a 64-byte sig-N.key or a PEM public key, got %d bytes", len(raw))
+	return signing.MarshalSigKey(pub)
 }
 
 // reconcileAbort restores, on every station this rollout wrote, the four
