@@ -100,7 +100,12 @@ func TestDecide(t *testing.T) {
 			twin: func(t *twin.Twin) { t.CUPS.Package = "v2"; t.Observation = fresh; t.Ownership = owned },
 			want: want{update: "v2", record: true, notify: true}},
 		{name: "package differs, key not among the station's keys: KeyMismatch, no update",
-			twin: func(t *twin.Twin) { t.CUPS.Package = "v2"; t.CUPS.KeyChecksum = u32(42); t.Observation = fresh; t.Ownership = owned },
+			twin: func(t *twin.Twin) {
+				t.CUPS.Package = "v2"
+				t.CUPS.KeyChecksum = u32(42)
+				t.Observation = fresh
+				t.Ownership = owned
+			},
 			want: want{refusal: twin.RefusalKeyMismatch, record: true, notify: true}},
 		{name: "KeyMismatch already recorded: no second write",
 			twin: func(t *twin.Twin) {
@@ -174,7 +179,10 @@ func TestDecide(t *testing.T) {
 			twin:    func(t *twin.Twin) { t.CUPS.Package = "v2"; t.CUPS.Signature = "%%%" },
 			wantErr: "not base64"},
 		{name: "signature of impossible length: error",
-			twin:    func(t *twin.Twin) { t.CUPS.Package = "v2"; t.CUPS.Signature = base64.StdEncoding.EncodeToString(make([]byte, 200)) },
+			twin: func(t *twin.Twin) {
+				t.CUPS.Package = "v2"
+				t.CUPS.Signature = base64.StdEncoding.EncodeToString(make([]byte, 200))
+			},
 			wantErr: "200 bytes"},
 		{name: "signature without key checksum: error",
 			twin:    func(t *twin.Twin) { t.CUPS.Package = "v2"; t.CUPS.KeyChecksum = nil },
@@ -251,3 +259,5 @@ func TestObserveCounts(t *testing.T) {
 	_, rec, _ = Observe(&served, req, Outcome{}, now.Add(10*time.Minute), 5*time.Minute)
 	g.Expect(rec).To(BeTrue(), "the refresh period is configurable")
 }
+
+func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -1,0 +1,145 @@
+package cups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// slowGetter counts reads and can hold them until released.
+type slowGetter struct {
+	reads   atomic.Int64
+	hold    chan struct{}
+	started chan struct{}
+	mu      sync.Mutex
+	pkg     string
+}
+
+func (s *slowGetter) Get(_ context.Context, id string) (*twin.Twin, error) {
+	s.reads.Add(1)
+	s.mu.Lock()
+	pkg := s.pkg // the registry answers with what it holds when the read starts
+	s.mu.Unlock()
+	if s.started != nil {
+		s.started <- struct{}{}
+	}
+	if s.hold != nil {
+		<-s.hold
+	}
+	if id == "FFFFFFFFFFFFFFFF" {
+		return nil, fmt.Errorf("no such device: %w", twin.ErrNotFound)
+	}
+	return &twin.Twin{DeviceID: id, CUPS: twin.CUPS{Firmware: twin.Firmware{Package: pkg}}}, nil
+}
+
+func (s *slowGetter) setPackage(p string) { s.mu.Lock(); s.pkg = p; s.mu.Unlock() }
+
+func TestTwinCacheSingleFlight(t *testing.T) {
+	g := NewWithT(t)
+	getter := &slowGetter{hold: make(chan struct{}), pkg: "v1"}
+	c := NewTwinCache(getter, time.Minute)
+	var wg sync.WaitGroup
+	for range 500 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tw, err := c.Get(context.Background(), "0000000000000001")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(tw.CUPS.Package).To(Equal("v1"))
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let the storm pile up on the one read
+	close(getter.hold)
+	wg.Wait()
+	g.Expect(getter.reads.Load()).To(BeEquivalentTo(1), "a poll storm costs one registry read per station")
+	_, _ = c.Get(context.Background(), "0000000000000001")
+	g.Expect(getter.reads.Load()).To(BeEquivalentTo(1), "served from the cache within the TTL")
+}
+
+func TestTwinCacheTTLAndInvalidate(t *testing.T) {
+	g := NewWithT(t)
+	getter := &slowGetter{pkg: "v1"}
+	c := NewTwinCache(getter, time.Minute)
+	now := time.Unix(1_800_000_000, 0)
+	c.now = func() time.Time { return now }
+	ctx := context.Background()
+	const id = "0000000000000001"
+
+	tw, _ := c.Get(ctx, id)
+	g.Expect(tw.CUPS.Package).To(Equal("v1"))
+	getter.setPackage("v2")
+	tw, _ = c.Get(ctx, id)
+	g.Expect(tw.CUPS.Package).To(Equal("v1"), "within the TTL the cached twin serves")
+
+	c.Invalidate(id)
+	tw, _ = c.Get(ctx, id)
+	g.Expect(tw.CUPS.Package).To(Equal("v2"), "after Invalidate the next Get reads afresh")
+
+	getter.setPackage("v3")
+	now = now.Add(time.Minute)
+	tw, _ = c.Get(ctx, id)
+	g.Expect(tw.CUPS.Package).To(Equal("v3"), "after the TTL the next Get reads afresh")
+	g.Expect(getter.reads.Load()).To(BeEquivalentTo(3))
+}
+
+func TestTwinCacheInvalidateDuringRead(t *testing.T) {
+	g := NewWithT(t)
+	getter := &slowGetter{hold: make(chan struct{}), started: make(chan struct{}, 2), pkg: "v1"}
+	c := NewTwinCache(getter, time.Minute)
+	const id = "0000000000000001"
+	done := make(chan *twin.Twin)
+	go func() { tw, _ := c.Get(context.Background(), id); done <- tw }()
+	<-getter.started // the read of v1 is in flight
+	c.Invalidate(id) // the controller writes v2 meanwhile
+	getter.setPackage("v2")
+	getter.hold <- struct{}{}
+	g.Expect((<-done).CUPS.Package).To(Equal("v1"))
+
+	// The in-flight read must not have refilled the entry with v1.
+	go func() { tw, _ := c.Get(context.Background(), id); done <- tw }()
+	<-getter.started
+	getter.hold <- struct{}{}
+	g.Expect((<-done).CUPS.Package).To(Equal("v2"))
+}
+
+func TestTwinCacheNotFoundCachedOtherErrorsNot(t *testing.T) {
+	g := NewWithT(t)
+	getter := &slowGetter{}
+	c := NewTwinCache(getter, time.Minute)
+	for range 3 {
+		_, err := c.Get(context.Background(), "FFFFFFFFFFFFFFFF")
+		g.Expect(errors.Is(err, twin.ErrNotFound)).To(BeTrue())
+	}
+	g.Expect(getter.reads.Load()).To(BeEquivalentTo(1), "unknown stations polling do not hammer the registry")
+
+	s := newMemStore()
+	s.getErr = errors.New("429 too many requests")
+	c2 := NewTwinCache(s, time.Minute)
+	for range 3 {
+		_, err := c2.Get(context.Background(), "0000000000000001")
+		g.Expect(err).To(MatchError(ContainSubstring("429")))
+	}
+	g.Expect(s.gets.Load()).To(BeEquivalentTo(3), "transient errors are not cached")
+}
+
+func TestTwinCacheBoundedMemory(t *testing.T) {
+	g := NewWithT(t)
+	c := NewTwinCache(&slowGetter{}, 5*time.Second)
+	now := time.Unix(1_800_000_000, 0)
+	c.now = func() time.Time { return now }
+	for i := range 10_000 {
+		_, _ = c.Get(context.Background(), fmt.Sprintf("%016X", i))
+	}
+	g.Expect(c.Len()).To(Equal(10_000))
+	now = now.Add(6 * time.Second)
+	_, _ = c.Get(context.Background(), "0000000000000001")
+	g.Expect(c.Len()).To(Equal(1), "expired entries are swept")
+}
