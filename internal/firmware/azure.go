@@ -312,7 +312,7 @@ func (s *AzureStore) resolve(raw string, prefix bool) (target, error) {
 		if u.Scheme == s.endpoint.Scheme && u.Host == strings.ToLower(s.endpoint.Host) && strings.HasPrefix(u.Path, epPath+"/") {
 			c, b, err := splitContainer(strings.TrimPrefix(u.Path, epPath+"/"))
 			if err != nil {
-				return target{}, fmt.Errorf("%w %q: %v", ErrInvalidURL, raw, err)
+				return target{}, fmt.Errorf("%w %q: %w", ErrInvalidURL, raw, err)
 			}
 			return s.checkBlob(raw, target{client: s.client, account: s.account, container: c, blob: b, base: s.endpoint.String() + "/"}, prefix)
 		}
@@ -321,11 +321,11 @@ func (s *AzureStore) resolve(raw string, prefix bool) (target, error) {
 			account := strings.TrimSuffix(host, azureHostSuffix)
 			c, b, err := splitContainer(strings.TrimPrefix(u.Path, "/"))
 			if err != nil {
-				return target{}, fmt.Errorf("%w %q: %v", ErrInvalidURL, raw, err)
+				return target{}, fmt.Errorf("%w %q: %w", ErrInvalidURL, raw, err)
 			}
 			client, err := s.clientFor(account)
 			if err != nil {
-				return target{}, fmt.Errorf("%w %q: %v", ErrInvalidURL, raw, err)
+				return target{}, fmt.Errorf("%w %q: %w", ErrInvalidURL, raw, err)
 			}
 			return s.checkBlob(raw, target{client: client, account: account, container: c, blob: b, base: "https://" + host + "/"}, prefix)
 		}
@@ -341,7 +341,7 @@ func (s *AzureStore) checkBlob(raw string, t target, prefix bool) (target, error
 		check = checkPrefix
 	}
 	if err := check(t.blob); err != nil {
-		return target{}, fmt.Errorf("%w %q: %v", ErrInvalidURL, raw, err)
+		return target{}, fmt.Errorf("%w %q: %w", ErrInvalidURL, raw, err)
 	}
 	return t, nil
 }

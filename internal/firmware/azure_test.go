@@ -286,4 +286,3 @@ func TestAzureStreamConsistency(t *testing.T) {
 func writeFile(name, content string) error {
 	return writeBytes(name, []byte(content))
 }
-

@@ -4,8 +4,8 @@ import (
 	"crypto/sha256"
 	"io"
 	"math/rand/v2"
-	"os"
 	"net"
+	"os"
 	"sync"
 	"testing"
 

@@ -201,8 +201,8 @@ func (r *localReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (r *localReader) Close() error  { return r.f.Close() }
-func (r *localReader) ETag() string  { return r.etag }
+func (r *localReader) Close() error { return r.f.Close() }
+func (r *localReader) ETag() string { return r.etag }
 
 // fileETag is a version tag from inode, size and modification time.
 func fileETag(fi fs.FileInfo) string {

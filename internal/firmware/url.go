@@ -70,6 +70,9 @@ func parse(raw string, prefix bool) (BlobURL, error) {
 	bad := func(format string, args ...any) (BlobURL, error) {
 		return BlobURL{}, fmt.Errorf("%w %q: %s", ErrInvalidURL, truncate(raw), fmt.Sprintf(format, args...))
 	}
+	badErr := func(err error) (BlobURL, error) {
+		return BlobURL{}, fmt.Errorf("%w %q: %w", ErrInvalidURL, truncate(raw), err)
+	}
 	if raw == "" {
 		return bad("empty")
 	}
@@ -81,7 +84,7 @@ func parse(raw string, prefix bool) (BlobURL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return bad("%v", err)
+		return badErr(err)
 	}
 	if u.User != nil {
 		return bad("user info in a blob URL is not supported; configure credentials in the store")
@@ -101,7 +104,7 @@ func parse(raw string, prefix bool) (BlobURL, error) {
 			return bad("azblob://container/path has no port")
 		}
 		if err := checkContainer(u.Host); err != nil {
-			return bad("%v", err)
+			return badErr(err)
 		}
 		name := strings.TrimPrefix(u.Path, "/")
 		check := checkBlobName
@@ -109,7 +112,7 @@ func parse(raw string, prefix bool) (BlobURL, error) {
 			check = checkPrefix
 		}
 		if err := check(name); err != nil {
-			return bad("%v", err)
+			return badErr(err)
 		}
 		return BlobURL{Scheme: SchemeAzblob, Container: u.Host, Blob: name}, nil
 	case SchemeHTTPS, SchemeHTTP:
@@ -117,7 +120,7 @@ func parse(raw string, prefix bool) (BlobURL, error) {
 			return bad("want %s://host/container/path", u.Scheme)
 		}
 		if err := checkSegments(trimSlashes(u.Path, prefix)); err != nil {
-			return bad("%v", err)
+			return badErr(err)
 		}
 		return BlobURL{Scheme: strings.ToLower(u.Scheme), Host: strings.ToLower(u.Host), Path: u.Path}, nil
 	case SchemeFile:
@@ -129,7 +132,7 @@ func parse(raw string, prefix bool) (BlobURL, error) {
 			}
 			p, err = url.PathUnescape(u.Opaque)
 			if err != nil {
-				return bad("%v", err)
+				return badErr(err)
 			}
 			if strings.ContainsAny(p, "\x00\\") {
 				return bad("contains a NUL byte or a backslash")
@@ -141,7 +144,7 @@ func parse(raw string, prefix bool) (BlobURL, error) {
 			return bad("no file named")
 		}
 		if err := checkSegments(trimSlashes(p, prefix)); err != nil {
-			return bad("%v", err)
+			return badErr(err)
 		}
 		return BlobURL{Scheme: SchemeFile, Path: p}, nil
 	case "":
