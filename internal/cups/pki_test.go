@@ -53,6 +53,8 @@ type issued struct {
 	tls        tls.Certificate
 	certPEM    []byte
 	keyPEM     []byte
+	certDER    []byte
+	keyDER     []byte // SEC1
 	thumbprint string // hex SHA-1 of the DER certificate, as the twin lists it
 }
 
@@ -88,6 +90,8 @@ func (ca *testCA) issue(t testing.TB, cn string, server bool) *issued {
 	out := &issued{
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
+		certDER: der,
+		keyDER:  kder,
 	}
 	sum := sha1.Sum(der) //nolint:gosec // thumbprint
 	out.thumbprint = hex.EncodeToString(sum[:])
