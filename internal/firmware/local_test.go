@@ -194,7 +194,7 @@ func TestLocalDetectsChange(t *testing.T) {
 				g.Expect(err).To(MatchError(firmware.ErrChanged))
 				g.Expect(err).To(MatchError(ContainSubstring(tt.wantErr)))
 				g.Expect(firmware.IsTransient(err)).To(BeTrue())
-				g.Expect(int64(len(head) + len(rest))).To(BeNumerically("<=", n), "never more than announced")
+				g.Expect(int64(len(head)+len(rest))).To(BeNumerically("<=", n), "never more than announced")
 				return
 			}
 			g.Expect(err).NotTo(HaveOccurred())
