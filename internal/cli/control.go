@@ -1,0 +1,228 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+)
+
+// control is one of the imperative rollout commands.
+type control string
+
+// The imperative commands.
+const (
+	controlPause  control = "pause"
+	controlResume control = "resume"
+	controlAbort  control = "abort"
+)
+
+// argoTrackingAnnotation marks objects an Argo CD Application manages.
+const argoTrackingAnnotation = "argocd.argoproj.io/tracking-id"
+
+// conflictRetries is how often a command re-reads and re-decides after the
+// rollout changed between its read and its patch.
+const conflictRetries = 5
+
+// controlPlan is what a command will change and what to tell the user.
+type controlPlan struct {
+	// patch is the JSON merge patch (without the resourceVersion guard).
+	patch map[string]any
+	// done is printed after the patch succeeded.
+	done string
+	// gitField names the spec field to change in Git as well, for rollouts
+	// Argo CD manages.
+	gitField string
+}
+
+// planControl decides what act does to obj, or says why it does not apply.
+// cmd is how the user invokes the CLI (for hints); now stamps a resume.
+func planControl(act control, obj *fwv1.FirmwareRollout, cmd string, now time.Time) (*controlPlan, error) {
+	name := obj.Name
+	phase := obj.Status.Phase
+	follow := fmt.Sprintf("follow it with `%s status %s -w`", cmd, name)
+	switch act {
+	case controlPause:
+		switch {
+		case phase == fwv1.PhaseCompleted:
+			return nil, fmt.Errorf("rollout %s is Completed: there is nothing left to pause", name)
+		case phase == fwv1.PhaseAborted:
+			return nil, fmt.Errorf("rollout %s is Aborted: there is nothing left to pause", name)
+		case obj.Spec.Abort || phase == fwv1.PhaseAborting:
+			return nil, fmt.Errorf("rollout %s is being aborted: pausing cannot stop the restore; %s", name, follow)
+		case phase == fwv1.PhaseHalted:
+			return nil, fmt.Errorf("rollout %s is Halted (more failures than maxFailures allows): it writes no further batch anyway; `%s abort %s` restores the previous firmware, or delete it", name, cmd, name)
+		case obj.Spec.Paused:
+			return nil, fmt.Errorf("rollout %s is already paused (spec.paused is true); resume it with `%s resume %s`", name, cmd, name)
+		}
+		return &controlPlan{
+			patch:    map[string]any{"spec": map[string]any{"paused": true}},
+			done:     fmt.Sprintf("rollout %s paused: no further twin is written; stations already written keep going. Resume with `%s resume %s`", name, cmd, name),
+			gitField: "spec.paused: true",
+		}, nil
+
+	case controlResume:
+		switch {
+		case phase == fwv1.PhaseCompleted:
+			return nil, fmt.Errorf("rollout %s is Completed: there is nothing to resume", name)
+		case phase == fwv1.PhaseAborted:
+			return nil, fmt.Errorf("rollout %s is Aborted: an abort cannot be undone; create a new FirmwareRollout to roll the firmware out again", name)
+		case obj.Spec.Abort || phase == fwv1.PhaseAborting:
+			return nil, fmt.Errorf("rollout %s is being aborted: an abort cannot be undone; %s", name, follow)
+		case phase == fwv1.PhaseHalted:
+			return nil, fmt.Errorf("rollout %s is Halted (more failures than maxFailures allows) and cannot be resumed: see `%s stations %s --outcome Failed`, then `%s abort %s` to restore the previous firmware or delete it and start a new rollout", name, cmd, name, cmd, name)
+		}
+		waiting := waitsForResume(obj)
+		if !obj.Spec.Paused && !waiting {
+			if phase == fwv1.PhasePaused {
+				msg := "it is in a timed pause step"
+				if c := meta.FindStatusCondition(obj.Status.Conditions, fwv1.ConditionReady); c != nil && c.Message != "" {
+					msg = c.Message
+				}
+				return nil, fmt.Errorf("rollout %s is not waiting for a resume (%s): a timed pause ends by itself; %s", name, msg, follow)
+			}
+			shown := string(phase)
+			if shown == "" {
+				shown = "not yet reconciled"
+			}
+			return nil, fmt.Errorf("rollout %s is not paused (phase %s): there is nothing to resume; pause it with `%s pause %s`", name, shown, cmd, name)
+		}
+		patch := map[string]any{}
+		if obj.Spec.Paused {
+			patch["spec"] = map[string]any{"paused": false}
+		}
+		if waiting {
+			patch["metadata"] = map[string]any{"annotations": map[string]any{fwv1.ResumeAnnotation: now.UTC().Format(time.RFC3339Nano)}}
+		}
+		p := &controlPlan{patch: patch, done: fmt.Sprintf("rollout %s resumed; %s", name, follow)}
+		if obj.Spec.Paused {
+			p.gitField = "spec.paused: false"
+		}
+		return p, nil
+
+	case controlAbort:
+		switch {
+		case phase == fwv1.PhaseCompleted:
+			return nil, fmt.Errorf("rollout %s is Completed: every step is done, so there is nothing to abort; to go back, publish the previous firmware and roll it out with a new FirmwareRollout", name)
+		case phase == fwv1.PhaseAborted:
+			return nil, fmt.Errorf("rollout %s is already Aborted", name)
+		case obj.Spec.Abort || phase == fwv1.PhaseAborting:
+			return nil, fmt.Errorf("rollout %s is already being aborted (spec.abort is true); %s", name, follow)
+		}
+		return &controlPlan{
+			patch:    map[string]any{"spec": map[string]any{"abort": true}},
+			done:     fmt.Sprintf("rollout %s is aborting: the previous firmware is restored on every station it wrote; %s", name, follow),
+			gitField: "spec.abort: true",
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown command %q", act)
+}
+
+// waitsForResume reports whether the rollout waits in an indefinite pause
+// step: the controller says so (Ready reason WaitingForResume), or spec.paused
+// hides it while the current step is a pause without duration.
+func waitsForResume(obj *fwv1.FirmwareRollout) bool {
+	if obj.Status.Phase != fwv1.PhasePaused {
+		return false
+	}
+	if c := meta.FindStatusCondition(obj.Status.Conditions, fwv1.ConditionReady); c != nil && c.Reason == fwv1.ReasonWaitingForResume {
+		return true
+	}
+	i := int(obj.Status.CurrentStep)
+	steps := obj.Spec.Strategy.Steps
+	return obj.Spec.Paused && i >= 1 && i <= len(steps) && steps[i-1].Pause != nil && steps[i-1].Pause.Duration == nil
+}
+
+func (a *app) controlCommand(act control, short, long string) *cobra.Command {
+	return &cobra.Command{
+		Use:     string(act) + " ROLLOUT",
+		Short:   short,
+		Long:    long,
+		Example: fmt.Sprintf("  %s %s fw-2-0-7 -n lorawan", a.commandName(), act),
+		Args:    exactArgs(1, "ROLLOUT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runControl(cmd.Context(), act, args[0])
+		},
+	}
+}
+
+func (a *app) pauseCommand() *cobra.Command {
+	return a.controlCommand(controlPause, "Pause a rollout: write no further twin until resumed",
+		`pause sets spec.paused: no further station twin is written until the rollout
+is resumed; stations already written keep going and their outcomes are still
+reported. It refuses a rollout that is finished, halted, aborting or already
+paused. For a rollout managed from Git, set spec.paused there too, or a sync
+reverts it.`)
+}
+
+func (a *app) resumeCommand() *cobra.Command {
+	return a.controlCommand(controlResume, "Resume a paused rollout",
+		`resume clears spec.paused and, when the rollout waits in a pause step without
+duration, sets the `+fwv1.ResumeAnnotation+` annotation to the
+current time so it moves past that step. It refuses a rollout that is not
+paused; a timed pause step ends by itself.`)
+}
+
+func (a *app) abortCommand() *cobra.Command {
+	return a.controlCommand(controlAbort, "Abort a rollout and restore the previous firmware",
+		`abort sets spec.abort: the rollout stops and restores, on every station it
+wrote, the firmware fields the station had before. An abort cannot be undone.
+It refuses a rollout that completed or is already aborted.`)
+}
+
+// runControl reads the rollout, decides and patches, re-deciding when the
+// rollout changed in between (the patch carries the resourceVersion read).
+func (a *app) runControl(ctx context.Context, act control, name string) error {
+	c, ns, err := a.kubeClient()
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		obj, err := a.getRollout(ctx, c, ns, name)
+		if err != nil {
+			return err
+		}
+		plan, err := planControl(act, obj, a.commandName(), a.Now())
+		if err != nil {
+			return err
+		}
+		guarded := map[string]any{}
+		for k, v := range plan.patch {
+			guarded[k] = v
+		}
+		md, _ := guarded["metadata"].(map[string]any)
+		if md == nil {
+			md = map[string]any{}
+		}
+		md["resourceVersion"] = obj.ResourceVersion
+		guarded["metadata"] = md
+		body, err := json.Marshal(guarded)
+		if err != nil {
+			return fmt.Errorf("encode patch: %w", err)
+		}
+		err = c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+		switch {
+		case err == nil:
+			fmt.Fprintln(a.Streams.Out, plan.done)
+			if _, argo := obj.Annotations[argoTrackingAnnotation]; argo && plan.gitField != "" {
+				fmt.Fprintf(a.Streams.ErrOut, "warning: Argo CD manages %s/%s: set %s in Git too, or a sync reverts it\n", ns, name, plan.gitField)
+			}
+			return nil
+		case apierrors.IsConflict(err) && attempt < conflictRetries:
+			continue // changed meanwhile: decide again on the new state
+		case apierrors.IsForbidden(err):
+			return fmt.Errorf("not allowed to %s %s/%s: ask for patch on firmwarerollouts.firmware.stationfleet.io: %w", act, ns, name, err)
+		case apierrors.IsInvalid(err):
+			return fmt.Errorf("the API server refused to %s %s/%s: %w", act, ns, name, err)
+		}
+		return fmt.Errorf("%s %s/%s: %w", act, ns, name, err)
+	}
+}

@@ -1,0 +1,287 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/iothub"
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// Environment variables of the IoT Hub connection.
+const (
+	// EnvIoTHubConnectionString holds the IoT Hub service connection string.
+	EnvIoTHubConnectionString = "IOTHUB_CONNECTION_STRING"
+	// EnvIoTHubConnectionStringFile names a file holding it.
+	EnvIoTHubConnectionStringFile = "IOTHUB_CONNECTION_STRING_FILE"
+	// EnvIoTHubCAFile names a PEM file of CAs to trust for IoT Hub (the
+	// emulator's).
+	EnvIoTHubCAFile = "IOTHUB_CA_FILE"
+)
+
+// hubOptions say how to reach IoT Hub. The connection string is a secret:
+// it comes from a file or the environment, never from a flag's value, and is
+// never printed.
+type hubOptions struct {
+	connectionStringFile string
+	caFile               string
+}
+
+func (o *hubOptions) bindFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.connectionStringFile, "iothub-connection-string-file", os.Getenv(EnvIoTHubConnectionStringFile),
+		"File holding the IoT Hub service connection string (default $"+EnvIoTHubConnectionStringFile+"; else $"+EnvIoTHubConnectionString+" holds the string itself).")
+	cmd.Flags().StringVar(&o.caFile, "iothub-ca-file", os.Getenv(EnvIoTHubCAFile),
+		"PEM CA certificate to trust for IoT Hub, e.g. the stationfleet emulator's (default $"+EnvIoTHubCAFile+").")
+}
+
+// connect opens the twin registry.
+func (o *hubOptions) connect() (*iothub.Client, error) {
+	cs := ""
+	switch {
+	case o.connectionStringFile != "":
+		b, err := os.ReadFile(o.connectionStringFile)
+		if err != nil {
+			return nil, fmt.Errorf("read IoT Hub connection string: %w", err)
+		}
+		cs = strings.TrimSpace(string(b))
+	default:
+		cs = strings.TrimSpace(os.Getenv(EnvIoTHubConnectionString))
+	}
+	if cs == "" {
+		return nil, errors.New("no IoT Hub connection string: set --iothub-connection-string-file or $" + EnvIoTHubConnectionString +
+			" (a service policy that may read the registry, e.g. from `az iot hub connection-string show --policy-name registryRead`)")
+	}
+	var opts []iothub.Option
+	if o.caFile != "" {
+		opts = append(opts, iothub.WithCAFile(o.caFile))
+	}
+	c, err := iothub.New(cs, opts...)
+	if err != nil {
+		// iothub.New never quotes the connection string.
+		return nil, fmt.Errorf("connect to IoT Hub: %w", err)
+	}
+	return c, nil
+}
+
+// stationRow is one line of the stations table.
+type stationRow struct {
+	id      string
+	batch   int
+	outcome stationOutcome
+	// pkg is the package the station last reported ("" when never seen).
+	pkg string
+	// served is how many times CUPS sent this rollout's package.
+	served int
+}
+
+func (a *app) stationsCommand() *cobra.Command {
+	var hub hubOptions
+	var outcome, output string
+	cmd := &cobra.Command{
+		Use:   "stations ROLLOUT [--outcome Updated|Failed|InProgress|Pending|Skipped]",
+		Short: "List the per-station outcomes of a rollout, read from the twins",
+		Long: `stations reads the device twins of the stations a rollout selects or owns from
+IoT Hub and shows, per station, its batch, outcome (Updated, Failed,
+InProgress, Pending, Skipped), the failure or skip reason, the package it last
+reported to CUPS and how many times CUPS sent it the update. The outcome rule
+is the controller's.
+
+The IoT Hub service connection string comes from --iothub-connection-string-file
+or $` + EnvIoTHubConnectionString + `; it is never printed.`,
+		Example: `  IOTHUB_CONNECTION_STRING_FILE=hub.txt ` + a.commandName() + ` stations fw-2-0-7 --outcome Failed`,
+		Args:    exactArgs(1, "ROLLOUT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			want, err := parseOutcome(outcome)
+			if err != nil {
+				return err
+			}
+			if output != "" && output != "wide" {
+				return fmt.Errorf("--output %q: the only output format is wide", output)
+			}
+			return a.runStations(cmd.Context(), args[0], hub, want, output == "wide")
+		},
+	}
+	hub.bindFlags(cmd)
+	cmd.Flags().StringVar(&outcome, "outcome", "", "Only stations with this outcome: Updated, Failed, InProgress, Pending or Skipped.")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "Output format: wide adds each station's message.")
+	return cmd
+}
+
+func parseOutcome(s string) (fwv1.StationOutcome, error) {
+	if s == "" {
+		return "", nil
+	}
+	for _, o := range []fwv1.StationOutcome{fwv1.OutcomeUpdated, fwv1.OutcomeFailed, fwv1.OutcomeInProgress, fwv1.OutcomePending, fwv1.OutcomeSkipped} {
+		if strings.EqualFold(s, string(o)) {
+			return o, nil
+		}
+	}
+	return "", fmt.Errorf("--outcome %q: use Updated, Failed, InProgress, Pending or Skipped", s)
+}
+
+func (a *app) runStations(ctx context.Context, name string, hub hubOptions, want fwv1.StationOutcome, wide bool) error {
+	c, ns, err := a.kubeClient()
+	if err != nil {
+		return err
+	}
+	obj, err := a.getRollout(ctx, c, ns, name)
+	if err != nil {
+		return err
+	}
+	active, err := a.activeRollouts(ctx, c, ns)
+	if err != nil {
+		return err
+	}
+	reg, err := hub.connect()
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	rows, err := collectStations(ctx, reg, obj, newOutcomeParams(obj, active, a.Now()))
+	if err != nil {
+		return err
+	}
+	if obj.Status.Phase == fwv1.PhaseAborted {
+		fmt.Fprintf(a.Streams.ErrOut, "note: %s was aborted: its stations were restored and released, so they show as Pending\n", name)
+	}
+	writeStations(a.Streams.Out, rows, want, wide)
+	return nil
+}
+
+// activeRollouts returns the UIDs of rollouts that still hold their stations,
+// as the controller counts them. Without permission to list rollouts in
+// every namespace it falls back to the rollout's own namespace.
+func (a *app) activeRollouts(ctx context.Context, c client.Client, ns string) (map[string]bool, error) {
+	var list fwv1.FirmwareRolloutList
+	err := c.List(ctx, &list)
+	if apierrors.IsForbidden(err) {
+		fmt.Fprintf(a.Streams.ErrOut, "warning: cannot list FirmwareRollouts in every namespace; stations owned by rollouts outside %s show as Pending\n", ns)
+		err = c.List(ctx, &list, client.InNamespace(ns))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list FirmwareRollouts: %w", err)
+	}
+	active := map[string]bool{}
+	for i := range list.Items {
+		it := &list.Items[i]
+		switch it.Status.Phase {
+		case fwv1.PhaseCompleted, fwv1.PhaseAborted:
+		default:
+			active[string(it.UID)] = it.DeletionTimestamp.IsZero()
+		}
+	}
+	return active, nil
+}
+
+// twinQuerier is the part of the registry stations needs.
+type twinQuerier interface {
+	Query(ctx context.Context, sel twin.Selector, fn func(page []*twin.Twin) error) error
+}
+
+// collectStations reads the stations the rollout owns and those its
+// selector matches, and classifies each once.
+func collectStations(ctx context.Context, reg twinQuerier, obj *fwv1.FirmwareRollout, p outcomeParams) ([]stationRow, error) {
+	seen := map[string]bool{}
+	var rows []stationRow
+	add := func(page []*twin.Twin) error {
+		for _, t := range page {
+			if seen[t.DeviceID] {
+				continue
+			}
+			seen[t.DeviceID] = true
+			r := stationRow{id: t.DeviceID, outcome: evaluateTwin(t, p)}
+			if o := t.Ownership; o != nil && o.UID == p.uid {
+				r.batch = o.Batch
+			}
+			if ob := t.Observation; ob != nil {
+				r.pkg = ob.Package
+				if ob.ServedPackage == p.pkg {
+					r.served = ob.UpdatesServed
+				}
+			}
+			rows = append(rows, r)
+		}
+		return nil
+	}
+	if err := reg.Query(ctx, twin.Selector{OwnerUID: p.uid}, add); err != nil {
+		return nil, fmt.Errorf("query the stations %s owns: %w", obj.Name, err)
+	}
+	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
+	if err := reg.Query(ctx, sel, add); err != nil {
+		return nil, fmt.Errorf("query the stations %s selects: %w", obj.Name, err)
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		bi, bj := rows[i].batch, rows[j].batch
+		if (bi == 0) != (bj == 0) {
+			return bj == 0 // written stations first
+		}
+		if bi != bj {
+			return bi < bj
+		}
+		return rows[i].id < rows[j].id
+	})
+	return rows, nil
+}
+
+// writeStations prints the table of rows with outcome want ("" for all) and
+// a count per outcome.
+func writeStations(w io.Writer, rows []stationRow, want fwv1.StationOutcome, wide bool) {
+	counts := map[fwv1.StationOutcome]int{}
+	var shown []stationRow
+	for _, r := range rows {
+		counts[r.outcome.State]++
+		if want == "" || r.outcome.State == want {
+			shown = append(shown, r)
+		}
+	}
+	if len(shown) == 0 {
+		if want != "" {
+			fmt.Fprintf(w, "No station of %d is %s.\n", len(rows), want)
+		} else {
+			fmt.Fprintln(w, "The rollout selects no station and owns none.")
+		}
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	head := "DEVICE ID\tBATCH\tOUTCOME\tREASON\tPACKAGE\tUPDATES SERVED"
+	if wide {
+		head += "\tMESSAGE"
+	}
+	fmt.Fprintln(tw, head)
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, r := range shown {
+		batch := "-"
+		if r.batch > 0 {
+			batch = fmt.Sprint(r.batch)
+		}
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d", r.id, batch, r.outcome.State, dash(r.outcome.Reason), dash(r.pkg), r.served)
+		if wide {
+			line += "\t" + dash(r.outcome.Message)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	_ = tw.Flush()
+	var parts []string
+	for _, o := range []fwv1.StationOutcome{fwv1.OutcomeUpdated, fwv1.OutcomeFailed, fwv1.OutcomeInProgress, fwv1.OutcomePending, fwv1.OutcomeSkipped} {
+		if counts[o] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[o], o))
+		}
+	}
+	fmt.Fprintf(w, "%d of %d stations shown (%s)\n", len(shown), len(rows), strings.Join(parts, ", "))
+}
