@@ -230,10 +230,10 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 	c := &Client{
 		host:     sak.HostName,
 		cfg:      cfg,
-		write:    limiter(cfg.writeRate),
-		read:     limiter(cfg.readRate),
-		query:    limiter(cfg.queryRate),
-		identity: limiter(cfg.identityRate),
+		write:    limiter(cfg.writeRate, time.Second),
+		read:     limiter(cfg.readRate, time.Second),
+		query:    limiter(cfg.queryRate, time.Minute),
+		identity: limiter(cfg.identityRate, time.Minute),
 	}
 	hc := cfg.httpClient
 	if hc == nil {
@@ -271,13 +271,15 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// limiter returns a token bucket for perSecond with a burst of one second's
-// worth (at least 1), or nil (no limit) when perSecond <= 0.
-func limiter(perSecond float64) *rate.Limiter {
+// limiter returns a token bucket for perSecond whose burst is what the rate
+// allows over window (at least 1): IoT Hub meters twin reads and writes per
+// second and queries and identity operations per minute. It returns nil (no
+// limit) when perSecond <= 0.
+func limiter(perSecond float64, window time.Duration) *rate.Limiter {
 	if perSecond <= 0 {
 		return nil
 	}
-	burst := int(perSecond)
+	burst := int(perSecond * window.Seconds())
 	if burst < 1 {
 		burst = 1
 	}

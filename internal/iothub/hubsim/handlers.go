@@ -605,7 +605,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 		after = c.After
 	}
-	ids := s.store.ids()
+	ids, ok := q.deviceIDs()
+	if !ok {
+		ids = s.store.ids()
+	}
 	start := sort.SearchStrings(ids, after)
 	if after != "" && start < len(ids) && ids[start] == after {
 		start++

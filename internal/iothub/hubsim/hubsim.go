@@ -77,8 +77,8 @@ type Options struct {
 	ExtraPolicies map[string]string
 	// StateFile, when set, is where the registry is persisted.
 	StateFile string
-	// SaveInterval is how long after a change the state file is written;
-	// default 200ms. Shutdown always writes it.
+	// SaveInterval is how often the state file is rewritten while the
+	// registry changes; default 1s. Shutdown always writes it.
 	SaveInterval time.Duration
 	// CertDir is where the CA certificate (hubsim-ca.pem) and its key are
 	// kept; an existing CA there is reused. Default: a new temporary
@@ -125,7 +125,7 @@ func New(opts Options) (*Server, error) {
 		opts.PolicyName = DefaultPolicyName
 	}
 	if opts.SaveInterval <= 0 {
-		opts.SaveInterval = 200 * time.Millisecond
+		opts.SaveInterval = time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

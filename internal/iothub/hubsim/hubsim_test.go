@@ -28,7 +28,7 @@ func newRaw(hub *Server) *rawClient {
 	return &rawClient{hub: hub, http: &http.Client{Transport: &http.Transport{TLSClientConfig: hub.ClientTLSConfig()}}}
 }
 
-func (c *rawClient) token(t *testing.T) string {
+func (c *rawClient) token(t testing.TB) string {
 	tok, err := SASToken(c.hub.HostName(), DefaultPolicyName, testKey, time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +36,11 @@ func (c *rawClient) token(t *testing.T) string {
 	return tok
 }
 
-func (c *rawClient) do(t *testing.T, method, path, apiVersion, auth string, hdr map[string]string, body any) (int, http.Header, []byte) {
+func (c *rawClient) doB(tb testing.TB, method, path, auth string, body any) (int, http.Header, []byte) {
+	return c.do(tb, method, path, "2020-09-30", auth, nil, body)
+}
+
+func (c *rawClient) do(t testing.TB, method, path, apiVersion, auth string, hdr map[string]string, body any) (int, http.Header, []byte) {
 	t.Helper()
 	var r io.Reader
 	if body != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -664,4 +665,48 @@ func cmpOrdered(c int, op string) tri {
 func (q *Query) Matches(deviceID string, tags, desired, reported map[string]any) bool {
 	return q.match(&device{ID: deviceID, Status: "enabled", AuthType: "sas", Version: 1,
 		Tags: tags, Desired: desired, DesiredVersion: 1, Reported: reported, ReportedVersion: 1})
+}
+
+// deviceIDs returns, sorted and unique, the only device ids the query can
+// match when its WHERE is "deviceId IN [...]" or an AND with such a term, so
+// the emulator looks those devices up instead of scanning the registry. It
+// returns ok=false when the query does not restrict ids that way.
+func (q *Query) deviceIDs() (ids []string, ok bool) {
+	var find func(e expr) ([]string, bool)
+	find = func(e expr) ([]string, bool) {
+		switch x := e.(type) {
+		case *inExpr:
+			if x.neg || len(x.path) != 1 || x.path[0] != "deviceId" {
+				return nil, false
+			}
+			out := make([]string, 0, len(x.lits))
+			for _, l := range x.lits {
+				if s, ok := l.(string); ok {
+					out = append(out, s)
+				}
+			}
+			return out, true
+		case *andExpr:
+			if ids, ok := find(x.l); ok {
+				return ids, true
+			}
+			return find(x.r)
+		}
+		return nil, false
+	}
+	if q.where == nil {
+		return nil, false
+	}
+	ids, ok = find(q.where)
+	if !ok {
+		return nil, false
+	}
+	sort.Strings(ids)
+	out := ids[:0]
+	for i, id := range ids {
+		if i == 0 || id != ids[i-1] {
+			out = append(out, id)
+		}
+	}
+	return out, true
 }
