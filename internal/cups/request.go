@@ -158,6 +158,9 @@ func parseOptString(name string, raw json.RawMessage) (string, error) {
 	if raw[0] != '"' {
 		return "", &RequestError{Field: name, Msg: "want a string or null, got " + jsonKind(raw)}
 	}
+	if s, ok := plainString(raw); ok {
+		return s, nil
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", &RequestError{Field: name, Msg: "malformed string"}
@@ -182,6 +185,9 @@ func parseKeys(raw json.RawMessage) ([]uint32, error) {
 	}
 	if raw[0] != '[' {
 		return nil, &RequestError{Field: "keys", Msg: "want a list of 32-bit CRCs, got " + jsonKind(raw)}
+	}
+	if keys, ok := plainUintList(raw); ok {
+		return keys, nil
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
@@ -248,4 +254,73 @@ func excerpt(b []byte) string {
 		return strconv.Quote(string(b[:max])) + "..."
 	}
 	return strconv.Quote(string(b))
+}
+
+// plainString returns the content of a JSON string literal (already
+// validated by the decoder) that needs no unescaping: printable ASCII
+// without backslash. ok is false otherwise, and the caller decodes it fully.
+// Station requests are all of this kind; the fast path keeps the no-change
+// answer close to the cost of a bare handler.
+func plainString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c < 0x20 || c >= 0x7f || c == '\\' || c == '"' {
+			return "", false
+		}
+	}
+	return string(body), true
+}
+
+// plainUintList parses a JSON list (already validated by the decoder) made
+// only of digits, commas and white space. ok is false for anything else
+// (a sign, a fraction, a string, a nested value, a number out of range),
+// and the caller takes the general path with its precise error messages.
+func plainUintList(raw json.RawMessage) ([]uint32, bool) {
+	if len(raw) < 2 || raw[0] != '[' || raw[len(raw)-1] != ']' {
+		return nil, false
+	}
+	body := raw[1 : len(raw)-1]
+	keys := make([]uint32, 0, 4)
+	var v uint64
+	digits := 0
+	flush := func() bool {
+		if digits == 0 || digits > 10 || v > 1<<32-1 {
+			return false
+		}
+		keys = append(keys, uint32(v))
+		v, digits = 0, 0
+		return true
+	}
+	seen := false
+	for _, c := range body {
+		switch {
+		case c >= '0' && c <= '9':
+			if digits > 0 && v == 0 {
+				return nil, false // leading zero: not valid JSON, let the decoder say so
+			}
+			v = v*10 + uint64(c-'0')
+			digits++
+			seen = true
+			if digits > 10 {
+				return nil, false
+			}
+		case c == ',':
+			if !flush() {
+				return nil, false
+			}
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		default:
+			return nil, false
+		}
+	}
+	if seen && !flush() {
+		return nil, false
+	}
+	if !seen && len(bytes.TrimSpace(body)) != 0 {
+		return nil, false
+	}
+	return keys, true
 }

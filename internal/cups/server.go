@@ -253,6 +253,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	outcome = s.serve(w, r)
 }
 
+// lazyLog builds a request's logger on first use: a structured logger's
+// WithValues (zap's in the manager) costs more than the whole no-change
+// answer, which logs nothing at the default verbosity.
+type lazyLog struct {
+	base            logr.Logger
+	remote, station string
+	l               logr.Logger
+	built           bool
+}
+
+func (z *lazyLog) get() logr.Logger {
+	if !z.built {
+		if z.station != "" {
+			z.l = z.base.WithValues("remote", z.remote, "station", z.station)
+		} else {
+			z.l = z.base.WithValues("remote", z.remote)
+		}
+		z.built = true
+	}
+	return z.l
+}
+
 // authMethod is how a caller proved who it is.
 type authMethod int
 
@@ -273,22 +295,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return OutcomeMethod
 	}
-	log := s.log.WithValues("remote", r.RemoteAddr)
+	lg := &lazyLog{base: s.log, remote: r.RemoteAddr}
 
 	// Parse the body, bounded.
 	req, err := s.readRequest(r)
 	if err != nil {
-		log.Info("refused malformed update-info request", "reason", err.Error())
+		lg.get().Info("refused malformed update-info request", "reason", err.Error())
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return OutcomeBadRequest
 	}
 	deviceID := req.Router.DeviceID()
-	log = log.WithValues("station", deviceID)
-	ctx := logr.NewContext(r.Context(), log)
+	lg.station = deviceID
+	ctx := r.Context()
 
 	// 1. Who is calling: a client certificate (whose CN must be the
 	// router), a bearer token, or, in insecure mode, anybody.
-	method, thumbprint, token, status := s.identify(r, req, log)
+	method, thumbprint, token, status := s.identify(r, req, lg)
 	if status != 0 {
 		return s.refuse(w, status)
 	}
@@ -297,25 +319,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	t, err := s.cache.Get(ctx, deviceID)
 	switch {
 	case errors.Is(err, twin.ErrNotFound):
-		log.Info("refused update-info for an unknown device")
+		lg.get().Info("refused update-info for an unknown device")
 		if method == authNone {
 			return s.refuse(w, http.StatusNotFound)
 		}
 		return s.refuse(w, http.StatusForbidden)
 	case err != nil:
-		log.Error(err, "read twin")
+		lg.get().Error(err, "read twin")
 		http.Error(w, "twin registry unavailable", http.StatusServiceUnavailable)
 		return OutcomeError
 	}
 	switch method {
 	case authCert:
 		if !thumbprintAllowed(t.ClientThumbprints, thumbprint) {
-			log.Info("refused update-info: client certificate thumbprint not in the twin", "thumbprint", thumbprint)
+			lg.get().Info("refused update-info: client certificate thumbprint not in the twin", "thumbprint", thumbprint)
 			return s.refuse(w, http.StatusForbidden)
 		}
 	case authToken:
 		if !tokenAllowed(t.TokenSHA256, token) {
-			log.Info("refused update-info: bearer token not allowed for this station")
+			lg.get().Info("refused update-info: bearer token not allowed for this station")
 			return s.refuse(w, http.StatusForbidden)
 		}
 	}
@@ -324,12 +346,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	now := s.now()
 	d, err := Decide(Input{Request: req, Twin: t, Authenticated: method != authNone, Now: now, Refresh: s.opts.ObservationRefresh})
 	if err != nil {
-		log.Error(err, "twin holds inconsistent firmware fields; answering 500")
+		lg.get().Error(err, "twin holds inconsistent firmware fields; answering 500")
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return OutcomeError
 	}
 	if d.Record {
-		s.record(ctx, deviceID, req, d, now, t)
+		s.record(ctx, deviceID, req, d, now, t, lg.get())
 	}
 	if d.IsNoChange() {
 		h := w.Header()
@@ -337,13 +359,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		h["Content-Length"] = noChangeLength
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(noChangeBody)
-		log.V(1).Info("update-info: nothing to change", "refusal", d.Outcome.Refusal)
+		if s.log.V(1).Enabled() {
+			lg.get().V(1).Info("update-info: nothing to change", "refusal", d.Outcome.Refusal)
+		}
 		if d.Outcome.Refusal != "" {
 			return OutcomeRefused
 		}
 		return OutcomeNoChange
 	}
-	return s.respond(ctx, w, d, log)
+	return s.respond(ctx, w, d, lg.get())
 }
 
 var (
@@ -373,20 +397,20 @@ func (s *Server) readRequest(r *http.Request) (*Request, error) {
 
 // identify works out who the caller claims to be and how it proves it. A
 // non-zero status refuses the request before any twin is read.
-func (s *Server) identify(r *http.Request, req *Request, log logr.Logger) (method authMethod, thumbprint string, token []byte, status int) {
+func (s *Server) identify(r *http.Request, req *Request, lg *lazyLog) (method authMethod, thumbprint string, token []byte, status int) {
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		if len(r.TLS.VerifiedChains) == 0 { // not reachable with VerifyClientCertIfGiven; defence in depth
-			log.Info("refused update-info: unverified client certificate")
+			lg.get().Info("refused update-info: unverified client certificate")
 			return 0, "", nil, http.StatusForbidden
 		}
 		leaf := r.TLS.PeerCertificates[0]
 		eui, err := ParseEUI(leaf.Subject.CommonName)
 		if err != nil {
-			log.Info("refused update-info: client certificate common name is not an EUI", "commonName", excerpt([]byte(leaf.Subject.CommonName)))
+			lg.get().Info("refused update-info: client certificate common name is not an EUI", "commonName", excerpt([]byte(leaf.Subject.CommonName)))
 			return 0, "", nil, http.StatusForbidden
 		}
 		if eui != req.Router {
-			log.Info("refused update-info: router is not the station of the client certificate", "certificateStation", eui.DeviceID())
+			lg.get().Info("refused update-info: router is not the station of the client certificate", "certificateStation", eui.DeviceID())
 			return 0, "", nil, http.StatusForbidden
 		}
 		sum := sha1.Sum(leaf.Raw) //nolint:gosec // thumbprint, not a security hash here: the chain was verified
@@ -399,7 +423,7 @@ func (s *Server) identify(r *http.Request, req *Request, log logr.Logger) (metho
 	if s.opts.Insecure {
 		return authNone, "", nil, 0
 	}
-	log.Info("refused update-info: no client certificate and no bearer token")
+	lg.get().Info("refused update-info: no client certificate and no bearer token")
 	return 0, "", nil, http.StatusUnauthorized
 }
 
@@ -456,7 +480,7 @@ func (s *Server) refuse(w http.ResponseWriter, status int) string {
 // current twin, so that concurrent replicas count right), refreshes the
 // cache with the twin as written, and wakes the controller. A failure is
 // logged and counted; the station is answered anyway.
-func (s *Server) record(ctx context.Context, deviceID string, req *Request, d Decision, now time.Time, cached *twin.Twin) {
+func (s *Server) record(ctx context.Context, deviceID string, req *Request, d Decision, now time.Time, cached *twin.Twin, log logr.Logger) {
 	written, err := s.store.Update(ctx, deviceID, func(t *twin.Twin) (*twin.Patch, error) {
 		obs, rec, _ := Observe(t.Observation, req, d.Outcome, now, s.opts.ObservationRefresh)
 		if !rec {
@@ -466,7 +490,7 @@ func (s *Server) record(ctx context.Context, deviceID string, req *Request, d De
 	})
 	if err != nil {
 		s.m.obsWrites.WithLabelValues("error").Inc()
-		logr.FromContextOrDiscard(ctx).Error(err, "record station observation")
+		log.Error(err, "record station observation")
 		return
 	}
 	s.m.obsWrites.WithLabelValues("ok").Inc()
