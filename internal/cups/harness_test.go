@@ -221,3 +221,29 @@ func labelValue(m *dto.Metric, name string) string {
 	}
 	return ""
 }
+
+func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
+
+func discard() logr.Logger { return logr.Discard() }
+
+// serveOnLoopback serves srv on a loopback port until the test ends and
+// returns its base URL (scheme, host and port, no path: a station's cups.uri).
+func serveOnLoopback(t testing.TB, srv *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	scheme := "https"
+	if srv.opts.Insecure {
+		scheme = "http"
+	}
+	return scheme + "://" + ln.Addr().String()
+}
