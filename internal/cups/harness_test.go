@@ -247,3 +247,15 @@ func serveOnLoopback(t testing.TB, srv *Server) string {
 	}
 	return scheme + "://" + ln.Addr().String()
 }
+
+// settle waits until every queued observation is written.
+func settle(t testing.TB, srv *Server) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.rec.busy.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("observations still queued after 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -69,10 +69,12 @@ func TestThroughIoTHubEmulator(t *testing.T) {
 	g.Expect(res.Update).To(Equal(stationsim.UpdateApplied), res.UpdateReason)
 	g.Expect(res.PackageAfter).To(Equal("2.0.7"))
 
+	settle(t, srv)
 	writes := hub.Writes()
 	res = station.Poll(ctx) // reports 2.0.7: one write
 	g.Expect(res.Err).NotTo(HaveOccurred())
 	g.Expect(res.Response.NothingToChange()).To(BeTrue())
+	settle(t, srv)
 	g.Expect(hub.Writes()).To(Equal(writes + 1))
 
 	reads, writes := hub.Reads(), hub.Writes()
@@ -81,6 +83,7 @@ func TestThroughIoTHubEmulator(t *testing.T) {
 		g.Expect(res.Err).NotTo(HaveOccurred())
 		g.Expect(res.Response.NothingToChange()).To(BeTrue())
 	}
+	settle(t, srv)
 	g.Expect(hub.Reads()).To(Equal(reads), "unchanged polls are served from the cache")
 	g.Expect(hub.Writes()).To(Equal(writes), "unchanged polls write nothing")
 

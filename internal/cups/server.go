@@ -49,6 +49,7 @@ type Server struct {
 	tls      *tls.Config
 
 	m        *metrics
+	rec      *recorder
 	outcomes map[string]outcomeMetrics
 	bufs     sync.Pool
 	addr     atomic.Pointer[net.Addr]
@@ -126,6 +127,7 @@ func NewServer(opts Options, store TwinStore, blobs BlobOpener, options ...Optio
 		OutcomeUnauthorized, OutcomeForbidden, OutcomeNotFound, OutcomeMethod, OutcomeError, OutcomeAborted} {
 		s.outcomes[o] = outcomeMetrics{s.m.requests.WithLabelValues(o), s.m.latency.WithLabelValues(o)}
 	}
+	s.rec = newRecorder(s)
 	limit := opts.BodyLimit
 	s.bufs.New = func() any { b := make([]byte, limit+1); return &b }
 	return s, nil
@@ -213,6 +215,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln = tls.NewListener(ln, s.tls)
 		s.log.Info("CUPS server listening", "addr", addr.String(), "clientCertificates", s.tls.ClientCAs != nil)
 	}
+	s.rec.start()
+	defer s.rec.stop() // after the HTTP server: answered requests get their observations written
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -351,7 +355,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		return OutcomeError
 	}
 	if d.Record {
-		s.record(ctx, deviceID, req, d, now, t, lg.get())
+		s.rec.record(ctx, deviceID, req, d, now, t, lg.get())
 	}
 	if d.IsNoChange() {
 		h := w.Header()
@@ -473,30 +477,6 @@ func (s *Server) refuse(w http.ResponseWriter, status int) string {
 		return OutcomeNotFound
 	default:
 		return OutcomeForbidden
-	}
-}
-
-// record writes the observation durably (recomputed on the registry's
-// current twin, so that concurrent replicas count right), refreshes the
-// cache with the twin as written, and wakes the controller. A failure is
-// logged and counted; the station is answered anyway.
-func (s *Server) record(ctx context.Context, deviceID string, req *Request, d Decision, now time.Time, cached *twin.Twin, log logr.Logger) {
-	written, err := s.store.Update(ctx, deviceID, func(t *twin.Twin) (*twin.Patch, error) {
-		obs, rec, _ := Observe(t.Observation, req, d.Outcome, now, s.opts.ObservationRefresh)
-		if !rec {
-			return nil, nil
-		}
-		return twin.ObservationPatch(obs), nil
-	})
-	if err != nil {
-		s.m.obsWrites.WithLabelValues("error").Inc()
-		log.Error(err, "record station observation")
-		return
-	}
-	s.m.obsWrites.WithLabelValues("ok").Inc()
-	s.cache.Put(written)
-	if d.Notify && s.notifier != nil && cached.Ownership != nil {
-		s.notifier.Notify(cached.Ownership.Rollout)
 	}
 }
 

@@ -134,7 +134,7 @@ func TestServerGoldenBytesOverHTTP(t *testing.T) {
 	g.Expect(r.resp.ContentLength).To(BeEquivalentTo(14))
 	g.Expect(r.resp.TransferEncoding).To(BeEmpty())
 
-	obs := store.observation(t, stationA)
+	obs := store.observation(t, h.srv, stationA)
 	g.Expect(obs.Package).To(Equal("2.0.7"))
 	g.Expect(obs.ServedPackage).To(Equal("2.0.7"))
 	g.Expect(obs.UpdatesServed).To(Equal(1))
@@ -209,6 +209,7 @@ func TestServerRefusesBadRequests(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(h.logs.String()).To(ContainSubstring("refused malformed update-info request"), "every 400 leaves a log line")
 	g.Expect(counterValue(t, h.reg, "stationfleet_cups_requests_total", map[string]string{"outcome": OutcomeBadRequest})).To(BeEquivalentTo(5))
+	settle(t, h.srv)
 	g.Expect(store.writes.Load()).To(BeZero(), "refused requests record nothing")
 }
 
@@ -226,6 +227,7 @@ func TestServerObservationWrittenOnlyOnChange(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(r.body).To(Equal(readVector(t, "response-nochange.bin")))
 	}
+	settle(t, h.srv)
 	g.Expect(store.writes.Load()).To(BeEquivalentTo(1), "the first sight of the station is written, then nothing")
 	g.Expect(store.gets.Load()).To(BeEquivalentTo(1), "twenty polls, one registry read")
 	g.Expect(h.notified).To(Receive(Equal("fleet/spring")))
@@ -236,13 +238,15 @@ func TestServerObservationWrittenOnlyOnChange(t *testing.T) {
 	r, err := post(c, h.url, readVector(t, "request-package-v1.json"))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(bytes.HasSuffix(r.body, readVector(t, "update.bin"))).To(BeTrue())
+	settle(t, h.srv)
 	g.Expect(h.notified).To(Receive(Equal("fleet/spring")), "an update served wakes the controller")
 	// The station runs it and reports 2.0.7.
 	r, err = post(c, h.url, readVector(t, "request-package-2.0.7.json"))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(r.body).To(Equal(readVector(t, "response-nochange.bin")))
+	settle(t, h.srv)
 	g.Expect(h.notified).To(Receive(Equal("fleet/spring")), "the new package wakes the controller")
-	obs := store.observation(t, stationA)
+	obs := store.observation(t, h.srv, stationA)
 	g.Expect(obs.Package).To(Equal("2.0.7"))
 	g.Expect(obs.UpdatesServed).To(Equal(1))
 	g.Expect(store.writes.Load()).To(BeEquivalentTo(3))
@@ -269,6 +273,7 @@ func TestServerPollStormOneRead(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	settle(t, h.srv)
 	g.Expect(store.gets.Load()).To(BeEquivalentTo(1), "256 concurrent polls of one station cost one registry read")
 	g.Expect(store.writes.Load()).To(BeEquivalentTo(1))
 }

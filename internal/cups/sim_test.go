@@ -112,8 +112,9 @@ func TestSimulatorNothingToChange(t *testing.T) {
 		g.Expect(res.Response.NothingToChange()).To(BeTrue())
 		g.Expect(res.BytesRead).To(BeEquivalentTo(14))
 	}
+	settle(t, e.h.srv)
 	g.Expect(e.h.store.writes.Load()).To(BeEquivalentTo(1), "first sight recorded, then no write per poll")
-	obs := e.h.store.observation(t, stationA)
+	obs := e.h.store.observation(t, e.h.srv, stationA)
 	g.Expect(obs.Package).To(Equal("v1"))
 	g.Expect(obs.Keys).To(Equal([]uint32{vectorKeyCRC}))
 	g.Expect(obs.Station).To(Equal(stationsim.DefaultStation))
@@ -173,16 +174,17 @@ func TestSimulatorSignedUpdateApplied(t *testing.T) {
 	g.Expect(res.Update).To(Equal(stationsim.UpdateApplied), res.UpdateReason)
 	g.Expect(res.VerifiedKey).To(Equal(0))
 	g.Expect(res.PackageAfter).To(Equal("2.0.7"))
+	settle(t, e.h.srv)
 	g.Expect(e.h.notified).To(Receive(Equal("fleet/spring")))
 
 	res = e.poll(t)
 	g.Expect(res.Err).NotTo(HaveOccurred())
 	g.Expect(res.Response.NothingToChange()).To(BeTrue(), "the station reports 2.0.7: nothing more to send")
-	obs := e.h.store.observation(t, stationA)
+	obs := e.h.store.observation(t, e.h.srv, stationA)
 	g.Expect(obs.Package).To(Equal("2.0.7"), "the new package is recorded for the controller")
 	g.Expect(obs.ServedPackage).To(Equal("2.0.7"))
 	g.Expect(obs.UpdatesServed).To(Equal(1))
-	g.Expect(e.h.notified).To(Receive(Equal("fleet/spring")))
+	g.Expect(e.h.notified).To(Receive(Equal("fleet/spring")), "the new package wakes the controller")
 }
 
 func TestSimulatorRefusesWrongSigningKey(t *testing.T) {
@@ -198,7 +200,7 @@ func TestSimulatorRefusesWrongSigningKey(t *testing.T) {
 	g.Expect(res.Err).NotTo(HaveOccurred())
 	g.Expect(res.Update).To(Equal(stationsim.UpdateRefused))
 	g.Expect(res.PackageAfter).To(Equal("v1"))
-	obs := e.h.store.observation(t, stationA)
+	obs := e.h.store.observation(t, e.h.srv, stationA)
 	g.Expect(obs.UpdatesServed).To(Equal(1), "served, yet never applied: the controller's NotApplied count grows")
 	g.Expect(obs.Package).To(Equal("v1"))
 }
@@ -219,7 +221,7 @@ func TestSimulatorKeyMismatchRecorded(t *testing.T) {
 		g.Expect(res.Response.NothingToChange()).To(BeTrue())
 		g.Expect(res.Update).To(Equal(stationsim.UpdateNone))
 	}
-	obs := e.h.store.observation(t, stationA)
+	obs := e.h.store.observation(t, e.h.srv, stationA)
 	g.Expect(obs.Refusal).To(Equal(twin.RefusalKeyMismatch))
 	g.Expect(obs.RefusedPackage).To(Equal("2.0.7"))
 	g.Expect(obs.UpdatesServed).To(BeZero())
@@ -237,7 +239,7 @@ func TestSimulatorModelMismatch(t *testing.T) {
 	g.Expect(res.Err).NotTo(HaveOccurred())
 	g.Expect(res.Response.NothingToChange()).To(BeTrue())
 	g.Expect(res.PackageAfter).To(Equal("v1"))
-	obs := e.h.store.observation(t, stationA)
+	obs := e.h.store.observation(t, e.h.srv, stationA)
 	g.Expect(obs.Refusal).To(Equal(twin.RefusalModelMismatch))
 	g.Expect(obs.Model).To(Equal("linux"))
 }

@@ -103,9 +103,11 @@ func (s *memStore) Update(_ context.Context, deviceID string, mutate func(*twin.
 	return s.decodeLocked(deviceID)
 }
 
-// observation returns the stored observation of a device.
-func (s *memStore) observation(t testing.TB, deviceID string) *twin.Observation {
+// observation returns the stored observation of a device, once the
+// server's queued writes are done.
+func (s *memStore) observation(t testing.TB, srv *Server, deviceID string) *twin.Observation {
 	t.Helper()
+	settle(t, srv)
 	tw, err := s.Get(context.Background(), deviceID)
 	if err != nil {
 		t.Fatalf("get %s: %v", deviceID, err)

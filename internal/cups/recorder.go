@@ -1,0 +1,171 @@
+package cups
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// Sizing of the observation writer. The registry adapter rate-limits
+// writes; the queue absorbs a poll storm's first sightings (each station's
+// first poll is a write) without making stations wait on IoT Hub.
+const (
+	recorderWorkers  = 8
+	recorderQueueLen = 8192
+	// recorderDrainTimeout bounds how long shutdown waits for queued writes.
+	recorderDrainTimeout = 10 * time.Second
+)
+
+// pendingObs is what is waiting to be written for one station: the latest
+// request and every decision outcome since the last write (so that two
+// updates served before one write still count twice).
+type pendingObs struct {
+	req      *Request
+	now      time.Time
+	outcomes []Outcome
+	notify   string // rollout to wake after the write, empty for none
+	log      logr.Logger
+}
+
+// recorder writes observations durably off the request path, coalescing
+// the writes queued for one station. When it is not running (a Server used
+// only as an http.Handler) or its queue is full, writes happen in the
+// caller, so that nothing is dropped.
+type recorder struct {
+	store    TwinStore
+	cache    *TwinCache
+	notifier Notifier
+	m        *metrics
+	refresh  time.Duration
+
+	running atomic.Bool
+	busy    atomic.Int64 // stations queued or being written (tests wait on it)
+	done    chan struct{}
+	mu      sync.Mutex
+	pending map[string]*pendingObs
+	queue   chan string
+	wg      sync.WaitGroup
+}
+
+func newRecorder(s *Server) *recorder {
+	return &recorder{
+		store: s.store, cache: s.cache, notifier: s.notifier, m: s.m, refresh: s.opts.ObservationRefresh,
+		pending: map[string]*pendingObs{}, queue: make(chan string, recorderQueueLen), done: make(chan struct{}),
+	}
+}
+
+// start runs the workers until stop.
+func (r *recorder) start() {
+	r.running.Store(true)
+	for range recorderWorkers {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for {
+				select {
+				case id := <-r.queue:
+					ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+					r.write(ctx, id)
+					cancel()
+				case <-r.done:
+					return
+				}
+			}
+		}()
+	}
+}
+
+// stop ends the workers, then writes what is still queued, within
+// recorderDrainTimeout.
+func (r *recorder) stop() {
+	r.running.Store(false)
+	close(r.done)
+	r.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), recorderDrainTimeout)
+	defer cancel()
+	for {
+		select {
+		case id := <-r.queue:
+			r.write(ctx, id)
+		default:
+			return
+		}
+	}
+}
+
+// record queues (or, when not running or full, makes) the write of an
+// observation decided for a request.
+func (r *recorder) record(ctx context.Context, deviceID string, req *Request, d Decision, now time.Time, cached *twin.Twin, log logr.Logger) {
+	notify := ""
+	if d.Notify && cached.Ownership != nil {
+		notify = cached.Ownership.Rollout
+	}
+	r.mu.Lock()
+	p, queued := r.pending[deviceID]
+	if !queued {
+		p = &pendingObs{}
+		r.pending[deviceID] = p
+		r.busy.Add(1)
+	}
+	p.req, p.now, p.log = req, now, log
+	p.outcomes = append(p.outcomes, d.Outcome)
+	if notify != "" {
+		p.notify = notify
+	}
+	r.mu.Unlock()
+	if queued {
+		return // coalesced into the write already queued
+	}
+	if r.running.Load() {
+		select {
+		case r.queue <- deviceID:
+			return
+		default:
+			r.m.obsWrites.WithLabelValues("queueFull").Inc()
+		}
+	}
+	r.write(ctx, deviceID)
+}
+
+// write takes the station's pending observation and writes it, recomputed
+// on the registry's current twin so that concurrent replicas count right.
+func (r *recorder) write(ctx context.Context, deviceID string) {
+	r.mu.Lock()
+	p := r.pending[deviceID]
+	delete(r.pending, deviceID)
+	r.mu.Unlock()
+	if p == nil {
+		return
+	}
+	defer r.busy.Add(-1)
+	var changed bool // something besides LastSeen changed in the twin as written
+	written, err := r.store.Update(ctx, deviceID, func(t *twin.Twin) (*twin.Patch, error) {
+		prev, record := t.Observation, false
+		changed = false
+		for _, out := range p.outcomes {
+			obs, rec, ch := Observe(prev, p.req, out, p.now, r.refresh)
+			prev, record, changed = &obs, record || rec, changed || ch
+		}
+		if !record {
+			return nil, nil
+		}
+		return twin.ObservationPatch(*prev), nil
+	})
+	if err != nil {
+		r.m.obsWrites.WithLabelValues("error").Inc()
+		p.log.Error(err, "record station observation")
+		return
+	}
+	r.m.obsWrites.WithLabelValues("ok").Inc()
+	r.cache.Put(written)
+	// Wake the controller only for news: a request decided on a stale
+	// cached twin may find the registry already up to date.
+	if changed && p.notify != "" && r.notifier != nil {
+		r.notifier.Notify(p.notify)
+	}
+}
