@@ -24,6 +24,8 @@ type stationOutcome struct {
 	Reason string
 	// Message explains a failure or skip.
 	Message string
+	// Deadline is when an in-progress station times out.
+	Deadline time.Time
 }
 
 // outcomeParams is what the outcome rule needs from the rollout.
@@ -95,5 +97,5 @@ func evaluateTwin(t *twin.Twin, p outcomeParams) stationOutcome {
 		}
 		return stationOutcome{State: fwv1.OutcomeFailed, Reason: fwv1.FailureTimedOut, Message: msg}
 	}
-	return stationOutcome{State: fwv1.OutcomeInProgress}
+	return stationOutcome{State: fwv1.OutcomeInProgress, Deadline: deadline}
 }

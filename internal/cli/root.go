@@ -106,7 +106,7 @@ follows and steers the rollouts the stationfleet operator runs.
 Installed as ` + PluginName + ` on the PATH it is also a kubectl plugin:
 "kubectl stationfleet status my-rollout". The kubeconfig, --context and
 --namespace flags work as they do for kubectl.`,
-		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: name},
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: name},
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

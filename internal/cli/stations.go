@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,6 +29,12 @@ const (
 	// EnvIoTHubCAFile names a PEM file of CAs to trust for IoT Hub (the
 	// emulator's).
 	EnvIoTHubCAFile = "IOTHUB_CA_FILE"
+)
+
+// IoT Hub client tuning for an interactive command.
+const (
+	cliRetryAttempts  = 3
+	cliRequestTimeout = 15 * time.Second
 )
 
 // hubOptions say how to reach IoT Hub. The connection string is a secret:
@@ -62,7 +69,9 @@ func (o *hubOptions) connect() (*iothub.Client, error) {
 		return nil, errors.New("no IoT Hub connection string: set --iothub-connection-string-file or $" + EnvIoTHubConnectionString +
 			" (a service policy that may read the registry, e.g. from `az iot hub connection-string show --policy-name registryRead`)")
 	}
-	var opts []iothub.Option
+	// A person is waiting: retry throttling briefly, and fail within
+	// seconds when the hub is unreachable.
+	opts := []iothub.Option{iothub.WithRetry(cliRetryAttempts, 200*time.Millisecond, 2*time.Second), iothub.WithTimeout(cliRequestTimeout)}
 	if o.caFile != "" {
 		opts = append(opts, iothub.WithCAFile(o.caFile))
 	}
@@ -83,6 +92,8 @@ type stationRow struct {
 	pkg string
 	// served is how many times CUPS sent this rollout's package.
 	served int
+	// lastSeen is when the station last polled CUPS (zero: never).
+	lastSeen time.Time
 }
 
 func (a *app) stationsCommand() *cobra.Command {
@@ -114,7 +125,7 @@ or $` + EnvIoTHubConnectionString + `; it is never printed.`,
 	}
 	hub.bindFlags(cmd)
 	cmd.Flags().StringVar(&outcome, "outcome", "", "Only stations with this outcome: Updated, Failed, InProgress, Pending or Skipped.")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "Output format: wide adds each station's message.")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "Output format: wide adds when each station last polled and a message.")
 	return cmd
 }
 
@@ -155,7 +166,7 @@ func (a *app) runStations(ctx context.Context, name string, hub hubOptions, want
 	if obj.Status.Phase == fwv1.PhaseAborted {
 		fmt.Fprintf(a.Streams.ErrOut, "note: %s was aborted: its stations were restored and released, so they show as Pending\n", name)
 	}
-	writeStations(a.Streams.Out, rows, want, wide)
+	writeStations(a.Streams.Out, rows, want, wide, printer{now: a.Now()})
 	return nil
 }
 
@@ -205,7 +216,7 @@ func collectStations(ctx context.Context, reg twinQuerier, obj *fwv1.FirmwareRol
 				r.batch = o.Batch
 			}
 			if ob := t.Observation; ob != nil {
-				r.pkg = ob.Package
+				r.pkg, r.lastSeen = ob.Package, ob.LastSeen
 				if ob.ServedPackage == p.pkg {
 					r.served = ob.UpdatesServed
 				}
@@ -236,7 +247,7 @@ func collectStations(ctx context.Context, reg twinQuerier, obj *fwv1.FirmwareRol
 
 // writeStations prints the table of rows with outcome want ("" for all) and
 // a count per outcome.
-func writeStations(w io.Writer, rows []stationRow, want fwv1.StationOutcome, wide bool) {
+func writeStations(w io.Writer, rows []stationRow, want fwv1.StationOutcome, wide bool, p printer) {
 	counts := map[fwv1.StationOutcome]int{}
 	var shown []stationRow
 	for _, r := range rows {
@@ -256,7 +267,7 @@ func writeStations(w io.Writer, rows []stationRow, want fwv1.StationOutcome, wid
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := "DEVICE ID\tBATCH\tOUTCOME\tREASON\tPACKAGE\tUPDATES SERVED"
 	if wide {
-		head += "\tMESSAGE"
+		head += "\tLAST SEEN\tMESSAGE"
 	}
 	fmt.Fprintln(tw, head)
 	dash := func(s string) string {
@@ -272,7 +283,17 @@ func writeStations(w io.Writer, rows []stationRow, want fwv1.StationOutcome, wid
 		}
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d", r.id, batch, r.outcome.State, dash(r.outcome.Reason), dash(r.pkg), r.served)
 		if wide {
-			line += "\t" + dash(r.outcome.Message)
+			seen, msg := "never", r.outcome.Message
+			if !r.lastSeen.IsZero() {
+				seen = p.ago(r.lastSeen)
+			}
+			switch r.outcome.State {
+			case fwv1.OutcomeInProgress:
+				msg = fmt.Sprintf("waiting for the station to report the package; times out %s", p.ago(r.outcome.Deadline))
+			case fwv1.OutcomePending:
+				msg = "not written yet"
+			}
+			line += "\t" + seen + "\t" + dash(msg)
 		}
 		fmt.Fprintln(tw, line)
 	}
