@@ -46,7 +46,7 @@ type Server struct {
 	logSet   bool
 	reg      prometheus.Registerer
 	now      func() time.Time
-	tls      *tls.Config
+	tls      *tlsReloader
 
 	m        *metrics
 	rec      *recorder
@@ -115,11 +115,11 @@ func NewServer(opts Options, store TwinStore, blobs BlobOpener, options ...Optio
 		s.cache = NewTwinCache(store, opts.CacheTTL)
 	}
 	if !opts.Insecure {
-		cfg, err := loadTLS(opts)
+		r, err := newTLSReloader(opts, &s.log)
 		if err != nil {
 			return nil, err
 		}
-		s.tls = cfg
+		s.tls = r
 	}
 	s.m = newMetrics(s.reg)
 	s.outcomes = map[string]outcomeMetrics{}
@@ -211,9 +211,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			"any caller may claim any station. This mode is for the embedded demo only, never for production.",
 			"addr", addr.String())
 	} else {
-		srv.TLSConfig = s.tls
-		ln = tls.NewListener(ln, s.tls)
-		s.log.Info("CUPS server listening", "addr", addr.String(), "clientCertificates", s.tls.ClientCAs != nil)
+		cfg := s.tls.serverConfig()
+		srv.TLSConfig = cfg
+		ln = tls.NewListener(ln, cfg)
+		s.log.Info("CUPS server listening", "addr", addr.String(), "clientCertificates", s.tls.config().ClientCAs != nil)
 	}
 	s.rec.start()
 	defer s.rec.stop() // after the HTTP server: answered requests get their observations written

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -371,4 +372,30 @@ func TestOptionsBindFlags(t *testing.T) {
 	g.Expect(o.CacheTTL).To(Equal(2 * time.Second))
 	g.Expect(o.BodyLimit).To(BeEquivalentTo(4096))
 	g.Expect(o.Addr).To(Equal("127.0.0.1:7000"))
+}
+
+func TestServerReloadsRotatedCertificate(t *testing.T) {
+	g := NewWithT(t)
+	oldCA, newCA, stCA := newTestCA(t, "old server CA"), newTestCA(t, "new server CA"), newTestCA(t, "station CA")
+	store := newMemStore()
+	store.put(fleetTwinA(t))
+	opts := writeTLSFiles(t, oldCA.issue(t, "cups", true), stCA)
+	h := startServer(t, opts, store, testBlobs(t))
+	body := readVector(t, "request-package-2.0.7.json")
+	r, err := post(client(oldCA, nil), h.url, body, "Authorization: Bearer "+tokenA)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.status).To(Equal(200))
+
+	// cert-manager rotates the Secret in place.
+	next := newCA.issue(t, "cups", true)
+	must(t, os.WriteFile(opts.CertFile, next.certPEM, 0o600))
+	must(t, os.WriteFile(opts.KeyFile, next.keyPEM, 0o600))
+	h.srv.tls.mu.Lock()
+	h.srv.tls.checked = time.Time{} // do not wait tlsCheckPeriod
+	h.srv.tls.mu.Unlock()
+	r, err = post(client(newCA, nil), h.url, body, "Authorization: Bearer "+tokenA)
+	g.Expect(err).NotTo(HaveOccurred(), "the new certificate is served without a restart")
+	g.Expect(r.status).To(Equal(200))
+	_, err = post(client(oldCA, nil), h.url, body, "Authorization: Bearer "+tokenA)
+	g.Expect(err).To(HaveOccurred(), "the old certificate is gone")
 }
