@@ -106,6 +106,7 @@ type FirmwareRolloutReconciler struct {
 	Now func() time.Time
 
 	targets sync.Map // rollout UID -> *targetSnapshot
+	owned   sync.Map // rollout UID -> *ownedView
 }
 
 // targetSnapshot is a cached selector result.
@@ -273,23 +274,18 @@ type stationView struct {
 	outcomes  map[string]outcome
 }
 
-// loadStations reads the stations this rollout owns (always fresh) and the
-// stations its selector matches (cached for TargetResync, refreshed at each
-// step), and classifies them.
+// loadStations reads the stations this rollout owns and the stations its
+// selector matches, and classifies them. Owned stations come from an
+// in-memory view that a full registry query refreshes every StatusResync; in
+// between, only the stations the CUPS server reported on are read again (one
+// twin read each instead of a query over the whole rollout). The selector's
+// result is cached for TargetResync and refreshed at each step.
 func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, obj *fwv1.FirmwareRollout) (*stationView, error) {
 	uid := string(obj.UID)
-	owned := map[string]station{}
-	if err := r.Registry.Query(ctx, twin.Selector{OwnerUID: uid}, func(page []*twin.Twin) error {
-		for _, t := range page {
-			if t.Ownership != nil && t.Ownership.UID == uid {
-				owned[t.DeviceID] = newStation(t, uid)
-			}
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("query stations owned by %s/%s: %w", obj.Namespace, obj.Name, err)
+	owned, err := r.ownedStations(ctx, obj)
+	if err != nil {
+		return nil, err
 	}
-
 	selected, err := r.selected(ctx, obj)
 	if err != nil {
 		return nil, err
@@ -315,6 +311,10 @@ func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, obj *fwv1.
 	for _, s := range selected {
 		if o, ok := owned[s.id]; ok {
 			s = o
+		} else if s.ownerUID == uid {
+			// The cached selection saw our ownership, the fresher owned view
+			// does not: the station was released; treat it as unwritten.
+			s.ownerUID, s.ownerName, s.batch, s.writtenAt = "", "", 0, time.Time{}
 		}
 		add(s)
 	}
@@ -332,6 +332,72 @@ func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, obj *fwv1.
 		}
 	}
 	return v, nil
+}
+
+// ownedView is the in-memory view of the stations one rollout owns.
+type ownedView struct {
+	mu       sync.Mutex
+	stations map[string]station
+	fullAt   time.Time
+}
+
+// ownedStations returns a copy of the rollout's owned stations, refreshed
+// as loadStations describes.
+func (r *FirmwareRolloutReconciler) ownedStations(ctx context.Context, obj *fwv1.FirmwareRollout) (map[string]station, error) {
+	uid := string(obj.UID)
+	vi, _ := r.owned.LoadOrStore(uid, &ownedView{})
+	ov := vi.(*ownedView)
+	ov.mu.Lock()
+	defer ov.mu.Unlock()
+	key := obj.Namespace + "/" + obj.Name
+	if ov.stations == nil || r.Now().Sub(ov.fullAt) >= r.Options.StatusResync {
+		fresh := map[string]station{}
+		start := r.Now()
+		r.Wake.drain(key) // the full read covers every report so far
+		if err := r.Registry.Query(ctx, twin.Selector{OwnerUID: uid}, func(page []*twin.Twin) error {
+			for _, t := range page {
+				if t.Ownership != nil && t.Ownership.UID == uid {
+					fresh[t.DeviceID] = newStation(t, uid)
+				}
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("query stations owned by %s: %w", key, err)
+		}
+		ov.stations, ov.fullAt = fresh, start
+	} else {
+		for _, id := range r.Wake.drain(key) {
+			t, err := r.Registry.Get(ctx, id)
+			switch {
+			case errors.Is(err, twin.ErrNotFound):
+				delete(ov.stations, id)
+			case err != nil:
+				r.Wake.NotifyStation(key, id) // read it again next time
+				return nil, fmt.Errorf("read twin %s: %w", id, err)
+			case t.Ownership != nil && t.Ownership.UID == uid:
+				ov.stations[id] = newStation(t, uid)
+			default:
+				delete(ov.stations, id)
+			}
+		}
+	}
+	out := make(map[string]station, len(ov.stations))
+	for id, s := range ov.stations {
+		out[id] = s
+	}
+	return out, nil
+}
+
+// rememberOwned records a station this reconcile wrote.
+func (r *FirmwareRolloutReconciler) rememberOwned(obj *fwv1.FirmwareRollout, s station) {
+	if vi, ok := r.owned.Load(string(obj.UID)); ok {
+		ov := vi.(*ownedView)
+		ov.mu.Lock()
+		if ov.stations != nil {
+			ov.stations[s.id] = s
+		}
+		ov.mu.Unlock()
+	}
 }
 
 // selected returns the stations the selector matches, from the cache when it
@@ -361,6 +427,13 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, obj *fwv1.Firm
 // forgetTargets drops the cached selection, after writes changed ownership.
 func (r *FirmwareRolloutReconciler) forgetTargets(obj *fwv1.FirmwareRollout) {
 	r.targets.Delete(string(obj.UID))
+}
+
+// forget drops everything cached for a rollout that is done.
+func (r *FirmwareRolloutReconciler) forget(obj *fwv1.FirmwareRollout) {
+	r.targets.Delete(string(obj.UID))
+	r.owned.Delete(string(obj.UID))
+	r.Wake.drain(obj.Namespace + "/" + obj.Name)
 }
 
 // activeRollouts returns the UIDs of rollouts that still hold their
@@ -593,7 +666,7 @@ func (r *FirmwareRolloutReconciler) reconcileSteps(ctx context.Context, obj *fwv
 	}
 	*sum = summary{phase: fwv1.PhaseCompleted, reason: fwv1.ReasonCompleted, message: msg}
 	r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonCompleted, msg)
-	r.forgetTargets(obj)
+	r.forget(obj)
 	return ctrl.Result{}, nil
 }
 
@@ -709,6 +782,7 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 				written++
 				res.s.ownerUID, res.s.ownerName = uid, own.Rollout
 				r.replace(v, res.s)
+				r.rememberOwned(obj, res.s)
 				v.outcomes[res.s.id] = evaluate(res.s, r.evalParams(obj))
 				twinWrites.Inc()
 				if r.Cache != nil {
@@ -827,7 +901,7 @@ func (r *FirmwareRolloutReconciler) reconcileAbort(ctx context.Context, obj *fwv
 	msg := fmt.Sprintf("aborted: the previous firmware is restored on %d stations", restored)
 	*sum = summary{phase: fwv1.PhaseAborted, reason: fwv1.ReasonAborted, message: msg}
 	r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonAborted, msg)
-	r.forgetTargets(obj)
+	r.forget(obj)
 	return ctrl.Result{}, nil
 }
 
@@ -846,7 +920,7 @@ func (r *FirmwareRolloutReconciler) reconcileDelete(ctx context.Context, obj *fw
 	if err := r.Patch(ctx, obj, client.MergeFrom(patchBase)); err != nil && !apierrors.IsNotFound(err) {
 		return false, fmt.Errorf("remove finalizer: %w", err)
 	}
-	r.forgetTargets(obj)
+	r.forget(obj)
 	rolloutStations.forget(obj)
 	return true, nil
 }
@@ -932,27 +1006,67 @@ func (r *FirmwareRolloutReconciler) event(ctx context.Context, obj *fwv1.Firmwar
 }
 
 // Waker wakes the reconciler for a rollout, from the CUPS server in the same
-// process, when one of its stations reported something new.
+// process, when one of its stations reported something new, and remembers
+// which stations did, so that the reconciler re-reads just those twins.
+// A nil *Waker is valid and does nothing.
 type Waker struct {
 	ch chan event.GenericEvent
+
+	mu    sync.Mutex
+	dirty map[string]map[string]struct{} // "ns/name" -> device ids
 }
 
 // NewWaker returns a Waker with room for size pending wake-ups; more are
-// dropped (the periodic resync catches them).
+// coalesced (the controller's queue holds one request per rollout anyway).
 func NewWaker(size int) *Waker {
-	return &Waker{ch: make(chan event.GenericEvent, size)}
+	return &Waker{ch: make(chan event.GenericEvent, size), dirty: map[string]map[string]struct{}{}}
 }
 
 // Notify wakes the reconciler for the rollout "namespace/name". It never
 // blocks.
-func (w *Waker) Notify(rollout string) {
-	ns, name, ok := strings.Cut(rollout, "/")
-	if !ok || w == nil {
+func (w *Waker) Notify(rollout string) { w.NotifyStation(rollout, "") }
+
+// NotifyStation wakes the reconciler for the rollout "namespace/name" and
+// marks the station deviceID (when not empty) to be read again. It never
+// blocks.
+func (w *Waker) NotifyStation(rollout, deviceID string) {
+	if w == nil {
 		return
+	}
+	ns, name, ok := strings.Cut(rollout, "/")
+	if !ok {
+		return
+	}
+	if deviceID != "" {
+		w.mu.Lock()
+		set := w.dirty[rollout]
+		if set == nil {
+			set = map[string]struct{}{}
+			w.dirty[rollout] = set
+		}
+		set[deviceID] = struct{}{}
+		w.mu.Unlock()
 	}
 	obj := &fwv1.FirmwareRollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	select {
 	case w.ch <- event.GenericEvent{Object: obj}:
 	default:
 	}
+}
+
+// drain returns and forgets the stations marked for the rollout.
+func (w *Waker) drain(rollout string) []string {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	set := w.dirty[rollout]
+	delete(w.dirty, rollout)
+	ids := make([]string, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }

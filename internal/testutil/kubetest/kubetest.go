@@ -20,14 +20,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 )
@@ -122,7 +125,15 @@ func (e *Env) Stop() error {
 
 // Main is a TestMain body: it starts the environment into *env, runs the
 // tests, stops the environment and returns the exit code.
+//
+// Controller and CUPS logs are discarded unless STATIONFLEET_TEST_LOG is set
+// (to any value), when they go to stderr.
 func Main(m *testing.M, env **Env) int {
+	if os.Getenv("STATIONFLEET_TEST_LOG") != "" {
+		ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
+	} else {
+		ctrl.SetLogger(logr.Discard())
+	}
 	e, err := Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kubetest: %v\n", err)

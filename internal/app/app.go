@@ -1,0 +1,182 @@
+// Package app wires stationfleet's parts into a controller-runtime manager:
+// the IoT Hub twin registry, the firmware store and checker, the CUPS server
+// and the FirmwareRollout reconciler. cmd/manager parses flags into Options
+// and calls Setup; tests and the embedded default call Setup the same way, so
+// they run exactly what production runs.
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/stationfleet/stationfleet/controllers"
+	"github.com/stationfleet/stationfleet/internal/cups"
+	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/iothub"
+)
+
+// Options are every setting of the manager beyond kubebuilder's own flags.
+type Options struct {
+	IoTHub   IoTHubOptions
+	Firmware firmware.Options
+	CUPS     cups.Options
+	Rollout  controllers.Options
+	// DisableCUPS runs the controller without a CUPS server (a CUPS-less
+	// replica, or a separate CUPS deployment).
+	DisableCUPS bool
+}
+
+// DefaultOptions returns the manager's defaults.
+func DefaultOptions() Options {
+	return Options{
+		IoTHub:   IoTHubOptions{WriteRate: iothub.DefaultWriteRate, ReadRate: iothub.DefaultReadRate, QueryRate: iothub.DefaultQueryRate * 60, PageSize: 1000},
+		Firmware: firmware.DefaultOptions(),
+		Rollout:  controllers.DefaultOptions(),
+	}
+}
+
+// BindFlags registers every option on fs.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	o.IoTHub.BindFlags(fs)
+	o.Firmware.BindFlags(fs)
+	o.CUPS.BindFlags(fs)
+	o.Rollout.BindFlags(fs)
+	fs.BoolVar(&o.DisableCUPS, "disable-cups", o.DisableCUPS, "Run without the CUPS server.")
+}
+
+// IoTHubOptions say how to reach IoT Hub (or the emulator).
+type IoTHubOptions struct {
+	// ConnectionStringFile holds the service connection string
+	// (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...). The
+	// IOTHUB_CONNECTION_STRING environment variable is used when it is empty.
+	// Never a flag value: flags show in process listings.
+	ConnectionStringFile string
+	// CAFile is a PEM bundle to trust for the hub's TLS certificate (the
+	// emulator's CA); empty uses the system roots.
+	CAFile string
+	// WriteRate and ReadRate are twin writes and reads per second.
+	WriteRate, ReadRate float64
+	// QueryRate is query pages per minute.
+	QueryRate float64
+	// PageSize is the number of twins per query page.
+	PageSize int
+	// NoRateLimit turns the client's own rate limits off (the emulator).
+	NoRateLimit bool
+}
+
+// BindFlags registers the options on fs.
+func (o *IoTHubOptions) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.ConnectionStringFile, "iothub-connection-string-file", o.ConnectionStringFile, "File holding the IoT Hub service connection string (default: $IOTHUB_CONNECTION_STRING).")
+	fs.StringVar(&o.CAFile, "iothub-ca-file", o.CAFile, "PEM CA bundle to trust for IoT Hub's certificate (the emulator's CA).")
+	fs.Float64Var(&o.WriteRate, "iothub-write-rate", o.WriteRate, "Twin writes per second (IoT Hub S1 allows 50 per unit).")
+	fs.Float64Var(&o.ReadRate, "iothub-read-rate", o.ReadRate, "Twin reads per second (IoT Hub S1 allows 100 per unit).")
+	fs.Float64Var(&o.QueryRate, "iothub-query-rate", o.QueryRate, "Query pages per minute (IoT Hub S1 allows 20 per unit).")
+	fs.IntVar(&o.PageSize, "iothub-page-size", o.PageSize, "Twins per query page (at most 1000).")
+	fs.BoolVar(&o.NoRateLimit, "iothub-no-rate-limit", o.NoRateLimit, "Turn the client's rate limits off (for the emulator only).")
+}
+
+// connectionString reads the connection string from the file or environment.
+func (o IoTHubOptions) connectionString() (string, error) {
+	if o.ConnectionStringFile != "" {
+		b, err := os.ReadFile(o.ConnectionStringFile)
+		if err != nil {
+			return "", fmt.Errorf("read IoT Hub connection string: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if cs := os.Getenv("IOTHUB_CONNECTION_STRING"); cs != "" {
+		return cs, nil
+	}
+	return "", errors.New("no IoT Hub connection string: set --iothub-connection-string-file or IOTHUB_CONNECTION_STRING")
+}
+
+// NewRegistry returns the IoT Hub client the options describe.
+func (o IoTHubOptions) NewRegistry() (*iothub.Client, error) {
+	cs, err := o.connectionString()
+	if err != nil {
+		return nil, err
+	}
+	var opts []iothub.Option
+	if o.CAFile != "" {
+		opts = append(opts, iothub.WithCAFile(o.CAFile))
+	}
+	if o.PageSize > 0 {
+		opts = append(opts, iothub.WithPageSize(o.PageSize))
+	}
+	if o.NoRateLimit {
+		opts = append(opts, iothub.WithoutRateLimits())
+	} else {
+		if o.WriteRate > 0 {
+			opts = append(opts, iothub.WithWriteRate(o.WriteRate))
+		}
+		if o.ReadRate > 0 {
+			opts = append(opts, iothub.WithReadRate(o.ReadRate))
+		}
+		if o.QueryRate > 0 {
+			opts = append(opts, iothub.WithQueryRate(o.QueryRate/60))
+		}
+	}
+	c, err := iothub.New(cs, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("IoT Hub client: %w", err) // the adapter never puts the key in its errors
+	}
+	return c, nil
+}
+
+// Parts are what Setup built, for callers that want to look inside.
+type Parts struct {
+	Registry   *iothub.Client
+	Store      *firmware.Router
+	CUPS       *cups.Server
+	Reconciler *controllers.FirmwareRolloutReconciler
+}
+
+// Setup builds the adapters and registers the reconciler and the CUPS server
+// with mgr.
+func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
+	reg, err := o.IoTHub.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	store, err := firmware.NewStore(o.Firmware)
+	if err != nil {
+		return nil, fmt.Errorf("firmware store: %w", err)
+	}
+	p := &Parts{Registry: reg, Store: store}
+	wake := controllers.NewWaker(1024)
+	p.Reconciler = &controllers.FirmwareRolloutReconciler{
+		Client:   mgr.GetClient(),
+		Registry: reg,
+		Firmware: newChecker(store, o.Firmware.MaxSize),
+		Recorder: mgr.GetEventRecorder("stationfleet"),
+		Wake:     wake,
+		Options:  o.Rollout,
+	}
+	if !o.DisableCUPS {
+		srv, err := cups.NewServer(o.CUPS, reg, store, cups.WithNotifier(cups.NotifierFunc(wake.Notify)))
+		if err != nil {
+			return nil, fmt.Errorf("CUPS server: %w", err)
+		}
+		if err := mgr.Add(srv); err != nil {
+			return nil, fmt.Errorf("add CUPS server: %w", err)
+		}
+		p.CUPS = srv
+		p.Reconciler.Cache = srv.Cache()
+	}
+	if err := p.Reconciler.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up the rollout controller: %w", err)
+	}
+	return p, nil
+}
+
+func newChecker(store firmware.Store, maxSize int64) *firmware.Checker {
+	if maxSize <= 0 {
+		return firmware.NewChecker(store)
+	}
+	return firmware.NewChecker(store, firmware.WithMaxSize(maxSize))
+}
