@@ -144,7 +144,7 @@ func TestKeyAndModelMismatch(t *testing.T) {
 	}))
 	for i := 0; i < 3; i++ {
 		s := w.stations[i].Stats()
-		g.Expect(s.UpdatesApplied + s.UpdatesRefused + s.UpdatesNotInstalled).To(BeZero(), "station %d was sent an update", i)
+		g.Expect(s.UpdatesApplied+s.UpdatesRefused+s.UpdatesNotInstalled).To(BeZero(), "station %d was sent an update", i)
 		g.Expect(w.stations[i].Package()).To(Equal("2.0.6"))
 	}
 }
