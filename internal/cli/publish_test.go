@@ -180,4 +180,3 @@ func TestPublishRefusesBadFlagsBeforeUploading(t *testing.T) {
 		})
 	}
 }
-
