@@ -158,7 +158,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 		Options:  o.Rollout,
 	}
 	if !o.DisableCUPS {
-		srv, err := cups.NewServer(o.CUPS, reg, store, cups.WithNotifier(cups.NotifierFunc(wake.Notify)))
+		srv, err := cups.NewServer(o.CUPS, reg, store, cups.WithNotifier(cups.NotifierFunc(wake.NotifyStation)))
 		if err != nil {
 			return nil, fmt.Errorf("CUPS server: %w", err)
 		}

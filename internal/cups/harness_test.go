@@ -81,7 +81,7 @@ func startServer(t testing.TB, opts Options, store *memStore, blobs *memBlobs, e
 	options := append([]Option{
 		WithRegisterer(h.reg),
 		WithLogger(h.logs.logger()),
-		WithNotifier(NotifierFunc(func(r string) { h.notified <- r })),
+		WithNotifier(NotifierFunc(func(r, _ string) { h.notified <- r })),
 	}, extra...)
 	srv, err := NewServer(opts, store, blobs, options...)
 	must(t, err)

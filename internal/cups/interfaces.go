@@ -40,12 +40,13 @@ type BlobOpener interface {
 // next periodic check. Notify must not block.
 type Notifier interface {
 	// Notify is called with the owning rollout as "namespace/name"
-	// (twin.Ownership.Rollout).
-	Notify(rollout string)
+	// (twin.Ownership.Rollout) and the station's device id, so that the
+	// controller re-reads just that station's twin.
+	Notify(rollout, deviceID string)
 }
 
 // NotifierFunc adapts a function to Notifier.
-type NotifierFunc func(rollout string)
+type NotifierFunc func(rollout, deviceID string)
 
 // Notify implements Notifier.
-func (f NotifierFunc) Notify(rollout string) { f(rollout) }
+func (f NotifierFunc) Notify(rollout, deviceID string) { f(rollout, deviceID) }

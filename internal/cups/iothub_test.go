@@ -41,7 +41,7 @@ func TestThroughIoTHubEmulator(t *testing.T) {
 	opts := writeTLSFiles(t, serverCA.issue(t, "cups", true), stCA)
 	opts.CacheTTL = time.Hour
 	srv, err := NewServer(opts, reg, blobs, WithRegisterer(newRegistry()), WithLogger(discard()),
-		WithNotifier(NotifierFunc(func(string) {})))
+		WithNotifier(NotifierFunc(func(string, string) {})))
 	g.Expect(err).NotTo(HaveOccurred())
 	url := serveOnLoopback(t, srv)
 

@@ -166,6 +166,6 @@ func (r *recorder) write(ctx context.Context, deviceID string) {
 	// Wake the controller only for news: a request decided on a stale
 	// cached twin may find the registry already up to date.
 	if changed && p.notify != "" && r.notifier != nil {
-		r.notifier.Notify(p.notify)
+		r.notifier.Notify(p.notify, deviceID)
 	}
 }

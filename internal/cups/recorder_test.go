@@ -20,7 +20,7 @@ func TestRecorderCoalescesWrites(t *testing.T) {
 	store.put(tw)
 	var woken []string
 	srv, err := NewServer(Options{Insecure: true}, store, nil, WithRegisterer(prometheus.NewRegistry()),
-		WithNotifier(NotifierFunc(func(r string) { woken = append(woken, r) })))
+		WithNotifier(NotifierFunc(func(r, _ string) { woken = append(woken, r) })))
 	g.Expect(err).NotTo(HaveOccurred())
 	rec := srv.rec
 	rec.running.Store(true) // queue without workers, to see what piles up
