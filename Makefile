@@ -25,7 +25,7 @@ azurite: ## Install Azurite (npm) into hack/azurite for the Blob Storage tests.
 
 .PHONY: manifests
 manifests: tools ## Generate the CRD and RBAC manifests from the API markers.
-	$(CONTROLLER_GEN) crd rbac:roleName=stationfleet-manager paths=./api/... paths=./controllers/... \
+	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
