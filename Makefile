@@ -56,6 +56,11 @@ build: ## Build the manager and the CLI into bin/.
 test: tools azurite lint verify ## Run every test against the real API server, Azurite and the IoT Hub emulator.
 	go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: demo
+demo: tools ## Run a whole fleet rollout on this machine (DEMO_FLAGS="--stations 200 --keep-state .demo" etc.).
+	go build -o $(BIN)/demo ./cmd/demo
+	$(BIN)/demo $(DEMO_FLAGS)
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
 	hack/fuzz.sh $(FUZZTIME)

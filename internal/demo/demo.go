@@ -1,0 +1,358 @@
+// Package demo is stationfleet's embedded default: on one machine, with no
+// cloud account and no cluster, it brings up a local control plane (etcd and
+// kube-apiserver from hack/tools, the CRDs installed), the IoT Hub emulator
+// with a fleet of registered stations, a local firmware directory with
+// firmware signed by the project's own signing code, the manager (controller
+// and CUPS server, plain HTTP), and simulated stations polling it; applies the
+// sample rollout and shows its progress until it ends. cmd/demo is its
+// command line; test/e2e drives it too.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/app"
+	"github.com/stationfleet/stationfleet/internal/cli"
+	"github.com/stationfleet/stationfleet/internal/cups"
+	"github.com/stationfleet/stationfleet/internal/embedded"
+	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
+	"github.com/stationfleet/stationfleet/internal/stationsim"
+	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
+)
+
+// SampleFile is the rollout the demo applies, relative to the module root.
+// The demo fills in its firmware (url, signature, keyChecksum), which depend
+// on this run's signing key and state directory.
+const SampleFile = "config/samples/firmware_v1alpha1_firmwarerollout_demo.yaml"
+
+// Options configure a demo run.
+type Options struct {
+	// Stations is how many simulated stations to run.
+	Stations int
+	// PollInterval is how often each station polls CUPS.
+	PollInterval time.Duration
+	// FailShare is the share of stations that never apply an update.
+	FailShare float64
+	// StateDir keeps the state (etcd, the emulator, firmware, keys, station
+	// packages) so that a second run continues where the first stopped;
+	// empty uses a temporary directory removed at exit.
+	StateDir string
+	// CUPSAddr is where the CUPS server listens.
+	CUPSAddr string
+	// ExitWhenDone stops the demo when the rollout ends instead of running
+	// until interrupted.
+	ExitWhenDone bool
+	// Namespace is where the rollout is created.
+	Namespace string
+	// Out receives the progress display; Log the manager's log (discarded
+	// when nil).
+	Out io.Writer
+	Log logr.Logger
+}
+
+// DefaultOptions returns the options `make demo` uses.
+func DefaultOptions() Options {
+	return Options{Stations: 50, PollInterval: 2 * time.Second, FailShare: 0.06, CUPSAddr: "127.0.0.1:5002", Namespace: "default"}
+}
+
+// BindFlags registers the options on fs.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.IntVar(&o.Stations, "stations", o.Stations, "Number of simulated stations.")
+	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "How often each station polls CUPS.")
+	fs.Float64Var(&o.FailShare, "fail-share", o.FailShare, "Share of stations (0..1) that never apply the update and end Failed.")
+	fs.StringVar(&o.StateDir, "keep-state", o.StateDir, "Directory that keeps the demo's state, so a second run continues where this one stopped.")
+	fs.StringVar(&o.CUPSAddr, "cups-addr", o.CUPSAddr, "Address of the CUPS server (loopback).")
+	fs.BoolVar(&o.ExitWhenDone, "exit-when-done", o.ExitWhenDone, "Stop when the rollout ends instead of running until interrupted.")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the sample rollout.")
+}
+
+// Result is how a demo run ended.
+type Result struct {
+	// Rollout is the sample rollout as it ended (nil when interrupted first).
+	Rollout *fwv1.FirmwareRollout
+	// Kubeconfig is the file that reaches the demo's API server.
+	Kubeconfig string
+}
+
+// Run runs the demo until ctx ends (or, with ExitWhenDone, until the rollout
+// ends), then stops everything it started.
+func Run(ctx context.Context, o Options) (res *Result, err error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+	if o.Stations < 1 {
+		return nil, errors.New("--stations must be at least 1")
+	}
+	if o.FailShare < 0 || o.FailShare > 1 {
+		return nil, errors.New("--fail-share must be between 0 and 1")
+	}
+	root, err := kubetest.ModuleRoot()
+	if err != nil {
+		return nil, fmt.Errorf("run the demo from the stationfleet checkout: %w", err)
+	}
+	state := o.StateDir
+	if state == "" {
+		if state, err = os.MkdirTemp("", "stationfleet-demo-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(state)
+	} else if state, err = filepath.Abs(state); err != nil {
+		return nil, err
+	}
+	// Fail early and clearly when the CUPS port is taken.
+	if ln, err := net.Listen("tcp", o.CUPSAddr); err != nil {
+		return nil, fmt.Errorf("the CUPS address %s is in use (another demo running?): choose another with --cups-addr: %w", o.CUPSAddr, err)
+	} else {
+		ln.Close()
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }
+
+	// 1. The control plane, with the CRDs. etcd keeps its data in the state
+	// directory, so --keep-state keeps the rollouts too.
+	say("starting the local control plane (etcd, kube-apiserver v1.37.2)...")
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: filepath.Join(root, "bin"),
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                kubetest.NewScheme(),
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(state, "etcd")}
+	if err := os.MkdirAll(env.ControlPlane.Etcd.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, b := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
+			return nil, fmt.Errorf("bin/%s is missing: run `make tools` (or `make demo`, which does)", b)
+		}
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start the control plane: %w", err)
+	}
+	defer func() {
+		if serr := env.Stop(); serr != nil && err == nil {
+			err = fmt.Errorf("stop the control plane: %w", serr)
+		}
+	}()
+	kubeconfig := filepath.Join(state, "kubeconfig")
+	if err := writeKubeconfig(env, kubeconfig); err != nil {
+		return nil, err
+	}
+	kc, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. The IoT Hub emulator, with the fleet registered.
+	hub, err := hubsim.New(hubsim.Options{StateFile: filepath.Join(state, "iothub.json"), CertDir: filepath.Join(state, "iothub")})
+	if err != nil {
+		return nil, fmt.Errorf("start the IoT Hub emulator: %w", err)
+	}
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- hub.Serve(hubCtx) }()
+	defer func() { stopHub(); <-hubDone }()
+	csFile := filepath.Join(state, "iothub-connection-string")
+	if err := os.WriteFile(csFile, []byte(hub.ConnectionString()), 0o600); err != nil {
+		return nil, err
+	}
+
+	// 3. Firmware, signed with the project's signing code.
+	signer, err := embedded.LoadOrCreateSigner(filepath.Join(state, "keys", "sig-0.pem"))
+	if err != nil {
+		return nil, err
+	}
+	fwDir := filepath.Join(state, "firmware")
+	current, err := signer.Publish(fwDir, "2.0.6", 0)
+	if err != nil {
+		return nil, err
+	}
+	next, err := signer.Publish(fwDir, "2.0.7", 0)
+	if err != nil {
+		return nil, err
+	}
+	specs := embedded.FleetSpec(o.Stations, 0, current.Package, signer)
+	failing := int(float64(o.Stations)*o.FailShare + 0.5)
+	for i := range specs {
+		specs[i].Current = &current
+		// Spread the failing stations over the fleet.
+		if failing > 0 && i%(o.Stations/failing) == o.Stations/failing-1 && i/(o.Stations/failing) < failing {
+			specs[i].Behavior.NeverApply = true
+		}
+	}
+	if err := embedded.Register(hub, specs); err != nil {
+		return nil, err
+	}
+
+	// 4. The manager: controller and CUPS server, wired as cmd/manager does.
+	ctrl.SetLogger(o.Log)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// Run may be called again in one process (a test of --keep-state).
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts := app.DefaultOptions()
+	opts.IoTHub.ConnectionStringFile = csFile
+	opts.IoTHub.CAFile = hub.CAFile()
+	opts.IoTHub.NoRateLimit = true
+	opts.Firmware.Dir = fwDir
+	opts.CUPS = cups.Options{Addr: o.CUPSAddr, Insecure: true, CacheTTL: o.PollInterval / 2}
+	opts.Rollout.StatusResync = 2 * time.Second
+	opts.Rollout.TargetResync = 5 * time.Second
+	parts, err := app.Setup(mgr, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer parts.Registry.Close()
+	mgrCtx, stopMgr := context.WithCancel(context.WithoutCancel(ctx))
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(mgrCtx) }()
+	defer func() { stopMgr(); <-mgrDone }()
+
+	// 5. The stations, with the packages they had when the last run stopped.
+	cupsURI := "http://" + o.CUPSAddr
+	packages := loadPackages(filepath.Join(state, "stations.json"))
+	for i := range specs {
+		if p, ok := packages[embedded.DeviceID(specs[i].EUI)]; ok {
+			specs[i].Package = p
+		}
+	}
+	stations := embedded.Stations(specs, cupsURI)
+	fleet := stationsim.NewFleet(stations, stationsim.FleetOptions{Interval: o.PollInterval})
+	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
+	fleetDone := make(chan error, 1)
+	go func() { fleetDone <- fleet.Run(fleetCtx) }()
+	defer func() {
+		stopFleet()
+		<-fleetDone
+		savePackages(filepath.Join(state, "stations.json"), stations)
+	}()
+
+	say("")
+	say("stationfleet embedded default is up:")
+	say("  kubectl:          export KUBECONFIG=%s   (kubectl is bin/kubectl)", kubeconfig)
+	say("  CUPS (plain HTTP): %s/update-info   (point a Basics Station's cups.uri here and register its EUI)", cupsURI)
+	say("  IoT Hub emulator: connection string in %s, CA %s", csFile, hub.CAFile())
+	say("  firmware:         %s (signing key %s, keyChecksum %d)", fwDir, filepath.Join(state, "keys", "sig-0.pem"), signer.CRC)
+	say("  stations:         %d polling every %s, %d of them never apply updates", o.Stations, o.PollInterval, failing)
+	say("")
+
+	// 6. The sample rollout.
+	name, err := applySample(ctx, kc, root, o.Namespace, next)
+	if err != nil {
+		return nil, err
+	}
+	say("applied %s (FirmwareRollout %s/%s: package %s to every ring=prod station)", SampleFile, o.Namespace, name, next.Package)
+	say("")
+
+	// 7. Follow it with the CLI's own status display.
+	res = &Result{Kubeconfig: kubeconfig}
+	cliOpts := cli.Options{Streams: genericiooptions.IOStreams{In: os.Stdin, Out: o.Out, ErrOut: o.Out}}
+	cli.Execute(ctx, cliOpts, []string{"status", name, "-w", "--interval", "1s", "--kubeconfig", kubeconfig, "-n", o.Namespace})
+	if ctx.Err() == nil {
+		final := &fwv1.FirmwareRollout{}
+		if err := kc.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: name}, final); err == nil {
+			res.Rollout = final
+			say("")
+			say("the rollout ended %s: %d of %d stations updated, %d failed", final.Status.Phase, final.Status.Updated, final.Status.Targets, final.Status.Failed)
+			for _, f := range final.Status.Failures {
+				say("  %s failed: %s: %s", f.DeviceID, f.Reason, f.Message)
+			}
+		}
+		if !o.ExitWhenDone {
+			say("")
+			say("still running: apply your own rollouts with KUBECONFIG=%s bin/kubectl apply -f ...; press Ctrl-C to stop.", kubeconfig)
+			<-ctx.Done()
+		}
+	}
+	say("stopping...")
+	return res, nil
+}
+
+// writeKubeconfig writes an administrator kubeconfig for the control plane.
+func writeKubeconfig(env *envtest.Environment, path string) error {
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("create the demo's kubeconfig user: %w", err)
+	}
+	b, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	if _, err := clientcmd.Load(b); err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// applySample creates the sample rollout with this run's firmware, unless a
+// rollout of that name exists already (a --keep-state run).
+func applySample(ctx context.Context, c client.Client, root, ns string, fw embedded.Firmware) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, SampleFile))
+	if err != nil {
+		return "", err
+	}
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(b, &u.Object); err != nil {
+		return "", fmt.Errorf("%s: %w", SampleFile, err)
+	}
+	u.SetNamespace(ns)
+	for k, v := range map[string]any{"package": fw.Package, "url": fw.URL, "signature": fw.Signature, "keyChecksum": int64(fw.KeyChecksum)} {
+		if err := unstructured.SetNestedField(u.Object, v, "spec", "firmware", k); err != nil {
+			return "", err
+		}
+	}
+	if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("apply %s: %w", SampleFile, err)
+	}
+	return u.GetName(), nil
+}
+
+func loadPackages(path string) map[string]string {
+	out := map[string]string{}
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &out)
+	}
+	return out
+}
+
+func savePackages(path string, stations []*stationsim.Station) {
+	out := map[string]string{}
+	for _, s := range stations {
+		out[embedded.DeviceID(s.EUI())] = strings.TrimSpace(s.Package())
+	}
+	b, _ := json.MarshalIndent(out, "", " ")
+	_ = os.WriteFile(path, b, 0o600)
+}

@@ -1,0 +1,144 @@
+// Package demo_test proves the README's first command: the embedded default
+// reaches a Completed rollout on 50 stations, reports the failing ones with
+// reasons, and leaves nothing behind when interrupted.
+package demo_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/demo"
+	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
+)
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestDemoCompletes runs the demo as `make demo` does (50 stations, 6% of them
+// never applying) and checks how the rollout ended.
+func TestDemoCompletes(t *testing.T) {
+	g := NewWithT(t)
+	var out bytes.Buffer
+	o := demo.DefaultOptions()
+	o.PollInterval = 300 * time.Millisecond
+	o.CUPSAddr = freeAddr(t)
+	o.ExitWhenDone = true
+	o.StateDir = t.TempDir()
+	o.Out = &out
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := demo.Run(ctx, o)
+	g.Expect(err).NotTo(HaveOccurred(), out.String())
+	g.Expect(res.Rollout).NotTo(BeNil(), out.String())
+	st := res.Rollout.Status
+	g.Expect(st.Phase).To(Equal(fwv1.PhaseCompleted), out.String())
+	g.Expect(st.Targets).To(BeNumerically("==", 50))
+	g.Expect(st.Failed).To(BeNumerically("==", 3))
+	g.Expect(st.Updated).To(BeNumerically("==", 47))
+	g.Expect(st.Failures).To(HaveLen(3))
+	for _, f := range st.Failures {
+		g.Expect(f.Reason).To(Equal(fwv1.FailureNotApplied))
+	}
+	// What a person sees: where to reach each part, the progress, the end.
+	g.Expect(out.String()).To(ContainSubstring("export KUBECONFIG="))
+	g.Expect(out.String()).To(ContainSubstring("http://" + o.CUPSAddr + "/update-info"))
+	g.Expect(out.String()).To(ContainSubstring("connection string in"))
+	g.Expect(out.String()).To(ContainSubstring("the rollout ended Completed: 47 of 50 stations updated, 3 failed"))
+
+	// --keep-state: a second run continues where the first stopped (the
+	// rollout is already there and complete; the stations kept 2.0.7).
+	out.Reset()
+	res, err = demo.Run(ctx, o)
+	g.Expect(err).NotTo(HaveOccurred(), out.String())
+	g.Expect(res.Rollout.Status.Phase).To(Equal(fwv1.PhaseCompleted))
+	g.Expect(res.Rollout.Status.Updated).To(BeNumerically("==", 47))
+	b, err := os.ReadFile(filepath.Join(o.StateDir, "stations.json"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(strings.Count(string(b), `"2.0.7"`)).To(Equal(47))
+}
+
+// TestDemoInterruptLeavesNothing runs the demo binary, interrupts it, and
+// checks that no process it started is left and its CUPS port is free.
+func TestDemoInterruptLeavesNothing(t *testing.T) {
+	g := NewWithT(t)
+	root, err := kubetest.ModuleRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	bin := filepath.Join(t.TempDir(), "demo")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/demo")
+	build.Dir = root
+	outb, err := build.CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), string(outb))
+
+	state := t.TempDir()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "--keep-state", state, "--cups-addr", addr, "--poll-interval", "300ms")
+	cmd.Dir = root
+	stdout, err := cmd.StdoutPipe()
+	g.Expect(err).NotTo(HaveOccurred())
+	cmd.Stderr = cmd.Stdout
+	g.Expect(cmd.Start()).To(Succeed())
+	defer func() { _ = cmd.Process.Kill() }()
+
+	applied := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		closed := false
+		for sc.Scan() {
+			if !closed && strings.HasPrefix(sc.Text(), "applied ") {
+				close(applied)
+				closed = true
+			}
+		}
+	}()
+	select {
+	case <-applied:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the demo did not apply its rollout within 2 minutes")
+	}
+	time.Sleep(2 * time.Second) // mid-rollout
+	g.Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the demo did not stop within a minute of SIGINT")
+	}
+
+	// No process refers to the demo's state directory (etcd's data dir is
+	// there), and the CUPS port is free again.
+	g.Eventually(func() []string { return processesMentioning(state) }, 10*time.Second, 200*time.Millisecond).Should(BeEmpty())
+	ln, err := net.Listen("tcp", addr)
+	g.Expect(err).NotTo(HaveOccurred(), "the CUPS port is still in use")
+	ln.Close()
+}
+
+func processesMentioning(s string) []string {
+	var out []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err == nil && bytes.Contains(b, []byte(s)) {
+			out = append(out, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
