@@ -61,6 +61,13 @@ demo: tools ## Run a whole fleet rollout on this machine (DEMO_FLAGS="--stations
 	go build -o $(BIN)/demo ./cmd/demo
 	$(BIN)/demo $(DEMO_FLAGS)
 
+.PHONY: bench
+bench: tools ## Measure every performance target of DESIGN.md section 9 beside its baseline (~10 min); table on stdout and in $(BIN)/bench-results.txt.
+	go build -o $(BIN)/manager ./cmd/manager
+	go build -o $(BIN)/stationfleet-bench ./cmd/stationfleet-bench
+	go test -c -o $(BIN)/cups.test ./internal/cups
+	$(BIN)/stationfleet-bench -manager $(BIN)/manager -cups-test $(BIN)/cups.test -out $(BIN)/bench-results.txt $(BENCH_FLAGS)
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
 	hack/fuzz.sh $(FUZZTIME)
