@@ -68,6 +68,13 @@ bench: tools ## Measure every performance target of DESIGN.md section 9 beside i
 	go test -c -o $(BIN)/cups.test ./internal/cups
 	$(BIN)/stationfleet-bench -manager $(BIN)/manager -cups-test $(BIN)/cups.test -out $(BIN)/bench-results.txt $(BENCH_FLAGS)
 
+SOAK_DURATION ?= 5m
+SOAK_STATIONS ?= 1000
+
+.PHONY: soak
+soak: tools azurite ## Run the fault-injection soak for SOAK_DURATION of faults (the test run has a one-minute version).
+	SOAK_DURATION=$(SOAK_DURATION) SOAK_STATIONS=$(SOAK_STATIONS) go test -count=1 -v -timeout 60m -run '^TestSoak$$' ./test/soak/
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
 	hack/fuzz.sh $(FUZZTIME)
