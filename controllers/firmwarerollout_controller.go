@@ -320,14 +320,9 @@ func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, obj *fwv1.
 	}
 	sortStations(v.all)
 	for _, s := range v.all {
-		switch {
-		case s.ownerUID == uid:
-			v.outcomes[s.id] = evaluate(s, p)
-		case s.ownerUID != "" && active[s.ownerUID]:
-			v.outcomes[s.id] = outcome{state: fwv1.OutcomeSkipped, reason: fwv1.SkipOwnedElsewhere,
-				message: "owned by the active rollout " + s.ownerName}
-		default:
-			v.outcomes[s.id] = outcome{state: fwv1.OutcomePending}
+		o := classify(s, uid, active, p)
+		v.outcomes[s.id] = o
+		if o.state == fwv1.OutcomePending {
 			v.unwritten = append(v.unwritten, s)
 		}
 	}
@@ -456,14 +451,7 @@ func (r *FirmwareRolloutReconciler) activeRollouts(ctx context.Context) (map[str
 }
 
 func (r *FirmwareRolloutReconciler) evalParams(obj *fwv1.FirmwareRollout) evalParams {
-	p := evalParams{pkg: obj.Spec.Firmware.Package, maxUpdateAttempts: 3, progressDeadline: 26 * time.Hour, now: r.Now()}
-	if a := obj.Spec.Strategy.MaxUpdateAttempts; a != nil {
-		p.maxUpdateAttempts = int(*a)
-	}
-	if d := obj.Spec.Strategy.ProgressDeadline; d != nil {
-		p.progressDeadline = d.Duration
-	}
-	return p
+	return paramsFor(obj, r.Now())
 }
 
 // updateCounts writes counts, per-batch summaries and the bounded failure

@@ -79,6 +79,68 @@ type outcome struct {
 	deadline time.Time
 }
 
+// StationOutcome is one station's state within a rollout, as the controller
+// derives it from the station's twin.
+type StationOutcome struct {
+	// State is Pending, InProgress, Updated, Failed or Skipped.
+	State fwv1.StationOutcome
+	// Reason is the failure or skip reason, empty otherwise.
+	Reason string
+	// Message explains a failure or skip, for a person.
+	Message string
+	// Deadline is when an in-progress station times out.
+	Deadline time.Time
+}
+
+// EvaluateStation classifies a station that the rollout obj selects or owns,
+// with the controller's own rule, so that tools (the CLI's stations command)
+// report exactly what the controller counts:
+//
+//   - owned by obj: Updated when it reports the rollout's package; Failed
+//     KeyMismatch / ModelMismatch when CUPS withheld this package for that
+//     reason; Failed NotApplied when served more than maxUpdateAttempts times
+//     and still on another package; Failed TimedOut once progressDeadline
+//     passed since its twin was written; else InProgress;
+//   - owned by another rollout whose UID is in active: Skipped;
+//   - otherwise: Pending (not yet written).
+func EvaluateStation(t *twin.Twin, obj *fwv1.FirmwareRollout, active map[string]bool, now time.Time) StationOutcome {
+	uid := string(obj.UID)
+	o := classify(newStation(t, uid), uid, active, paramsFor(obj, now))
+	return StationOutcome{State: o.state, Reason: o.reason, Message: o.message, Deadline: o.deadline}
+}
+
+// classify decides a station's outcome for the rollout uid.
+func classify(s station, uid string, active map[string]bool, p evalParams) outcome {
+	switch {
+	case s.ownerUID == uid:
+		return evaluate(s, p)
+	case s.ownerUID != "" && active[s.ownerUID]:
+		return outcome{state: fwv1.OutcomeSkipped, reason: fwv1.SkipOwnedElsewhere,
+			message: "owned by the active rollout " + s.ownerName}
+	default:
+		return outcome{state: fwv1.OutcomePending}
+	}
+}
+
+// The API's defaults (kubebuilder defaults of progressDeadline and
+// maxUpdateAttempts), for a rollout stored without them.
+const (
+	defaultProgressDeadline  = 26 * time.Hour
+	defaultMaxUpdateAttempts = 3
+)
+
+// paramsFor returns the evaluation parameters of a rollout at now.
+func paramsFor(obj *fwv1.FirmwareRollout, now time.Time) evalParams {
+	p := evalParams{pkg: obj.Spec.Firmware.Package, maxUpdateAttempts: defaultMaxUpdateAttempts, progressDeadline: defaultProgressDeadline, now: now}
+	if a := obj.Spec.Strategy.MaxUpdateAttempts; a != nil {
+		p.maxUpdateAttempts = int(*a)
+	}
+	if d := obj.Spec.Strategy.ProgressDeadline; d != nil {
+		p.progressDeadline = d.Duration
+	}
+	return p
+}
+
 // evalParams is what outcome evaluation needs from the rollout.
 type evalParams struct {
 	pkg               string

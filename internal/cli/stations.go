@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/controllers"
 	"github.com/stationfleet/stationfleet/internal/iothub"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
@@ -87,7 +88,7 @@ func (o *hubOptions) connect() (*iothub.Client, error) {
 type stationRow struct {
 	id      string
 	batch   int
-	outcome stationOutcome
+	outcome controllers.StationOutcome
 	// pkg is the package the station last reported ("" when never seen).
 	pkg string
 	// served is how many times CUPS sent this rollout's package.
