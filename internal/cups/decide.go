@@ -77,7 +77,7 @@ type Decision struct {
 	// Record is true when Observation differs from the twin's and must be
 	// written.
 	Record bool
-	// Notify is true when the station is owned by an active rollout and
+	// Notify is true when the station is owned by a rollout and
 	// reported something new, so the controller should wake.
 	Notify bool
 }
@@ -139,7 +139,7 @@ func Decide(in Input) (Decision, error) {
 	// 6. The observation.
 	var changed bool
 	d.Observation, d.Record, changed = Observe(in.Twin.Observation, req, d.Outcome, in.Now, in.Refresh)
-	d.Notify = changed && in.Twin.Ownership != nil && !in.Twin.Ownership.Done
+	d.Notify = changed && in.Twin.Ownership != nil
 	return d, nil
 }
 

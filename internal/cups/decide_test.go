@@ -153,15 +153,9 @@ func TestDecide(t *testing.T) {
 			req:  func(r *Request) { r.Package = "v2" },
 			twin: func(t *twin.Twin) { t.CUPS.Package = "v2"; t.Observation = fresh; t.Ownership = owned },
 			want: want{record: true, notify: true}},
-		{name: "done station reports: written, controller not woken",
-			req: func(r *Request) { r.Package = "v2" },
-			twin: func(t *twin.Twin) {
-				t.CUPS.Package = "v2"
-				t.Observation = fresh
-				o := *owned
-				o.Done = true
-				t.Ownership = &o
-			},
+		{name: "unowned station reports: written, controller not woken",
+			req:  func(r *Request) { r.Package = "v2" },
+			twin: func(t *twin.Twin) { t.CUPS.Package = "v2"; t.Observation = fresh; t.Ownership = nil },
 			want: want{record: true}},
 		{name: "stale LastSeen refreshed without waking anyone",
 			twin: func(t *twin.Twin) {

@@ -12,9 +12,11 @@ const (
 	DefaultAddr = ":5002"
 	// DefaultReadHeaderTimeout bounds the request line and headers.
 	DefaultReadHeaderTimeout = 10 * time.Second
-	// DefaultReadTimeout bounds reading a whole request (a body of at most
-	// a few KiB).
-	DefaultReadTimeout = 30 * time.Second
+	// DefaultReadTimeout bounds reading a whole request, headers and a
+	// body of at most DefaultBodyLimit bytes: 10 s allows 200 bytes/s, far
+	// below any backhaul, while a slow-body sender holds a connection and a
+	// handler for no longer than a slow-loris header sender does.
+	DefaultReadTimeout = 10 * time.Second
 	// DefaultWriteTimeout bounds writing a whole response, firmware
 	// included: generous, since a station on a cellular backhaul may take
 	// minutes for a large update.

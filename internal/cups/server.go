@@ -292,12 +292,12 @@ const (
 // serve handles one request and returns its outcome.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	if r.URL.Path != UpdateInfoPath {
-		http.Error(w, "not found", http.StatusNotFound)
+		refuseAndClose(w, "not found", http.StatusNotFound)
 		return OutcomeNotFound
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		refuseAndClose(w, "method not allowed", http.StatusMethodNotAllowed)
 		return OutcomeMethod
 	}
 	lg := &lazyLog{base: s.log, remote: r.RemoteAddr}
@@ -306,7 +306,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	req, err := s.readRequest(r)
 	if err != nil {
 		lg.get().Info("refused malformed update-info request", "reason", err.Error())
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		refuseAndClose(w, err.Error(), http.StatusBadRequest)
 		return OutcomeBadRequest
 	}
 	deviceID := req.Router.DeviceID()
@@ -468,9 +468,19 @@ func tokenAllowed(allowed []string, sum []byte) bool {
 	return ok == 1
 }
 
+// refuseAndClose answers a request the server refuses (malformed,
+// unauthenticated, unknown) and closes the connection after the answer: a
+// Basics Station opens a new connection for every CUPS session, so only a
+// hostile client would keep a refused connection open (for IdleTimeout)
+// to hold server resources.
+func refuseAndClose(w http.ResponseWriter, msg string, status int) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, msg, status)
+}
+
 // refuse answers an authentication or lookup failure with no detail.
 func (s *Server) refuse(w http.ResponseWriter, status int) string {
-	http.Error(w, http.StatusText(status), status)
+	refuseAndClose(w, http.StatusText(status), status)
 	switch status {
 	case http.StatusUnauthorized:
 		return OutcomeUnauthorized

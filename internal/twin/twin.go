@@ -120,9 +120,6 @@ type Ownership struct {
 	Previous Firmware `json:"previous"`
 	// WrittenAt is when the rollout wrote the station's twin.
 	WrittenAt time.Time `json:"writtenAt"`
-	// Done is set once the station reached its final outcome for this rollout;
-	// a done station no longer blocks other rollouts.
-	Done bool `json:"done,omitempty"`
 }
 
 // Refusal reasons the CUPS server records when it withholds an update.
