@@ -75,6 +75,10 @@ SOAK_STATIONS ?= 1000
 soak: tools azurite ## Run the fault-injection soak for SOAK_DURATION of faults (the test run has a one-minute version).
 	SOAK_DURATION=$(SOAK_DURATION) SOAK_STATIONS=$(SOAK_STATIONS) go test -count=1 -v -timeout 60m -run '^TestSoak$$' ./test/soak/
 
+.PHONY: test-e2e
+test-e2e: tools azurite ## Run only the end-to-end tests (the manager binary as a process).
+	go test $(GO_TEST_FLAGS) ./test/e2e/...
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
 	hack/fuzz.sh $(FUZZTIME)

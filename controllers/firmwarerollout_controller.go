@@ -6,6 +6,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -196,7 +197,7 @@ func (r *FirmwareRolloutReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		if retErr == nil {
 			obj.Status.ObservedGeneration = obj.Generation
 		}
-		if err := r.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.Status().Patch(ctx, obj, statusPatch{base: base}); err != nil && !apierrors.IsNotFound(err) {
 			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patch status: %w", err)})
 		}
 		rolloutStations.record(obj)
@@ -222,6 +223,38 @@ func (r *FirmwareRolloutReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 
 	return r.reconcileRollout(ctx, obj, &sum)
+}
+
+// statusPatch is a JSON merge patch of the status from base to the object,
+// which always carries the counters: a merge patch leaves out what did not
+// change, and a zero count that was never stored would then stay missing
+// (kubectl would print an empty FAILED column instead of 0).
+type statusPatch struct{ base *fwv1.FirmwareRollout }
+
+// Type implements client.Patch.
+func (p statusPatch) Type() types.PatchType { return types.MergePatchType }
+
+// Data implements client.Patch.
+func (p statusPatch) Data(obj client.Object) ([]byte, error) {
+	raw, err := client.MergeFrom(p.base).Data(obj)
+	if err != nil {
+		return nil, err
+	}
+	patch := map[string]any{}
+	if err := json.Unmarshal(raw, &patch); err != nil {
+		return nil, err
+	}
+	st := obj.(*fwv1.FirmwareRollout).Status
+	status, _ := patch["status"].(map[string]any)
+	if status == nil {
+		status = map[string]any{}
+	}
+	for k, v := range map[string]int32{"targets": st.Targets, "pending": st.Pending, "inProgress": st.InProgress,
+		"updated": st.Updated, "failed": st.Failed, "skipped": st.Skipped, "currentStep": st.CurrentStep} {
+		status[k] = v
+	}
+	patch["status"] = status
+	return json.Marshal(patch)
 }
 
 // reconcileRollout is the table of contents of a live rollout.
@@ -272,6 +305,7 @@ type stationView struct {
 	all       []station // selected or owned by this rollout, in spread order
 	unwritten []station // targets not yet written and not skipped, in order
 	outcomes  map[string]outcome
+	index     map[string]int // id -> position in all, built by replace
 }
 
 // loadStations reads the stations this rollout owns and the stations its
@@ -419,11 +453,6 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, obj *fwv1.Firm
 	return out, nil
 }
 
-// forgetTargets drops the cached selection, after writes changed ownership.
-func (r *FirmwareRolloutReconciler) forgetTargets(obj *fwv1.FirmwareRollout) {
-	r.targets.Delete(string(obj.UID))
-}
-
 // forget drops everything cached for a rollout that is done.
 func (r *FirmwareRolloutReconciler) forget(obj *fwv1.FirmwareRollout) {
 	r.targets.Delete(string(obj.UID))
@@ -545,10 +574,18 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 		}
 	}
 	sort.Strings(fresh)
-	for _, id := range fresh {
+	for i, id := range fresh {
 		o := failedNow[id]
 		failures = append([]fwv1.StationFailure{{DeviceID: id, Reason: o.reason, Message: o.message, Time: now}}, failures...)
-		r.event(ctx, obj, corev1.EventTypeWarning, fwv1.ReasonStationFailed, fmt.Sprintf("station %s failed: %s: %s", id, o.reason, o.message))
+		// One Event per failed station, but not thousands at once: past
+		// fwv1.MaxFailuresListed the rest are summed up in one.
+		switch {
+		case i < fwv1.MaxFailuresListed:
+			r.event(ctx, obj, corev1.EventTypeWarning, fwv1.ReasonStationFailed, fmt.Sprintf("station %s failed: %s: %s", id, o.reason, o.message))
+		case i == fwv1.MaxFailuresListed:
+			r.event(ctx, obj, corev1.EventTypeWarning, fwv1.ReasonStationFailed,
+				fmt.Sprintf("%d more stations failed; see kubectl stationfleet stations %s --outcome Failed", len(fresh)-i, obj.Name))
+		}
 	}
 	sort.SliceStable(failures, func(i, j int) bool { return failures[i].Time.After(failures[j].Time.Time) })
 	if len(failures) > fwv1.MaxFailuresListed {
@@ -610,6 +647,7 @@ func (r *FirmwareRolloutReconciler) reconcileSteps(ctx context.Context, obj *fwv
 				}
 				res, err := r.writeBatch(ctx, obj, v, i, need)
 				r.updateCounts(ctx, obj, v)
+				plannedSize(&st.Batches, i, size)
 				*sum = r.progressSummary(obj, i)
 				return res, err
 			}
@@ -663,6 +701,21 @@ func (r *FirmwareRolloutReconciler) progressSummary(obj *fwv1.FirmwareRollout, s
 	return summary{phase: fwv1.PhaseProgressing, reason: fwv1.ReasonProgressing,
 		message: fmt.Sprintf("step %d of %d: %d updated, %d in progress, %d failed, %d pending of %d stations",
 			step, len(obj.Spec.Strategy.Steps), st.Updated, st.InProgress, st.Failed, st.Pending, st.Targets)}
+}
+
+// plannedSize makes the summary of the batch of step show its planned size
+// while it is still being written.
+func plannedSize(batches *[]fwv1.BatchStatus, step, size int) {
+	for j := range *batches {
+		if b := &(*batches)[j]; int(b.Step) == step {
+			if int(b.Size) < size {
+				b.Size = int32(size)
+				b.CompletionTime = nil
+			}
+			return
+		}
+	}
+	*batches = append(*batches, fwv1.BatchStatus{Step: int32(step), Size: int32(size)})
 }
 
 // batchDone reports whether every station written by steps up to step has a
@@ -779,7 +832,10 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 			}
 		}
 	}
-	r.forgetTargets(obj)
+	// The cached selection is kept: the stations written here are in the
+	// owned view, which loadStations lays over it. Querying the whole
+	// selection again after every MaxWritesPerReconcile writes made a
+	// rollout's cost grow with the square of the fleet (DESIGN.md section 9).
 	if len(errs) > 0 {
 		return ctrl.Result{}, kerrors.NewAggregate(errs)
 	}
@@ -789,13 +845,18 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 	return r.requeueWhileInFlight(v), nil
 }
 
-// replace stores s in v.all in place of the record with the same id.
+// replace stores s in v.all in place of the record with the same id,
+// through an index built on first use (a linear scan per written station
+// cost batch x fleet comparisons).
 func (r *FirmwareRolloutReconciler) replace(v *stationView, s station) {
-	for i := range v.all {
-		if v.all[i].id == s.id {
-			v.all[i] = s
-			return
+	if v.index == nil {
+		v.index = make(map[string]int, len(v.all))
+		for i := range v.all {
+			v.index[v.all[i].id] = i
 		}
+	}
+	if i, ok := v.index[s.id]; ok {
+		v.all[i] = s
 	}
 }
 
@@ -1004,6 +1065,9 @@ type Waker struct {
 	dirty map[string]map[string]struct{} // "ns/name" -> device ids
 }
 
+// maxDirty bounds the stations remembered per rollout between two reads.
+const maxDirty = 10000
+
 // NewWaker returns a Waker with room for size pending wake-ups; more are
 // coalesced (the controller's queue holds one request per rollout anyway).
 func NewWaker(size int) *Waker {
@@ -1032,7 +1096,12 @@ func (w *Waker) NotifyStation(rollout, deviceID string) {
 			set = map[string]struct{}{}
 			w.dirty[rollout] = set
 		}
-		set[deviceID] = struct{}{}
+		// Bounded: past maxDirty the periodic full read of the rollout's
+		// stations catches the rest (a replica that is not the leader never
+		// drains its set).
+		if len(set) < maxDirty {
+			set[deviceID] = struct{}{}
+		}
 		w.mu.Unlock()
 	}
 	obj := &fwv1.FirmwareRollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}

@@ -303,22 +303,22 @@ type FirmwareRolloutStatus struct {
 
 	// targets is how many stations the rollout selects.
 	// +optional
-	Targets int32 `json:"targets,omitempty"`
+	Targets int32 `json:"targets"`
 	// pending is how many targets are not yet written.
 	// +optional
-	Pending int32 `json:"pending,omitempty"`
+	Pending int32 `json:"pending"`
 	// inProgress is how many are written and have no outcome yet.
 	// +optional
-	InProgress int32 `json:"inProgress,omitempty"`
+	InProgress int32 `json:"inProgress"`
 	// updated is how many reported the new package.
 	// +optional
-	Updated int32 `json:"updated,omitempty"`
+	Updated int32 `json:"updated"`
 	// failed is how many failed (see failures for the latest reasons).
 	// +optional
-	Failed int32 `json:"failed,omitempty"`
+	Failed int32 `json:"failed"`
 	// skipped is how many are owned by another active rollout.
 	// +optional
-	Skipped int32 `json:"skipped,omitempty"`
+	Skipped int32 `json:"skipped"`
 
 	// progress is "updated/targets", for kubectl get.
 	// +optional
@@ -327,7 +327,7 @@ type FirmwareRolloutStatus struct {
 	// currentStep is the 1-based index of the step the rollout is in; 0
 	// before it starts. It equals the number of steps once they are done.
 	// +optional
-	CurrentStep int32 `json:"currentStep,omitempty"`
+	CurrentStep int32 `json:"currentStep"`
 
 	// stepStartTime is when the current step started (a timed pause ends at
 	// stepStartTime + duration).
@@ -361,20 +361,21 @@ type FirmwareRolloutStatus struct {
 type BatchStatus struct {
 	// step is the 1-based index of the step that made the batch.
 	Step int32 `json:"step"`
-	// size is how many stations the batch holds.
+	// size is how many stations the batch holds: while the batch is being
+	// written, the planned size (the rest are not yet written).
 	Size int32 `json:"size"`
 	// inProgress is how many are written and have no outcome yet.
 	// +optional
-	InProgress int32 `json:"inProgress,omitempty"`
+	InProgress int32 `json:"inProgress"`
 	// updated is how many reported the new package.
 	// +optional
-	Updated int32 `json:"updated,omitempty"`
+	Updated int32 `json:"updated"`
 	// failed is how many failed.
 	// +optional
-	Failed int32 `json:"failed,omitempty"`
+	Failed int32 `json:"failed"`
 	// skipped is how many were skipped.
 	// +optional
-	Skipped int32 `json:"skipped,omitempty"`
+	Skipped int32 `json:"skipped"`
 	// startTime is when the batch's twins were written.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`

@@ -105,7 +105,7 @@ func newStationsFixture(t *testing.T) stationsFixture {
 		&twin.Ownership{Rollout: ns + "/fw-2-0-7-lab", UID: string(other.UID), Batch: 1, WrittenAt: testNow.Add(-time.Hour)}, seen("2.0.6", 0, ""))
 	// Selected, owned by a completed rollout: free, so pending.
 	seedStation(t, hub, "00000000000000B3", canary,
-		&twin.Ownership{Rollout: ns + "/fw-2-0-6", UID: string(done.UID), Batch: 4, WrittenAt: testNow.Add(-3 * time.Hour), Done: true}, seen("2.0.6", 0, ""))
+		&twin.Ownership{Rollout: ns + "/fw-2-0-6", UID: string(done.UID), Batch: 4, WrittenAt: testNow.Add(-3 * time.Hour)}, seen("2.0.6", 0, ""))
 	// Neither selected nor owned: not shown.
 	seedStation(t, hub, "00000000000000D1", map[string]any{"ring": "prod"}, nil, seen("2.0.6", 0, ""))
 

@@ -88,16 +88,9 @@ func TestKubectlGetShowsProgress(t *testing.T) {
 	g.Expect(w.twinOf(1).Observation.Refusal).To(Equal(fwv1.FailureKeyMismatch))
 }
 
-// failedCell matches kubectl's FAILED cell for n failed stations.
-//
-// KNOWN BUG, reported to the API's owner: status.failed is
-// `json:"failed,omitempty"` (api/v1alpha1/firmwarerollout_types.go), so a
-// rollout without failures leaves the field out and kubectl prints an empty
-// cell instead of 0. Once the API drops omitempty, match "0" only.
+// failedCell matches kubectl's FAILED cell for n failed stations: a number,
+// 0 included (status.failed is never omitted).
 func failedCell(n int32) types.GomegaMatcher {
-	if n == 0 {
-		return BeElementOf("0", "")
-	}
 	return Equal(strconv.Itoa(int(n)))
 }
 
