@@ -460,23 +460,29 @@ func (r *FirmwareRolloutReconciler) forget(obj *fwv1.FirmwareRollout) {
 	r.Wake.drain(obj.Namespace + "/" + obj.Name)
 }
 
-// activeRollouts returns the UIDs of rollouts that still hold their
-// stations: every rollout that exists and is neither Completed nor Aborted.
+// activeRollouts returns the UIDs of rollouts that still hold their stations.
 func (r *FirmwareRolloutReconciler) activeRollouts(ctx context.Context) (map[string]bool, error) {
 	var list fwv1.FirmwareRolloutList
 	if err := r.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("list rollouts: %w", err)
 	}
-	active := make(map[string]bool, len(list.Items))
-	for i := range list.Items {
-		it := &list.Items[i]
+	return ActiveRollouts(list.Items), nil
+}
+
+// ActiveRollouts returns the UIDs of the rollouts that still hold their
+// stations: every rollout that is neither Completed nor Aborted nor being
+// deleted. A station owned by one of them is Skipped by every other rollout.
+func ActiveRollouts(items []fwv1.FirmwareRollout) map[string]bool {
+	active := make(map[string]bool, len(items))
+	for i := range items {
+		it := &items[i]
 		switch it.Status.Phase {
 		case fwv1.PhaseCompleted, fwv1.PhaseAborted:
 		default:
 			active[string(it.UID)] = it.DeletionTimestamp.IsZero()
 		}
 	}
-	return active, nil
+	return active
 }
 
 func (r *FirmwareRolloutReconciler) evalParams(obj *fwv1.FirmwareRollout) evalParams {

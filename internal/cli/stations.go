@@ -184,16 +184,7 @@ func (a *app) activeRollouts(ctx context.Context, c client.Client, ns string) (m
 	if err != nil {
 		return nil, fmt.Errorf("list FirmwareRollouts: %w", err)
 	}
-	active := map[string]bool{}
-	for i := range list.Items {
-		it := &list.Items[i]
-		switch it.Status.Phase {
-		case fwv1.PhaseCompleted, fwv1.PhaseAborted:
-		default:
-			active[string(it.UID)] = it.DeletionTimestamp.IsZero()
-		}
-	}
-	return active, nil
+	return controllers.ActiveRollouts(list.Items), nil
 }
 
 // twinQuerier is the part of the registry stations needs.
