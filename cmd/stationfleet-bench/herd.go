@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -132,6 +133,7 @@ func rowHerd(ctx context.Context, c *cluster, rep *report, o herdOptions) {
 			}
 		}()
 	}
+	mgrCPU0, selfCPU0 := cpuSeconds(m.cmd.Process.Pid), cpuSeconds(os.Getpid())
 	start := time.Now()
 	var lag time.Duration
 	for i, s := range stations {
@@ -158,6 +160,7 @@ func rowHerd(ctx context.Context, c *cluster, rep *report, o herdOptions) {
 		return
 	}
 	herd := lastEnd.Sub(start)
+	mgrCPU, selfCPU, load := cpuSeconds(m.cmd.Process.Pid)-mgrCPU0, cpuSeconds(os.Getpid())-selfCPU0, loadAvg()
 	rss, rssErr := m.peakRSS()
 	saveProfile(m, "heap", filepath.Join(c.logDir, "herd-heap.pprof"))
 
@@ -198,8 +201,11 @@ func rowHerd(ctx context.Context, c *cluster, rep *report, o herdOptions) {
 		"is the manager's own limit for a hub of %d S3 units (80%% of 500 reads/s per unit): with %d distinct stations in 60 s, each poll needs "+
 		"its own twin (the cache cannot help a station seen for the first time), so the read demand is >= %d/s; an S1 hub (100 reads/s, 20 query "+
 		"pages of 1000/min per unit) cannot serve that herd at any setting: the target is reachable only with a hub sized for it. "+
-		"Reads seen by the emulator: %d (twin reads, query pages); updates applied by stations: %d.",
-		o.stations, o.span, o.workers, canary, o.s3Units, o.stations, o.stations/60, reads, updates.Load())
+		"Reads seen by the emulator: %d (twin reads, query pages); updates applied by stations: %d. "+
+		"CPU during the herd (%.0f s): manager %.0f s, this process (stations + emulator) %.0f s, of %d cores; 1-min load average at the end %s "+
+		"(other engineers' tests share the machine): the polls per second the herd reached (%.0f/s) is what the machine gave.",
+		o.stations, o.span, o.workers, canary, o.s3Units, o.stations, o.stations/60, reads, updates.Load(),
+		herd.Seconds(), mgrCPU, selfCPU, runtime.NumCPU(), load, float64(len(lat))/herd.Seconds())
 }
 
 // pct returns the p-th percentile of sorted durations.

@@ -5,7 +5,7 @@
 // It is a program rather than a test so that `go test ./...` never runs
 // it: it needs minutes, the whole machine, and a manager process of its own
 // whose memory it can measure. Rows 1 and 3 run the Go benchmarks of
-// internal/cups (from a test binary built by `make bench`); rows 2, 4, 5
+// internal/cups (from a test binary built by `make bench`; the firmware benchmark runs 3 interleaved rounds); rows 2, 4, 5
 // and 6 start envtest (kube-apiserver and etcd), an IoT Hub emulator in this
 // process, and the manager binary as a separate process, and drive
 // simulated stations against its CUPS server.
