@@ -23,6 +23,12 @@ var testEnv *kubetest.Env
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 func TestMain(m *testing.M) {
+	// A fuzz worker runs only the fuzz target, which needs no API server:
+	// starting one per worker would cost seconds and hundreds of MiB each.
+	flag.Parse()
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run())
+	}
 	os.Exit(kubetest.Main(m, &testEnv))
 }
 

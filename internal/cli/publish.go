@@ -312,10 +312,12 @@ func parseSteps(s string) ([]any, error) {
 }
 
 // countOrPercent parses "5" (a count of at least min) or "5%" (0-100%).
+// A percentage is written as the API's rule wants it, in its canonical
+// form: "05%" and "+5%" are refused here rather than by the API server.
 func countOrPercent(s string, min int) (any, error) {
 	if p, ok := strings.CutSuffix(s, "%"); ok {
 		n, err := strconv.Atoi(p)
-		if err != nil || n < min || n > 100 {
+		if err != nil || strconv.Itoa(n) != p || n < min || n > 100 {
 			return nil, fmt.Errorf("%q is not a percentage from %d%% to 100%%", s, min)
 		}
 		return s, nil
