@@ -275,12 +275,18 @@ func (o *publishOptions) manifest(ns string) (map[string]any, error) {
 	if ns != "" {
 		md["namespace"] = ns
 	}
-	return map[string]any{
+	m := map[string]any{
 		"apiVersion": fwv1.GroupVersion.String(),
 		"kind":       fwv1.FirmwareRolloutKind,
 		"metadata":   md,
 		"spec":       map[string]any{"firmware": fw, "selector": sel, "strategy": strategy},
-	}, nil
+	}
+	// YAML cannot carry some characters (control characters in --model,
+	// --package or a tag value): find out now, not after the upload.
+	if _, err := yaml.Marshal(m); err != nil {
+		return nil, fmt.Errorf("the flags hold characters a YAML manifest cannot carry: %w", err)
+	}
+	return m, nil
 }
 
 // parseSteps reads "1,10%,pause,pause=1h,100%".
