@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unique"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -37,15 +38,25 @@ type station struct {
 
 func newStation(t *twin.Twin, rolloutUID string) station {
 	s := station{id: t.DeviceID, order: spreadOrder(rolloutUID, t.DeviceID)}
+	// The same few values (rollout UIDs and names, packages, reasons)
+	// repeat across a fleet: intern them, so that 100,000 stations hold one
+	// copy of each instead of 100,000.
 	if o := t.Ownership; o != nil {
-		s.ownerUID, s.ownerName, s.batch, s.writtenAt = o.UID, o.Rollout, o.Batch, o.WrittenAt
+		s.ownerUID, s.ownerName, s.batch, s.writtenAt = intern(o.UID), intern(o.Rollout), o.Batch, o.WrittenAt
 	}
 	if ob := t.Observation; ob != nil {
-		s.pkg = ob.Package
-		s.servedPackage, s.updatesServed = ob.ServedPackage, ob.UpdatesServed
-		s.refusal, s.refusedPackage = ob.Refusal, ob.RefusedPackage
+		s.pkg = intern(ob.Package)
+		s.servedPackage, s.updatesServed = intern(ob.ServedPackage), ob.UpdatesServed
+		s.refusal, s.refusedPackage = intern(ob.Refusal), intern(ob.RefusedPackage)
 	}
 	return s
+}
+
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
 }
 
 // spreadOrder orders stations deterministically for one rollout: stable
