@@ -271,19 +271,28 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// limiter returns a token bucket for perSecond whose burst is what the rate
-// allows over window (at least 1): IoT Hub meters twin reads and writes per
-// second and queries and identity operations per minute. It returns nil (no
-// limit) when perSecond <= 0.
+// limiter returns a token bucket that never lets more than perSecond ×
+// window requests through in any window of that length: IoT Hub meters twin
+// reads and writes per second, queries and identity operations per minute.
+// A bucket whose burst is a whole window's worth would allow up to twice the
+// rate in one window after a lull, so the burst is a tenth of the window's
+// allowance (at least 1) and the steady rate is what remains (an allowance
+// under 2 per window can reach 1.5 times). It returns nil (no limit) when
+// perSecond <= 0.
 func limiter(perSecond float64, window time.Duration) *rate.Limiter {
 	if perSecond <= 0 {
 		return nil
 	}
-	burst := int(perSecond * window.Seconds())
+	allowance := perSecond * window.Seconds()
+	burst := int(allowance / 10)
 	if burst < 1 {
 		burst = 1
 	}
-	return rate.NewLimiter(rate.Limit(perSecond), burst)
+	steady := (allowance - float64(burst)) / window.Seconds()
+	if steady <= 0 {
+		steady = perSecond / 2 // an allowance of one request per window
+	}
+	return rate.NewLimiter(rate.Limit(steady), burst)
 }
 
 // HostName is the hub's host name.
