@@ -115,7 +115,7 @@ type targetSnapshot struct {
 	at         time.Time
 	generation int64
 	step       int32
-	stations   []station
+	stations   []target
 }
 
 // +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts,verbs=get;list;watch;update;patch
@@ -329,28 +329,22 @@ func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, obj *fwv1.
 		return nil, err
 	}
 
-	v := &stationView{outcomes: map[string]outcome{}}
+	v := &stationView{outcomes: make(map[string]outcome, len(owned)+len(selected)), all: make([]station, 0, len(owned)+len(selected))}
 	p := r.evalParams(obj)
-	seen := make(map[string]bool, len(selected)+len(owned))
-	add := func(s station) {
-		if seen[s.id] {
-			return
-		}
-		seen[s.id] = true
+	for _, s := range owned {
 		v.all = append(v.all, s)
 	}
-	for _, s := range owned {
-		add(s)
-	}
-	for _, s := range selected {
-		if o, ok := owned[s.id]; ok {
-			s = o
-		} else if s.ownerUID == uid {
-			// The cached selection saw our ownership, the fresher owned view
-			// does not: the station was released; treat it as unwritten.
-			s.ownerUID, s.ownerName, s.batch, s.writtenAt = "", "", 0, time.Time{}
+	for _, t := range selected {
+		if _, ok := owned[t.id]; ok {
+			continue // the owned view is fresher
 		}
-		add(s)
+		s := station{id: t.id, order: t.order}
+		// A selection that saw this rollout's ownership the fresher owned
+		// view does not have means the station was released: unwritten.
+		if t.ownerUID != uid {
+			s.ownerUID, s.ownerName = t.ownerUID, t.ownerName
+		}
+		v.all = append(v.all, s)
 	}
 	sortStations(v.all)
 	for _, s := range v.all {
@@ -428,9 +422,18 @@ func (r *FirmwareRolloutReconciler) rememberOwned(obj *fwv1.FirmwareRollout, s s
 	}
 }
 
+// target is a station the selector matches, as the cached selection keeps
+// it: only what classifying a station not owned by this rollout needs (the
+// owned view has the rest), so that a 100,000-station selection stays small.
+type target struct {
+	id                  string
+	order               uint64
+	ownerUID, ownerName string
+}
+
 // selected returns the stations the selector matches, from the cache when it
 // is fresh and the rollout is still on the same step.
-func (r *FirmwareRolloutReconciler) selected(ctx context.Context, obj *fwv1.FirmwareRollout) ([]station, error) {
+func (r *FirmwareRolloutReconciler) selected(ctx context.Context, obj *fwv1.FirmwareRollout) ([]target, error) {
 	uid := string(obj.UID)
 	if c, ok := r.targets.Load(uid); ok {
 		snap := c.(*targetSnapshot)
@@ -439,10 +442,11 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, obj *fwv1.Firm
 		}
 	}
 	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
-	var out []station
+	var out []target
 	if err := r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
 		for _, t := range page {
-			out = append(out, newStation(t, uid))
+			s := newStation(t, uid)
+			out = append(out, target{id: s.id, order: s.order, ownerUID: s.ownerUID, ownerName: s.ownerName})
 		}
 		return nil
 	}); err != nil {
