@@ -25,7 +25,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -162,8 +161,8 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		}
 	}()
 	kubeconfig := filepath.Join(state, "kubeconfig")
-	if err := writeKubeconfig(env, kubeconfig); err != nil {
-		return nil, err
+	if err := kubetest.WriteKubeconfig(env, "demo-admin", kubeconfig); err != nil {
+		return nil, fmt.Errorf("the demo's kubeconfig: %w", err)
 	}
 	kc, err := client.New(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
@@ -299,22 +298,6 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	say("stopping...")
 	return res, nil
-}
-
-// writeKubeconfig writes an administrator kubeconfig for the control plane.
-func writeKubeconfig(env *envtest.Environment, path string) error {
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("create the demo's kubeconfig user: %w", err)
-	}
-	b, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	if _, err := clientcmd.Load(b); err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
-	}
-	return os.WriteFile(path, b, 0o600)
 }
 
 // applySample creates the sample rollout with this run's firmware, unless a

@@ -317,7 +317,7 @@ func (w *world) reportOnFailure() {
 		w.t.Logf("rollout %s/%s (generation %d): %s", r.Namespace, r.Name, r.Generation, statusString(r))
 	}
 	w.t.Logf("IoT Hub emulator: %d twin writes, %d reads", w.hub.Writes(), w.hub.Reads())
-	w.t.Logf("manager log (%d runs), last %d lines:\n%s", w.mgr.runs, logTailLines, w.mgr.logTail(logTailLines))
+	w.t.Logf("manager log (%d runs), last %d lines:\n%s", w.mgr.p.Runs(), logTailLines, w.mgr.logTail(logTailLines))
 }
 
 // batch is a batch step of v stations ("5" or "10%").

@@ -1,11 +1,13 @@
 package soak
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,6 +31,7 @@ import (
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
 	"github.com/stationfleet/stationfleet/internal/stationsim"
 	"github.com/stationfleet/stationfleet/internal/testutil/azurite"
+	"github.com/stationfleet/stationfleet/internal/testutil/proc"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -77,13 +80,13 @@ type world struct {
 	dir    string
 	hub    *hubsim.Server
 	reg    *iothub.Client
-	blob   *process
+	blob   *proc.Process
 	blobEP string
 	signer *embedded.Signer
 	fw     map[string]embedded.Firmware // package -> firmware on Azurite
 	caDER  []byte
 
-	managers [2]*process
+	managers [2]*proc.Process
 	cupsAddr [2]string
 
 	stations []*stationsim.Station
@@ -208,7 +211,7 @@ func (w *world) registerFleet() {
 	g.Expect(err).NotTo(HaveOccurred())
 	credDir := filepath.Join(w.dir, "fw", "creds")
 	g.Expect(os.MkdirAll(credDir, 0o755)).To(Succeed())
-	w.cupsAddr = [2]string{freeAddr(w.t), freeAddr(w.t)}
+	w.cupsAddr = [2]string{proc.FreeAddr(w.t), proc.FreeAddr(w.t)}
 	base := w.fw[basePackage]
 	for i := range w.cfg.stations {
 		eui := embedded.BaseEUI + uint64(i)
@@ -280,7 +283,7 @@ func (w *world) startManagers(certFile, keyFile string) {
 	keyFileBlob := filepath.Join(w.dir, "azurite-key")
 	NewWithT(w.t).Expect(os.WriteFile(keyFileBlob, []byte(azurite.AccountKey), 0o600)).To(Succeed())
 	for i := range w.managers {
-		probe := freeAddr(w.t)
+		probe := proc.FreeAddr(w.t)
 		cups := w.cupsAddr[i]
 		args := []string{
 			"--kubeconfig=" + kubeconfigPath,
@@ -295,11 +298,30 @@ func (w *world) startManagers(certFile, keyFile string) {
 			"--rollout-status-resync=2s", "--rollout-target-resync=2s", "--rollout-preflight-retry=2s",
 		}
 		name := "manager-" + string(rune('a'+i))
-		w.managers[i] = newProcess(w.t, name, managerBin, args, func() bool {
-			return httpAnswers("http://"+probe+"/readyz", true) && tcpOpen(cups)
+		w.managers[i] = proc.New(w.t, name, managerBin, args, func() bool {
+			return proc.HTTPOK("http://"+probe+"/readyz") && proc.TCPOpen(cups)
 		})
-		w.managers[i].start()
+		w.managers[i].Start()
 	}
+}
+
+// startAzurite runs azurite-blob on a fixed port and data directory, so it
+// can be killed and started again as the same storage account.
+func startAzurite(t testing.TB) (*proc.Process, string) {
+	t.Helper()
+	bin, err := azurite.Binary()
+	if err != nil {
+		t.Fatalf("azurite: %v (install it with `make azurite`)", err)
+	}
+	addr := proc.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	endpoint := "http://" + addr + "/" + azurite.Account
+	p := proc.New(t, "azurite", bin, []string{
+		"--blobHost", "127.0.0.1", "--blobPort", port, "--location", t.TempDir(),
+		"--skipApiVersionCheck", "--loose", "--silent",
+	}, func() bool { return proc.HTTPAnswers(endpoint + "?comp=list") })
+	p.Start()
+	return p, endpoint
 }
 
 // runStations polls CUPS with the fleet and with a few impostors (a station
@@ -445,7 +467,7 @@ func (w *world) chaos(ctx context.Context) {
 
 func (w *world) leader() int {
 	for i, m := range w.managers {
-		if m.alive() && logHas(m.currentLog(), "Successfully acquired lease") {
+		if m.Alive() && bytes.Contains(m.CurrentLog(), []byte("Successfully acquired lease")) {
 			return i
 		}
 	}
@@ -458,11 +480,11 @@ func (w *world) killFollower(down time.Duration) {
 	if l == 0 {
 		f = 1
 	}
-	w.logf("SIGKILL %s (follower; leader is %d), restart in %s", w.managers[f].name, l, down)
-	w.managers[f].kill()
+	w.logf("SIGKILL %s (follower; leader is %d), restart in %s", w.managers[f].Name, l, down)
+	w.managers[f].Kill()
 	w.count("manager SIGKILL (follower)")
 	time.Sleep(down)
-	w.managers[f].start()
+	w.managers[f].Start()
 }
 
 func (w *world) killLeader() {
@@ -471,18 +493,18 @@ func (w *world) killLeader() {
 		w.logf("no leader to kill yet; killing manager-a")
 		l = 0
 	}
-	w.logf("SIGKILL %s (leader), restart at once", w.managers[l].name)
-	w.managers[l].kill()
+	w.logf("SIGKILL %s (leader), restart at once", w.managers[l].Name)
+	w.managers[l].Kill()
 	w.count("manager SIGKILL (leader)")
-	w.managers[l].start()
+	w.managers[l].Start()
 }
 
 func (w *world) azuriteOutage(down time.Duration) {
 	w.logf("SIGKILL Azurite (outage of %s)", down)
-	w.blob.kill()
+	w.blob.Kill()
 	w.count("Azurite outage (SIGKILL + restart)")
 	time.Sleep(down)
-	w.blob.start()
+	w.blob.Start()
 }
 
 func (w *world) deleteRollout(name string) {
@@ -504,13 +526,13 @@ func (w *world) count(what string) {
 
 // ensureUp restarts whatever the chaos left down.
 func (w *world) ensureUp() {
-	if !w.blob.alive() {
-		w.blob.start()
+	if !w.blob.Alive() {
+		w.blob.Start()
 	}
 	for _, m := range w.managers {
-		if !m.alive() {
-			w.logf("%s had exited; log tail:\n%s", m.name, m.logTail(30))
-			m.start()
+		if !m.Alive() {
+			w.logf("%s had exited; log tail:\n%s", m.Name, m.LogTail(30))
+			m.Start()
 		}
 	}
 }
@@ -587,11 +609,11 @@ func (w *world) dumpOnFailure() {
 	w.t.Logf("rollout statuses:\n%s", w.statuses())
 	for _, m := range w.managers {
 		if m != nil {
-			w.t.Logf("%s log tail:\n%s", m.name, m.logTail(60))
+			w.t.Logf("%s log tail:\n%s", m.Name, m.LogTail(60))
 		}
 	}
 	if w.blob != nil {
-		w.t.Logf("azurite log tail:\n%s", w.blob.logTail(20))
+		w.t.Logf("azurite log tail:\n%s", w.blob.LogTail(20))
 	}
 }
 

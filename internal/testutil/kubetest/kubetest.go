@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -121,6 +122,28 @@ func (e *Env) Stop() error {
 		return nil
 	}
 	return e.Environment.Stop()
+}
+
+// WriteKubeconfig adds user to env's API server in the system:masters group
+// and writes a kubeconfig for it to path, for processes (the manager,
+// kubectl) that reach the API server as an administrator. env must be
+// started.
+func WriteKubeconfig(env *envtest.Environment, user, path string) error {
+	u, err := env.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("add envtest user %q: %w", user, err)
+	}
+	b, err := u.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig of envtest user %q: %w", user, err)
+	}
+	if _, err := clientcmd.Load(b); err != nil {
+		return fmt.Errorf("kubeconfig of envtest user %q: %w", user, err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return nil
 }
 
 // Main is a TestMain body: it starts the environment into *env, runs the

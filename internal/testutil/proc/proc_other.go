@@ -1,14 +1,14 @@
 //go:build !linux
 
-package e2e
+package proc
 
 import (
 	"os"
 	"syscall"
 )
 
-// sysProcAttr puts the manager in its own process group; outside Linux there
-// is no parent-death signal, so only the test's cleanup stops it.
+// sysProcAttr puts a child in its own process group; outside Linux there is
+// no parent-death signal, so only the test's cleanup stops it.
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
 // killGroup kills the process pid.

@@ -1,8 +1,8 @@
-package e2e
+package proc
 
 import "syscall"
 
-// sysProcAttr puts the manager in its own process group (so kill reaches
+// sysProcAttr puts a child in its own process group (so Kill reaches
 // anything it spawned) and asks the kernel to SIGKILL it when the test
 // process dies without running its cleanup, so it never outlives the test.
 func sysProcAttr() *syscall.SysProcAttr {
