@@ -42,6 +42,7 @@ type TwinCache struct {
 
 	mu        sync.Mutex
 	entries   map[string]*cacheEntry
+	inflight  map[string]int // reads in progress per station
 	lastSweep time.Time
 }
 
@@ -61,7 +62,7 @@ func NewTwinCache(getter TwinGetter, ttl time.Duration) *TwinCache {
 	if ttl == 0 {
 		ttl = DefaultCacheTTL
 	}
-	return &TwinCache{getter: getter, ttl: ttl, now: time.Now, entries: map[string]*cacheEntry{}}
+	return &TwinCache{getter: getter, ttl: ttl, now: time.Now, entries: map[string]*cacheEntry{}, inflight: map[string]int{}}
 }
 
 // Get returns the station's twin from the cache or, when absent or expired,
@@ -77,7 +78,17 @@ func (c *TwinCache) Get(ctx context.Context, deviceID string) (*twin.Twin, error
 	c.mu.Unlock()
 
 	ch := c.group.DoChan(deviceID, func() (any, error) {
+		c.mu.Lock()
+		c.inflight[deviceID]++
 		start := c.seq.Load()
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			if c.inflight[deviceID]--; c.inflight[deviceID] <= 0 {
+				delete(c.inflight, deviceID)
+			}
+			c.mu.Unlock()
+		}()
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
 		c.reads.Add(1)
@@ -130,6 +141,12 @@ func (c *TwinCache) Invalidate(deviceID string) {
 	c.group.Forget(deviceID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, cached := c.entries[deviceID]; !cached && c.inflight[deviceID] == 0 {
+		// Nothing to drop and no read that could fill the entry with what
+		// it read before the write: no tombstone needed (the controller
+		// invalidates every station it writes, most never polled here).
+		return
+	}
 	// A tombstone lives as long as an in-flight read may: fetchTimeout.
 	c.entries[deviceID] = &cacheEntry{invalidated: seq, expires: c.now().Add(max(c.ttl, fetchTimeout))}
 }

@@ -143,3 +143,21 @@ func TestTwinCacheBoundedMemory(t *testing.T) {
 	_, _ = c.Get(context.Background(), "0000000000000001")
 	g.Expect(c.Len()).To(Equal(1), "expired entries are swept")
 }
+
+// TestTwinCacheInvalidateUnseenKeepsNothing: the controller invalidates every
+// station it writes; stations this replica never read leave no tombstone, so
+// a 100,000-station batch costs the cache nothing.
+func TestTwinCacheInvalidateUnseenKeepsNothing(t *testing.T) {
+	g := NewWithT(t)
+	c := NewTwinCache(&slowGetter{}, 5*time.Second)
+	for i := range 10_000 {
+		c.Invalidate(fmt.Sprintf("%016X", i))
+	}
+	g.Expect(c.Len()).To(BeZero())
+	// A station that was read is still dropped (and re-read next time).
+	_, _ = c.Get(context.Background(), "0000000000000001")
+	reads := c.Reads()
+	c.Invalidate("0000000000000001")
+	_, _ = c.Get(context.Background(), "0000000000000001")
+	g.Expect(c.Reads()).To(Equal(reads + 1))
+}
