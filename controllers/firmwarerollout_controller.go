@@ -303,9 +303,8 @@ func (r *FirmwareRolloutReconciler) reconcileRollout(ctx context.Context, obj *f
 // stationView is every station the rollout concerns, classified.
 type stationView struct {
 	all       []station // selected or owned by this rollout, in spread order
-	unwritten []station // targets not yet written and not skipped, in order
-	outcomes  map[string]outcome
-	index     map[string]int // id -> position in all, built by replace
+	outs      []outcome // the outcome of all[i]
+	unwritten []int     // positions in all of the targets not yet written nor skipped, in order
 }
 
 // loadStations reads the stations this rollout owns and the stations its
@@ -329,7 +328,7 @@ func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, obj *fwv1.
 		return nil, err
 	}
 
-	v := &stationView{outcomes: make(map[string]outcome, len(owned)+len(selected)), all: make([]station, 0, len(owned)+len(selected))}
+	v := &stationView{all: make([]station, 0, len(owned)+len(selected))}
 	p := r.evalParams(obj)
 	for _, s := range owned {
 		v.all = append(v.all, s)
@@ -347,11 +346,12 @@ func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, obj *fwv1.
 		v.all = append(v.all, s)
 	}
 	sortStations(v.all)
-	for _, s := range v.all {
+	v.outs = make([]outcome, len(v.all))
+	for i, s := range v.all {
 		o := classify(s, uid, active, p)
-		v.outcomes[s.id] = o
+		v.outs[i] = o
 		if o.state == fwv1.OutcomePending {
-			v.unwritten = append(v.unwritten, s)
+			v.unwritten = append(v.unwritten, i)
 		}
 	}
 	return v, nil
@@ -504,8 +504,8 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 	}
 	batches := map[int]*agg{}
 	failedNow := map[string]outcome{}
-	for _, s := range v.all {
-		o := v.outcomes[s.id]
+	for i, s := range v.all {
+		o := v.outs[i]
 		switch o.state {
 		case fwv1.OutcomePending:
 			st.Pending++
@@ -730,8 +730,8 @@ func plannedSize(batches *[]fwv1.BatchStatus, step, size int) {
 // batchDone reports whether every station written by steps up to step has a
 // final outcome.
 func batchDone(v *stationView, uid string, step int) bool {
-	for _, s := range v.all {
-		if s.ownerUID == uid && s.batch <= step && v.outcomes[s.id].state == fwv1.OutcomeInProgress {
+	for i, s := range v.all {
+		if s.ownerUID == uid && s.batch <= step && v.outs[i].state == fwv1.OutcomeInProgress {
 			return false
 		}
 	}
@@ -743,7 +743,7 @@ func batchDone(v *stationView, uid string, step int) bool {
 func (r *FirmwareRolloutReconciler) requeueWhileInFlight(v *stationView) ctrl.Result {
 	next := r.Options.StatusResync
 	now := r.Now()
-	for _, o := range v.outcomes {
+	for _, o := range v.outs {
 		if o.state == fwv1.OutcomeInProgress {
 			if d := o.deadline.Sub(now) + time.Second; d > 0 && d < next {
 				next = d
@@ -776,6 +776,7 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 	own := twin.Ownership{Rollout: obj.Namespace + "/" + obj.Name, UID: uid, Batch: step, Model: obj.Spec.Firmware.Model, WrittenAt: now}
 
 	type result struct {
+		i       int // position in v.all
 		s       station
 		written bool
 		skipped string
@@ -790,13 +791,14 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 		results := make([]result, len(chunk))
 		sem := make(chan struct{}, r.Options.WriteConcurrency)
 		var wg sync.WaitGroup
-		for j, s := range chunk {
+		for j, i := range chunk {
+			s := v.all[i]
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				res := result{s: s}
+				res := result{i: i, s: s}
 				_, res.err = r.Registry.Update(ctx, s.id, func(t *twin.Twin) (*twin.Patch, error) {
 					res.written, res.skipped = false, ""
 					if o := t.Ownership; o != nil {
@@ -824,16 +826,16 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 			switch {
 			case res.err != nil:
 				errs = append(errs, fmt.Errorf("write twin %s: %w", res.s.id, res.err))
-				v.unwritten = append(v.unwritten, res.s)
+				v.unwritten = append(v.unwritten, res.i)
 			case res.skipped != "":
-				v.outcomes[res.s.id] = outcome{state: fwv1.OutcomeSkipped, reason: fwv1.SkipOwnedElsewhere, message: "owned by the active rollout " + res.skipped}
-				r.replace(v, res.s)
+				v.outs[res.i] = outcome{state: fwv1.OutcomeSkipped, reason: fwv1.SkipOwnedElsewhere, message: "owned by the active rollout " + res.skipped}
+				v.all[res.i] = res.s
 			case res.written:
 				written++
 				res.s.ownerUID, res.s.ownerName = uid, own.Rollout
-				r.replace(v, res.s)
+				v.all[res.i] = res.s
 				r.rememberOwned(obj, res.s)
-				v.outcomes[res.s.id] = evaluate(res.s, r.evalParams(obj))
+				v.outs[res.i] = evaluate(res.s, r.evalParams(obj))
 				twinWrites.Inc()
 				if r.Cache != nil {
 					r.Cache.Invalidate(res.s.id)
@@ -852,21 +854,6 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil // more of this batch to write
 	}
 	return r.requeueWhileInFlight(v), nil
-}
-
-// replace stores s in v.all in place of the record with the same id,
-// through an index built on first use (a linear scan per written station
-// cost batch x fleet comparisons).
-func (r *FirmwareRolloutReconciler) replace(v *stationView, s station) {
-	if v.index == nil {
-		v.index = make(map[string]int, len(v.all))
-		for i := range v.all {
-			v.index[v.all[i].id] = i
-		}
-	}
-	if i, ok := v.index[s.id]; ok {
-		v.all[i] = s
-	}
 }
 
 func desiredFirmware(obj *fwv1.FirmwareRollout) twin.Firmware {
