@@ -114,7 +114,6 @@ type FirmwareRolloutReconciler struct {
 type targetSnapshot struct {
 	at         time.Time
 	generation int64
-	step       int32
 	stations   []target
 }
 
@@ -437,7 +436,7 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, obj *fwv1.Firm
 	uid := string(obj.UID)
 	if c, ok := r.targets.Load(uid); ok {
 		snap := c.(*targetSnapshot)
-		if snap.generation == obj.Generation && snap.step == obj.Status.CurrentStep && r.Now().Sub(snap.at) < r.Options.TargetResync {
+		if snap.generation == obj.Generation && r.Now().Sub(snap.at) < r.Options.TargetResync {
 			return snap.stations, nil
 		}
 	}
@@ -452,8 +451,14 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, obj *fwv1.Firm
 	}); err != nil {
 		return nil, fmt.Errorf("query stations selected by %s/%s: %w", obj.Namespace, obj.Name, err)
 	}
-	r.targets.Store(uid, &targetSnapshot{at: r.Now(), generation: obj.Generation, step: obj.Status.CurrentStep, stations: out})
+	r.targets.Store(uid, &targetSnapshot{at: r.Now(), generation: obj.Generation, stations: out})
 	return out, nil
+}
+
+// forgetTargets drops the cached selection, so the next reconcile queries
+// the selector again.
+func (r *FirmwareRolloutReconciler) forgetTargets(obj *fwv1.FirmwareRollout) {
+	r.targets.Delete(string(obj.UID))
 }
 
 // forget drops everything cached for a rollout that is done.
@@ -611,6 +616,10 @@ func (r *FirmwareRolloutReconciler) reconcileSteps(ctx context.Context, obj *fwv
 	now := r.Now()
 	resume := obj.Annotations[fwv1.ResumeAnnotation]
 	advance := func() {
+		if st.CurrentStep > 0 {
+			// Each new step sees the stations that started matching since.
+			r.forgetTargets(obj)
+		}
 		st.CurrentStep++
 		t := metav1.NewTime(now)
 		st.StepStartTime = &t

@@ -93,6 +93,13 @@ func rowRollout(ctx context.Context, c *cluster, rep *report, n int) {
 	defer m.stop()
 	writes0 := w.hub.Writes()
 	ro := w.rollout("rollout", batchStep("100%"))
+	// A CPU profile of the manager over the rollout, for when the ratio
+	// misses its target.
+	profDone := make(chan struct{})
+	go func() {
+		defer close(profDone)
+		saveProfile(m, "profile?seconds=5", filepath.Join(c.logDir, "rollout-cpu.pprof"))
+	}()
 	start := time.Now()
 	if err := c.kube.Client.Create(ctx, ro); err != nil {
 		rep.fail(row, fmt.Errorf("create rollout: %w", err))
@@ -106,6 +113,7 @@ func rowRollout(ctx context.Context, c *cluster, rep *report, n int) {
 		rep.fail(row, err)
 		return
 	}
+	<-profDone
 	writes := w.hub.Writes() - writes0
 	owned := len(w.hub.RolloutWrites(string(r.UID)))
 	size := objectSize(r)
