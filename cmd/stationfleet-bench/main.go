@@ -93,7 +93,9 @@ func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rollou
 	step := func(name string) func() {
 		fmt.Fprintf(os.Stderr, "bench: %s ...\n", name)
 		t := time.Now()
-		return func() { fmt.Fprintf(os.Stderr, "bench: %s done in %s\n", name, time.Since(t).Round(100*time.Millisecond)) }
+		return func() {
+			fmt.Fprintf(os.Stderr, "bench: %s done in %s\n", name, time.Since(t).Round(100*time.Millisecond))
+		}
 	}
 	cupsDir := filepath.Join(root, "internal", "cups")
 	if want["1"] && ctx.Err() == nil {

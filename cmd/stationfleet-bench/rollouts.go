@@ -91,6 +91,10 @@ func rowRollout(ctx context.Context, c *cluster, rep *report, n int) {
 		return
 	}
 	defer m.stop()
+	if err := m.waitController(ctx); err != nil {
+		rep.fail(row, err)
+		return
+	}
 	writes0 := w.hub.Writes()
 	ro := w.rollout("rollout", batchStep("100%"))
 	// A CPU profile of the manager over the rollout, for when the ratio

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -281,6 +282,7 @@ func (w *world) startManager(ctx context.Context, extra ...string) (*managerProc
 	}
 	args := []string{
 		"--metrics-bind-address=0",
+		"--zap-time-encoding=rfc3339nano",
 		"--health-probe-bind-address=0",
 		"--pprof-bind-address=" + m.pprofAddr,
 		"--iothub-connection-string-file=" + w.csFile,
@@ -323,6 +325,35 @@ func (w *world) startManager(ctx context.Context, extra ...string) (*managerProc
 		if time.Now().After(deadline) {
 			m.stop()
 			return nil, fmt.Errorf("manager's CUPS server did not listen within 60s; see %s", m.logPath)
+		}
+	}
+}
+
+// waitController waits until the manager's controller runs its workers: the
+// CUPS server listens about a second earlier, while the controller's cache
+// still syncs, and a timed rollout must not count that start-up.
+func (m *managerProc) waitController(ctx context.Context) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if b, err := os.ReadFile(m.logPath); err == nil && bytes.Contains(b, []byte("Starting workers")) {
+			// Measured here: a rollout created within about two seconds of
+			// the workers starting was sometimes first reconciled only two
+			// seconds later (the informer settling), which is start-up, not
+			// the rollout's cost. Let it settle.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(3 * time.Second):
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the manager's controller did not start within 60s; see %s", m.logPath)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
