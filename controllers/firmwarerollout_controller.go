@@ -782,7 +782,8 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 	uid := string(obj.UID)
 	fw := desiredFirmware(obj)
 	now := r.Now().UTC().Truncate(time.Second)
-	own := twin.Ownership{Rollout: obj.Namespace + "/" + obj.Name, UID: uid, Batch: step, Model: obj.Spec.Firmware.Model, WrittenAt: now}
+	own := twin.Ownership{Rollout: obj.Namespace + "/" + obj.Name, UID: uid, Batch: step, Model: obj.Spec.Firmware.Model,
+		MaxUpdateAttempts: r.evalParams(obj).maxUpdateAttempts, WrittenAt: now}
 
 	type result struct {
 		i       int // position in v.all

@@ -122,8 +122,13 @@ func Decide(in Input) (Decision, error) {
 		if err != nil {
 			return Decision{}, fmt.Errorf("twin %s: %w", in.Twin.DeviceID, err)
 		}
+		own, obs := in.Twin.Ownership, in.Twin.Observation
 		switch {
-		case in.Twin.Ownership != nil && in.Twin.Ownership.Model != "" && in.Twin.Ownership.Model != req.Model:
+		case own != nil && own.MaxUpdateAttempts > 0 && obs != nil && obs.ServedPackage == c.Package && obs.UpdatesServed > own.MaxUpdateAttempts:
+			// The station asked again after the rollout's last attempt: it
+			// is counted NotApplied, and sending the update once more per
+			// poll would only cost bandwidth. Nothing is recorded.
+		case own != nil && own.Model != "" && own.Model != req.Model:
 			d.Outcome = Outcome{Refusal: twin.RefusalModelMismatch, RefusedPackage: c.Package}
 		case up.Signature == nil && len(req.Keys) > 0,
 			up.Signature != nil && !slices.Contains(req.Keys, up.KeyCRC):

@@ -99,6 +99,28 @@ func TestDecide(t *testing.T) {
 		{name: "update to a station owned by a rollout wakes the controller",
 			twin: func(t *twin.Twin) { t.CUPS.Package = "v2"; t.Observation = fresh; t.Ownership = owned },
 			want: want{update: "v2", record: true, notify: true}},
+		{name: "served maxUpdateAttempts times and asking again: sent once more (that poll makes it NotApplied)",
+			twin: func(t *twin.Twin) {
+				t.CUPS.Package = "v2"
+				o := *fresh
+				o.ServedPackage, o.UpdatesServed = "v2", 3
+				t.Observation = &o
+				own := *owned
+				own.MaxUpdateAttempts = 3
+				t.Ownership = &own
+			},
+			want: want{update: "v2", record: true, notify: true}},
+		{name: "past maxUpdateAttempts (NotApplied): not sent again, nothing written",
+			twin: func(t *twin.Twin) {
+				t.CUPS.Package = "v2"
+				o := *fresh
+				o.ServedPackage, o.UpdatesServed = "v2", 4
+				t.Observation = &o
+				own := *owned
+				own.MaxUpdateAttempts = 3
+				t.Ownership = &own
+			},
+			want: want{}},
 		{name: "package differs, key not among the station's keys: KeyMismatch, no update",
 			twin: func(t *twin.Twin) {
 				t.CUPS.Package = "v2"

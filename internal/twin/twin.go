@@ -115,6 +115,10 @@ type Ownership struct {
 	Batch int `json:"batch"`
 	// Model, when set, is the only station model that may receive the update.
 	Model string `json:"model,omitempty"`
+	// MaxUpdateAttempts, when set, is the rollout's maxUpdateAttempts: once
+	// the CUPS server has sent the update more often than that and the
+	// station still asks (it is Failed NotApplied), it is not sent again.
+	MaxUpdateAttempts int `json:"maxUpdateAttempts,omitempty"`
 	// Previous holds the four firmware fields before this rollout wrote them,
 	// so that abort can restore them.
 	Previous Firmware `json:"previous"`
