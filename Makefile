@@ -62,7 +62,7 @@ demo: tools ## Run a whole fleet rollout on this machine (DEMO_FLAGS="--stations
 	$(BIN)/demo $(DEMO_FLAGS)
 
 .PHONY: bench
-bench: tools ## Measure every performance target of DESIGN.md section 9 beside its baseline (~10 min); table on stdout and in $(BIN)/bench-results.txt.
+bench: tools ## Measure every performance target of DESIGN.md section 9 beside its baseline (3-6 min on 2 cores); table on stdout and in $(BIN)/bench-results.txt.
 	go build -o $(BIN)/manager ./cmd/manager
 	go build -o $(BIN)/stationfleet-bench ./cmd/stationfleet-bench
 	go test -c -o $(BIN)/cups.test ./internal/cups
