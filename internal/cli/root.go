@@ -115,7 +115,8 @@ Installed as ` + PluginName + ` on the PATH it is also a kubectl plugin:
 	root.SetErr(opts.Streams.ErrOut)
 	a.kube.AddFlags(root.PersistentFlags())
 
-	root.AddGroup(&cobra.Group{ID: "keys", Title: "Keys and firmware:"}, &cobra.Group{ID: "rollouts", Title: "Rollouts:"})
+	root.AddGroup(&cobra.Group{ID: "keys", Title: "Keys and firmware:"}, &cobra.Group{ID: "rollouts", Title: "Rollouts:"},
+		&cobra.Group{ID: "stations", Title: "Stations:"})
 	for _, c := range []*cobra.Command{a.keygenCommand(), a.signCommand(), a.verifyCommand(), a.publishCommand()} {
 		c.GroupID = "keys"
 		root.AddCommand(c)
@@ -124,6 +125,9 @@ Installed as ` + PluginName + ` on the PATH it is also a kubectl plugin:
 		c.GroupID = "rollouts"
 		root.AddCommand(c)
 	}
+	st := a.stationCommand()
+	st.GroupID = "stations"
+	root.AddCommand(st)
 	return root
 }
 

@@ -189,6 +189,8 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 	}
 	obs.Station, obs.Model, obs.Package = req.Station, req.Model, req.Package
 	obs.Keys = slices.Clone(req.Keys)
+	credCRC := req.CupsCredCRC
+	obs.CupsCredCRC = &credCRC
 	if obs.Keys == nil {
 		obs.Keys = []uint32{}
 	}
@@ -217,5 +219,6 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 func sameObservation(a, b twin.Observation) bool {
 	return a.Station == b.Station && a.Model == b.Model && a.Package == b.Package &&
 		slices.Equal(a.Keys, b.Keys) && a.ServedPackage == b.ServedPackage &&
-		a.UpdatesServed == b.UpdatesServed && a.Refusal == b.Refusal && a.RefusedPackage == b.RefusedPackage
+		a.UpdatesServed == b.UpdatesServed && a.Refusal == b.Refusal && a.RefusedPackage == b.RefusedPackage &&
+		(a.CupsCredCRC == nil) == (b.CupsCredCRC == nil) && (a.CupsCredCRC == nil || *a.CupsCredCRC == *b.CupsCredCRC)
 }

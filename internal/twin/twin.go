@@ -9,6 +9,8 @@
 //	tags.stationfleet.rollout   Ownership: which rollout owns the station, its
 //	                            batch, and the four firmware fields it had before
 //	tags.stationfleet.observed  Observation: what the CUPS server last saw
+//	tags.stationfleet.credentials  CredentialRecords: the CUPS credentials the
+//	                            station commands issued, with their roles
 //
 // The package holds types and pure helpers only; the IoT Hub adapter
 // (internal/iothub) moves them over the wire.
@@ -39,6 +41,9 @@ const (
 	// of the bearer tokens allowed to speak for the station (a list, so that
 	// rotations overlap). Tags are service-side: stations never read them.
 	TagTokens = "tokens"
+	// TagCredentials is the key, under TagRoot, of the station's credential
+	// records (CredentialRecord), written by the CLI's station commands.
+	TagCredentials = "credentials"
 )
 
 // Twin is what stationfleet knows of one station's device twin.
@@ -62,6 +67,9 @@ type Twin struct {
 	Ownership *Ownership
 	// Observation is tags.stationfleet.observed, nil when CUPS never saw the station.
 	Observation *Observation
+	// Credentials is tags.stationfleet.credentials: the CUPS credentials the
+	// station commands issued and that are still valid, with their roles.
+	Credentials []CredentialRecord
 }
 
 // Firmware is the four desired fields a rollout writes and abort restores.
@@ -156,6 +164,113 @@ type Observation struct {
 	Refusal string `json:"refusal,omitempty"`
 	// RefusedPackage is the package Refusal applies to.
 	RefusedPackage string `json:"refusedPackage,omitempty"`
+	// CupsCredCRC is the cupsCredCrc the station reported: the CRC32 of its
+	// regular CUPS credential set (the station reports the regular set's
+	// CRC even when it connected with its backup). Nil in records written
+	// before the field existed.
+	CupsCredCRC *uint32 `json:"cupsCredCrc,omitempty"`
+}
+
+// Credential roles: what a station does with a credential it holds (its
+// regular, backup and boot sets, DESIGN.md section 3), or will hold.
+const (
+	// RoleRegular: the station's regular set (cups.*) holds it.
+	RoleRegular = "regular"
+	// RolePending: sent through CUPS credential rotation (cupsCredCrc,
+	// cupsCredentialUrl); the station has not yet reported its CRC.
+	RolePending = "pending"
+	// RoleBackup: the station's backup set (cups-bak.*) holds it. A station
+	// copies its regular set to the backup once in its life, so this stays
+	// the first credential it used unless the operator re-seeds the backup.
+	RoleBackup = "backup"
+	// RoleBoot: the station's boot set (cups-boot.*) holds it.
+	RoleBoot = "boot"
+)
+
+// Credential kinds.
+const (
+	// KindX509 is a client certificate, allowed by its SHA-1 thumbprint in
+	// desired.clientThumbprint.
+	KindX509 = "x509"
+	// KindToken is a bearer token, allowed by its SHA-256 in
+	// tags.stationfleet.tokens.
+	KindToken = "token"
+)
+
+// CredentialRecord is one CUPS credential a station holds or is being sent
+// (tags.stationfleet.credentials). It never holds a secret: a certificate's
+// thumbprint, a token's SHA-256.
+type CredentialRecord struct {
+	// ID numbers the station's credentials from 1, in the order issued.
+	ID int `json:"id"`
+	// Kind is KindX509 or KindToken.
+	Kind string `json:"kind"`
+	// Thumbprint is the upper-case hex SHA-1 of the DER client certificate
+	// (KindX509).
+	Thumbprint string `json:"thumbprint,omitempty"`
+	// TokenSHA256 is the hex SHA-256 of the bearer token (KindToken).
+	TokenSHA256 string `json:"tokenSha256,omitempty"`
+	// CRC is the station's credential CRC of the set (trust, cert, key):
+	// what the station reports as cupsCredCrc while it holds it as regular.
+	CRC uint32 `json:"crc"`
+	// Roles are what the station does with it (RoleRegular, RolePending,
+	// RoleBackup, RoleBoot); a credential with no role left is retired.
+	Roles []string `json:"roles"`
+	// IssuedAt is when it was issued.
+	IssuedAt time.Time `json:"issuedAt"`
+	// NotAfter is when a certificate expires; nil for a token.
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+	// URL is the credential blob sent through CUPS rotation, empty for the
+	// credential written at enrolment.
+	URL string `json:"url,omitempty"`
+}
+
+// HasRole reports whether the record has role r.
+func (c CredentialRecord) HasRole(r string) bool {
+	for _, x := range c.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// CredentialsPatch returns the patch that replaces the credential records,
+// the thumbprint allow-list (desired.clientThumbprint) and the token
+// allow-list (tags.stationfleet.tokens) in one write. Empty lists delete
+// the keys. cups, when non-nil, is merged into desired.cups (nil values
+// delete keys).
+func CredentialsPatch(recs []CredentialRecord, thumbprints, tokens []string, cups map[string]any) *Patch {
+	var recVal, tokVal, tpVal any
+	if len(recs) > 0 {
+		l := make([]any, len(recs))
+		for i, r := range recs {
+			l[i] = toJSONMap(r)
+		}
+		recVal = l
+	}
+	if len(tokens) > 0 {
+		l := make([]any, len(tokens))
+		for i, t := range tokens {
+			l[i] = t
+		}
+		tokVal = l
+	}
+	if len(thumbprints) > 0 {
+		l := make([]any, len(thumbprints))
+		for i, t := range thumbprints {
+			l[i] = t
+		}
+		tpVal = l
+	}
+	p := &Patch{
+		Tags:    map[string]any{TagRoot: map[string]any{TagCredentials: recVal, TagTokens: tokVal}},
+		Desired: map[string]any{DesiredClientThumbprint: tpVal},
+	}
+	if cups != nil {
+		p.Desired[DesiredCUPS] = cups
+	}
+	return p
 }
 
 // Patch is a JSON merge patch (RFC 7386) to a twin's tags and desired
@@ -259,6 +374,11 @@ func Decode(deviceID, etag string, tags, desired map[string]any) (*Twin, error) 
 		if o, ok := root[TagTokens]; ok && o != nil {
 			if err := remarshal(o, &t.TokenSHA256); err != nil {
 				return nil, fmt.Errorf("twin %s: tags.%s.%s: %w", deviceID, TagRoot, TagTokens, err)
+			}
+		}
+		if o, ok := root[TagCredentials]; ok && o != nil {
+			if err := remarshal(o, &t.Credentials); err != nil {
+				return nil, fmt.Errorf("twin %s: tags.%s.%s: %w", deviceID, TagRoot, TagCredentials, err)
 			}
 		}
 		if o, ok := root[TagObserved]; ok && o != nil {
