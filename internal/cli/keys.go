@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"bytes"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -136,7 +139,7 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 }
 
 func (a *app) signCommand() *cobra.Command {
-	var keyFile string
+	var keyFile, stationKeyOut string
 	cmd := &cobra.Command{
 		Use:   "sign FILE --key PRIVATE_KEY",
 		Short: "Sign a firmware file; print the signature and key CRC",
@@ -144,7 +147,12 @@ func (a *app) signCommand() *cobra.Command {
 ECDSA P-256 over the SHA-512 of FILE, DER-encoded. It prints the signature as
 base64 (a rollout's firmware.signature) and the CRC of the key's sig-N.key
 (its firmware.keyChecksum). The key is a PEM private key (keygen's
-sig-N.private.pem, or openssl's PKCS#8 / SEC1 output).`,
+sig-N.private.pem, or openssl's PKCS#8 / SEC1 output).
+
+It also writes the key's station file (the 64-byte sig-N.key stations verify
+with) next to the key, as sig-N.key for sig-N.private.pem and NAME.sig.key
+otherwise, or to --station-key-out; an existing different file is never
+replaced.`,
 		Example: `  ` + a.commandName() + ` sign station-2.0.7.bin --key keys/sig-0.private.pem`,
 		Args:    exactArgs(1, "FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -152,13 +160,30 @@ sig-N.private.pem, or openssl's PKCS#8 / SEC1 output).`,
 			if err != nil {
 				return err
 			}
+			if err := a.stationKeyOf(keyFile, stationKeyOut); err != nil {
+				return err
+			}
 			fmt.Fprintf(a.Streams.Out, "signature: %s\nkeyChecksum: %d\n", sig, crc)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&keyFile, "key", "", "PEM private key file (required).")
+	cmd.Flags().StringVar(&stationKeyOut, "station-key-out", "", "Where to write the key's station file sig-N.key (default: next to --key).")
 	_ = cmd.MarkFlagRequired("key")
 	return cmd
+}
+
+// stationKeyOf writes the station key file of the private key in keyFile.
+func (a *app) stationKeyOf(keyFile, out string) error {
+	raw, err := os.ReadFile(keyFile)
+	if err != nil {
+		return fmt.Errorf("read private key: %w", err)
+	}
+	priv, err := signing.ParsePrivateKeyPEM(raw)
+	if err != nil {
+		return fmt.Errorf("private key %s: %w", keyFile, err)
+	}
+	return a.writeStationKey(keyFile, out, &priv.PublicKey)
 }
 
 // signFile signs the file at path with the PEM private key in keyFile and
@@ -243,4 +268,46 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// stationKeyPath is where sign and publish write the station key file of a
+// private key when --station-key-out is not given: next to it, as sig-N.key
+// for keygen's sig-N.private.pem (or sig-N.pem), else as NAME.sig.key.
+func stationKeyPath(keyFile string) string {
+	dir, base := filepath.Split(keyFile)
+	stem := strings.TrimSuffix(base, filepath.Ext(base))
+	stem = strings.TrimSuffix(stem, ".private")
+	var n int
+	if _, err := fmt.Sscanf(stem, "sig-%d", &n); err == nil && fmt.Sprintf("sig-%d", n) == stem {
+		return filepath.Join(dir, stem+".key")
+	}
+	return filepath.Join(dir, stem+".sig.key")
+}
+
+// writeStationKey writes the 64-byte station key file (sig-N.key) of pub
+// to out (default stationKeyPath(keyFile)) unless the same bytes are there
+// already, and says where it is and its CRC. A different existing file is
+// never replaced.
+func (a *app) writeStationKey(keyFile, out string, pub *ecdsa.PublicKey) error {
+	if out == "" {
+		out = stationKeyPath(keyFile)
+	}
+	sigKey, err := signing.MarshalSigKey(pub)
+	if err != nil {
+		return fmt.Errorf("encode station key: %w", err)
+	}
+	crc := signing.KeyCRC(sigKey)
+	switch cur, err := os.ReadFile(out); {
+	case err == nil && bytes.Equal(cur, sigKey):
+	case err == nil:
+		return fmt.Errorf("%s exists and is not the station key of %s (CRC %d): choose another --station-key-out", out, keyFile, crc)
+	case errors.Is(err, fs.ErrNotExist):
+		if err := writeNew(out, sigKey, 0o644); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("check %s: %w", out, err)
+	}
+	fmt.Fprintf(a.Streams.ErrOut, "station key: %s (64 bytes, key CRC %d): install it on the stations as sig-N.key\n", out, crc)
+	return nil
 }

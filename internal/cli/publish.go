@@ -45,7 +45,7 @@ type publishOptions struct {
 	to, keyFile, pkg, name, model, out string
 	deviceIDs, tags                    []string
 	steps, maxFailures                 string
-	publicKeySecret                    string
+	publicKeySecret, stationKeyOut     string
 	store                              firmware.Options
 }
 
@@ -89,6 +89,7 @@ $` + firmware.EnvSASToken + `, $` + firmware.EnvConnectionString + `), never fro
 	fs.StringVar(&o.steps, "steps", defaultSteps, `Comma-separated steps: a batch as a count or percentage, "pause" (until resumed) or "pause=DURATION".`)
 	fs.StringVar(&o.maxFailures, "max-failures", defaultMaxFailures, "Halt the rollout when more stations than this fail: a count or a percentage.")
 	fs.StringVar(&o.publicKeySecret, "public-key-secret", "", "SECRET/KEY of a Secret holding the public key (sig-N.key or PEM): the controller then verifies the signature before writing any twin.")
+	fs.StringVar(&o.stationKeyOut, "station-key-out", "", "Where to write the signing key's station file sig-N.key (default: next to --key).")
 	fs.StringVarP(&o.out, "output-file", "o", "", "Write the manifest to this file (never replaced) instead of stdout.")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.MarkFlagRequired("key")
@@ -125,6 +126,9 @@ func (a *app) publish(ctx context.Context, file string, o *publishOptions, ns st
 	crc, err := signing.PublicKeyCRC(&priv.PublicKey)
 	if err != nil {
 		return fmt.Errorf("key CRC of %s: %w", o.keyFile, err)
+	}
+	if err := a.writeStationKey(o.keyFile, o.stationKeyOut, &priv.PublicKey); err != nil {
+		return err
 	}
 	if o.out != "" {
 		if _, err := os.Lstat(o.out); err == nil {

@@ -188,6 +188,11 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The station's key file, for a real station to verify the firmware.
+	sigKeyFile := filepath.Join(state, "keys", "sig-0.key")
+	if err := os.WriteFile(sigKeyFile, signer.SigKey, 0o644); err != nil {
+		return nil, fmt.Errorf("write the station key file: %w", err)
+	}
 	fwDir := filepath.Join(state, "firmware")
 	current, err := signer.Publish(fwDir, "2.0.6", 0)
 	if err != nil {
@@ -262,10 +267,16 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	say("")
 	say("stationfleet embedded default is up:")
 	say("  kubectl:          export KUBECONFIG=%s   (kubectl is bin/kubectl)", kubeconfig)
-	say("  CUPS (plain HTTP): %s/update-info   (point a Basics Station's cups.uri here and register its EUI)", cupsURI)
+	say("  CUPS (plain HTTP): %s/update-info", cupsURI)
 	say("  IoT Hub emulator: connection string in %s, CA %s", csFile, hub.CAFile())
 	say("  firmware:         %s (signing key %s, keyChecksum %d)", fwDir, filepath.Join(state, "keys", "sig-0.pem"), signer.CRC)
+	say("  station key file: %s (key CRC %d): a station needs it as sig-0.key to verify the firmware", sigKeyFile, signer.CRC)
 	say("  stations:         %d polling every %s, %d of them never apply updates", o.Stations, o.PollInterval, failing)
+	say("")
+	say("  enroll a real Basics Station (plain HTTP, no credential; use --cups-addr 0.0.0.0:5002 and the machine's address for a gateway on the network):")
+	say("    go run ./cmd/stationfleet station add EUI --cups-uri %s --sig-key %s --tag ring=prod \\", cupsURI, sigKeyFile)
+	say("      --iothub-connection-string-file %s --iothub-ca-file %s --out station-home", csFile, hub.CAFile())
+	say("    then copy station-home/* into the station's home directory and start it")
 	say("")
 
 	// 6. The sample rollout.

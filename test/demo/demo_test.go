@@ -20,6 +20,7 @@ import (
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/demo"
+	"github.com/stationfleet/stationfleet/internal/signing"
 	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
 )
 
@@ -62,6 +63,14 @@ func TestDemoCompletes(t *testing.T) {
 	g.Expect(out.String()).To(ContainSubstring("http://" + o.CUPSAddr + "/update-info"))
 	g.Expect(out.String()).To(ContainSubstring("connection string in"))
 	g.Expect(out.String()).To(ContainSubstring("the rollout ended Completed: 47 of 50 stations updated, 3 failed"))
+	// The state directory holds the station's key file (issue 13.5), whose
+	// CRC is the rollout's keyChecksum, and the printout says how to enroll
+	// a real station.
+	sigKey, err := os.ReadFile(filepath.Join(o.StateDir, "keys", "sig-0.key"))
+	g.Expect(err).NotTo(HaveOccurred(), "the demo writes the station's sig-0.key")
+	g.Expect(sigKey).To(HaveLen(signing.SigKeySize))
+	g.Expect(res.Rollout.Spec.Firmware.KeyChecksum).To(BeEquivalentTo(signing.KeyCRC(sigKey)))
+	g.Expect(out.String()).To(ContainSubstring("station add EUI --cups-uri http://" + o.CUPSAddr))
 
 	// --keep-state: a second run continues where the first stopped (the
 	// rollout is already there and complete; the stations kept 2.0.7).
