@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,12 +50,12 @@ func TestBackupCopiedOnce(t *testing.T) {
 	cred1 := CredSet{Trust: []byte("t1"), Key: []byte("Authorization: Bearer one\r\n")}
 	cred2 := credFromBlob(t, concat(fakeCert(0x20), []byte{0, 0, 0, 0}, []byte("Authorization: Bearer two\r\n")))
 	cred3 := credFromBlob(t, concat(fakeCert(0x30), []byte{0, 0, 0, 0}, []byte("Authorization: Bearer three\r\n")))
-	next := []byte(nil)
+	var next atomic.Pointer[[]byte] // the credential blob to send, nil for none
 	vs := newVectorServer(t, func([]byte) []byte {
-		if next == nil {
-			return make([]byte, 14)
+		if b := next.Load(); b != nil {
+			return body("", "", *b, nil, nil, nil)
 		}
-		return body("", "", next, nil, nil, nil)
+		return make([]byte, 14)
 	})
 	st := State{EUI: 1, CUPSURI: vs.URL, CUPSCred: cred1, Package: "v1"}
 	s := New(st)
@@ -67,7 +68,8 @@ func TestBackupCopiedOnce(t *testing.T) {
 	g.Expect(s.State().Backup).To(Equal(CUPSSet{URI: vs.URL, Cred: cred1}))
 
 	for _, rotated := range []CredSet{cred2, cred3} {
-		next = concat(rotated.Trust, []byte{0, 0, 0, 0}, rotated.Key)
+		blob := concat(rotated.Trust, []byte{0, 0, 0, 0}, rotated.Key)
+		next.Store(&blob)
 		res = pollOnce(t, s)
 		g.Expect(res.Err).NotTo(HaveOccurred())
 		g.Expect(res.CUPSCredChanged).To(BeTrue())
@@ -75,7 +77,7 @@ func TestBackupCopiedOnce(t *testing.T) {
 		g.Expect(s.State().CUPSCred.CRC()).To(Equal(rotated.CRC()), "CUPS credentials land in the regular set")
 		g.Expect(s.State().Backup.Cred).To(Equal(cred1), "and never in the backup set")
 	}
-	next = nil
+	next.Store(nil)
 	s.Restart()
 	res = pollOnce(t, s)
 	g.Expect(res.Err).NotTo(HaveOccurred())
@@ -174,4 +176,21 @@ func TestCredentialSetRotation(t *testing.T) {
 		g.Expect(s.State().Backup.Cred).To(Equal(old))
 		g.Expect(s.nextDelay(time.Hour)).To(Equal(time.Millisecond), "a credential change brings the next session R later")
 	})
+}
+
+// TestFleetRetryInterval: after a failure a fleet station comes back after
+// RetryInterval (CUPS_RESYNC_INTV), after a success only after Interval.
+func TestFleetRetryInterval(t *testing.T) {
+	g := NewWithT(t)
+	ok := newVectorServer(t, constant(make([]byte, 14)))
+	failing := New(State{EUI: 1, CUPSURI: statusServer(t, http.StatusServiceUnavailable)})
+	healthy := New(State{EUI: 2, CUPSURI: ok.URL})
+	f := NewFleet([]*Station{failing, healthy}, FleetOptions{Interval: time.Hour, RetryInterval: 20 * time.Millisecond, Workers: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	g.Eventually(func() int64 { return failing.Stats().Polls }, 5*time.Second).Should(BeNumerically(">=", 5))
+	cancel()
+	<-done
+	g.Expect(healthy.Stats().Polls).To(BeNumerically("<=", 1), "a healthy station waits the full interval")
 }
