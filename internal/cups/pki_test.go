@@ -11,11 +11,12 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/stationfleet/stationfleet/internal/testutil/testpki"
 )
 
 // testCA is a certificate authority made in the test.
@@ -58,7 +59,8 @@ type issued struct {
 	thumbprint string // hex SHA-1 of the DER certificate, as the twin lists it
 }
 
-// issue signs a leaf: a server certificate for 127.0.0.1, or a station
+// issue signs a leaf: a server certificate for https://127.0.0.1 and
+// https://localhost (testpki.ServerNames), or a station
 // client certificate with the given common name.
 func (ca *testCA) issue(t testing.TB, cn string, server bool) *issued {
 	t.Helper()
@@ -75,7 +77,10 @@ func (ca *testCA) issue(t testing.TB, cn string, server bool) *issued {
 	}
 	if server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		// Named as a real station needs it: "127.0.0.1" and "localhost"
+		// as dNSNames (mbedTLS ignores iPAddress entries), 127.0.0.1 also
+		// as an iPAddress for Go clients.
+		testpki.ServerNames(tmpl)
 	} else {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}

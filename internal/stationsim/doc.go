@@ -29,10 +29,35 @@
 //     update script writes (see UpdateScript).
 //   - Misbehaviour (Behavior): never apply, apply another version, stop
 //     polling; a wrong or missing key is just a State with other SigKeys.
+//   - The three CUPS credential sets (src/cups.c cups_ondone, src/sys.c
+//     backupConfigFiles): regular (State.CUPSURI + State.CUPSCred), backup
+//     (State.Backup) and boot (State.Boot), each a URI plus trust, cert and
+//     key. Each Poll is one session with the set the station is on
+//     (Result.CredSet, Station.NextCredSet). A failed session moves it to
+//     the next set (regular -> backup -> boot -> regular) at once when the
+//     server answered an HTTP status other than 200 or the set has no URI,
+//     otherwise only when more than FailCountThreshold (6) failures came
+//     before it since the last success (the count is not reset by a move,
+//     so from the 8th failure on every failure moves). A success returns to
+//     the regular set and clears the count. The request body always
+//     carries the regular set's cupsUri and cupsCredCrc. The first HTTP 200
+//     to a session made with the regular set copies the regular set to the
+//     backup set and sets State.BackupDone (the marker cups-bak.done); it
+//     is never copied again (Result.BackupTaken). Credentials and URIs sent
+//     over CUPS replace the regular set only, whichever set the session
+//     used. The failure count and current set are process memory
+//     (Station.Restart clears them); State is the home directory.
+//   - The server certificate check of mbedTLS 2.28 (see tls.go): chain to
+//     the set's trust, then the host of the URI matched against the dNSName
+//     entries of subjectAltName only (an IP literal matches a dNSName with
+//     the same text, never an iPAddress entry); the subject CN only when
+//     the certificate has no subjectAltName extension. A refusal is a
+//     *CertVerifyError whose text is mbedTLS's.
 //
-// Not modelled: the backup and bootstrap credential sets the station rotates
-// to after repeated failures, the TC (LNS) connection, and the 24 h / 1 min
-// poll schedule (Run and Fleet poll at a fixed, jittered interval).
+// Not modelled: the TC (LNS) connection and its own backup set, and the 24 h
+// / 1 min poll schedule (Run and Fleet poll at a fixed, jittered interval,
+// or the retry interval after a failure: WithRetryInterval,
+// FleetOptions.RetryInterval).
 //
 // Usage:
 //

@@ -13,6 +13,10 @@ import (
 type FleetOptions struct {
 	// Interval between two polls of one station (default 5 s).
 	Interval time.Duration
+	// RetryInterval is the wait after a failed session or one that changed
+	// the station's CUPS URI or credentials (CUPS_RESYNC_INTV); default
+	// Interval.
+	RetryInterval time.Duration
 	// Jitter spreads polls by ±Jitter×Interval (default 0.1); the first
 	// poll of each station is spread over one whole Interval so a fleet
 	// does not start as a thundering herd.
@@ -84,6 +88,16 @@ func (h *dueHeap) Pop() any {
 	return x
 }
 
+// delay is the wait before s's next session.
+func (f *Fleet) delay(s *Station) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retryNext && f.opts.RetryInterval > 0 {
+		return f.opts.RetryInterval
+	}
+	return f.opts.Interval
+}
+
 // Run polls every station every Interval (jittered) until ctx ends, then
 // waits for the sessions in flight and returns ctx.Err(). Stations with
 // Behavior.StopPolling are skipped but stay scheduled.
@@ -131,7 +145,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 		for drained := false; !drained; {
 			select {
 			case s := <-done:
-				heap.Push(&h, due{at: time.Now().Add(jitter(f.opts.Interval, f.opts.Jitter)), s: s})
+				heap.Push(&h, due{at: time.Now().Add(jitter(f.delay(s), f.opts.Jitter)), s: s})
 			default:
 				drained = true
 			}
@@ -151,7 +165,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 		case next <- nextS:
 			heap.Pop(&h)
 		case s := <-done:
-			heap.Push(&h, due{at: time.Now().Add(jitter(f.opts.Interval, f.opts.Jitter)), s: s})
+			heap.Push(&h, due{at: time.Now().Add(jitter(f.delay(s), f.opts.Jitter)), s: s})
 		case <-timer.C:
 		}
 	}

@@ -105,13 +105,29 @@ type State struct {
 	// EUI is the station's EUI-64 (its routerid); the request carries it in
 	// ID6 form.
 	EUI uint64
-	// CUPSURI is cups.uri, e.g. "http://127.0.0.1:7171" or "https://host:443"
-	// (host and port, no path, as the station requires).
+	// CUPSURI is cups.uri, the regular set's URI, e.g.
+	// "http://127.0.0.1:7171" or "https://host:443" (host and port, no
+	// path, as the station requires). The request's cupsUri is always this
+	// one, whichever set the session used.
 	CUPSURI string
 	// TCURI is tc.uri; "" means the file is absent (the request says null).
 	TCURI string
 	// CUPSCred and TCCred are the cups.{trust,crt,key} and tc.* files.
+	// CUPSCred is the regular CUPS set: the one credentials sent over CUPS
+	// replace, and the one the request's cupsCredCrc is computed over.
 	CUPSCred, TCCred CredSet
+	// Backup is the cups-bak.* set. The station fills it itself, once in
+	// the life of its home directory: a copy of the regular set taken when
+	// the first HTTP 200 answers a session made with the regular set
+	// (backupConfigFiles in src/sys.c). Credentials rotated later through
+	// CUPS never reach it.
+	Backup CUPSSet
+	// BackupDone is the marker file cups-bak.done: the copy was made and
+	// will not be made again (it survives restarts).
+	BackupDone bool
+	// Boot is the cups-boot.* set, provisioned at the factory or by the
+	// operator; the station never writes it.
+	Boot CUPSSet
 	// Package is version.txt (the request trims trailing white space).
 	Package string
 	// Model is CFG_platform; "" means DefaultModel.
@@ -123,10 +139,52 @@ type State struct {
 	SigKeys [][]byte
 }
 
+// CUPSSet is a CUPS credential set besides the regular one: the files
+// cups-bak.{uri,trust,crt,key} or cups-boot.{uri,trust,crt,key}.
+type CUPSSet struct {
+	// URI is the set's .uri file; "" means absent (a session with this set
+	// then fails at once and the station moves on to the next set).
+	URI string
+	// Cred is the set's .trust, .crt and .key files.
+	Cred CredSet
+}
+
+func (c CUPSSet) clone() CUPSSet { return CUPSSet{URI: c.URI, Cred: c.Cred.clone()} }
+
+// CredSetName names the CUPS credential set a session used.
+type CredSetName string
+
+// The station's three CUPS credential sets, in the order it tries them
+// (SYS_CRED_REG, SYS_CRED_BAK, SYS_CRED_BOOT in src/sys.h).
+const (
+	// CredSetRegular is cups.{uri,trust,crt,key} (State.CUPSURI, State.CUPSCred).
+	CredSetRegular CredSetName = "regular"
+	// CredSetBackup is cups-bak.* (State.Backup).
+	CredSetBackup CredSetName = "backup"
+	// CredSetBoot is cups-boot.* (State.Boot).
+	CredSetBoot CredSetName = "boot"
+)
+
+// credSetNames is indexed by the station's cups_credset.
+var credSetNames = [...]CredSetName{CredSetRegular, CredSetBackup, CredSetBoot}
+
+// cupsSet returns the URI and credentials of set i (0 regular, 1 backup,
+// 2 boot).
+func (s State) cupsSet(i int) (string, CredSet) {
+	switch i {
+	case 1:
+		return s.Backup.URI, s.Backup.Cred
+	case 2:
+		return s.Boot.URI, s.Boot.Cred
+	}
+	return s.CUPSURI, s.CUPSCred
+}
+
 // Clone returns a deep copy.
 func (s State) Clone() State {
 	c := s
 	c.CUPSCred, c.TCCred = s.CUPSCred.clone(), s.TCCred.clone()
+	c.Backup, c.Boot = s.Backup.clone(), s.Boot.clone()
 	c.SigKeys = make([][]byte, len(s.SigKeys))
 	for i, k := range s.SigKeys {
 		c.SigKeys[i] = bytes.Clone(k)

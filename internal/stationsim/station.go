@@ -26,6 +26,12 @@ import (
 // when no data arrived for this long.
 const DefaultTimeout = 60 * time.Second
 
+// FailCountThreshold is FAIL_CNT_THRES (src/cups.c): a failed session moves
+// the station to its next credential set when more than this many failures
+// came before it since the last success. An HTTP error status, or a set
+// without a URI, moves it on at once.
+const FailCountThreshold = 6
+
 // Behavior makes a station misbehave, for tests of the rollout's failure
 // handling. The zero value is a well-behaved station.
 type Behavior struct {
@@ -85,6 +91,21 @@ func (e *StatusError) Error() string { return fmt.Sprintf("CUPS answered HTTP st
 type Result struct {
 	// Skipped is set when Behavior.StopPolling kept the station quiet.
 	Skipped bool
+	// CredSet is the CUPS credential set this session used (its URI,
+	// trust and client credentials; the request body always reports the
+	// regular set's URI and CRC).
+	CredSet CredSetName
+	// NextCredSet is the set the next session will use: the regular set
+	// after a success, otherwise as the station's failure counting says
+	// (see FailCountThreshold).
+	NextCredSet CredSetName
+	// FailCount is the number of failed sessions since the last success,
+	// this one included (cups_failCnt).
+	FailCount int
+	// BackupTaken is set when this session copied the regular set to the
+	// backup set (the first HTTP 200 with the regular set in the life of
+	// the station's home directory).
+	BackupTaken bool
 	// Request is the JSON body sent.
 	Request []byte
 	// StatusCode is the HTTP status (0 when none was read).
@@ -131,6 +152,12 @@ func WithBehavior(b Behavior) Option { return func(s *Station) { s.behavior = b 
 // WithTimeout sets the idle timeout of a session (default DefaultTimeout).
 func WithTimeout(d time.Duration) Option { return func(s *Station) { s.timeout = d } }
 
+// WithRetryInterval sets how long Run waits after a failed session, or
+// after a session that changed the station's CUPS URI or credentials
+// (CUPS_RESYNC_INTV, 60 s on a real station). The default is Run's
+// interval.
+func WithRetryInterval(d time.Duration) Option { return func(s *Station) { s.retry = d } }
+
 // WithDialer sets how the station opens TCP connections (default a shared
 // net.Dialer). Fleet passes one dialer to all its stations.
 func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
@@ -161,6 +188,12 @@ type Station struct {
 	st       State
 	behavior Behavior
 	stats    Stats
+	// credSet and failCnt are cups_credset and cups_failCnt: process
+	// memory, reset by Restart.
+	credSet, failCnt int
+	// retryNext: the last session asks for the retry interval.
+	retryNext bool
+	retry     time.Duration
 
 	timeout  time.Duration
 	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -189,6 +222,22 @@ func (s *Station) SetState(st State) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st = st.Clone()
+}
+
+// Restart models a restart of the station process: the home directory
+// (State) stays, the failure count and the credential set in use go back
+// to the regular set.
+func (s *Station) Restart() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.credSet, s.failCnt, s.retryNext = 0, 0, false
+}
+
+// NextCredSet returns the CUPS credential set the next session will use.
+func (s *Station) NextCredSet() CredSetName {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return credSetNames[s.credSet]
 }
 
 // EUI returns the station's EUI.
@@ -255,14 +304,15 @@ func (s *Station) Stats() Stats {
 
 // Run polls every interval (±10% jitter) until ctx ends, skipping polls
 // while Behavior.StopPolling is set. It returns ctx.Err(). A real station
-// polls every 24 h after a success and every minute after a failure; the
-// simulator uses one interval for both.
+// polls every 24 h after a success and every minute after a failure or a
+// change of its CUPS URI or credentials; the simulator waits interval, or
+// the retry interval (WithRetryInterval) in the second case.
 func (s *Station) Run(ctx context.Context, interval time.Duration) error {
 	for {
 		if !s.Behavior().StopPolling {
 			s.Poll(ctx)
 		}
-		t := time.NewTimer(jitter(interval, 0.1))
+		t := time.NewTimer(jitter(s.nextDelay(interval), 0.1))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -270,6 +320,17 @@ func (s *Station) Run(ctx context.Context, interval time.Duration) error {
 		case <-t.C:
 		}
 	}
+}
+
+// nextDelay is the wait before the next session: interval, or the retry
+// interval when the last session failed or changed the CUPS settings.
+func (s *Station) nextDelay(interval time.Duration) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retryNext && s.retry > 0 {
+		return s.retry
+	}
+	return interval
 }
 
 func jitter(d time.Duration, frac float64) time.Duration {
@@ -294,9 +355,21 @@ func (s *Station) Poll(ctx context.Context) Result {
 		res.Skipped = true
 		return res
 	}
-	log := logr.FromContextOrDiscard(ctx).WithValues("station", FormatID6(st.EUI))
+	s.mu.Lock()
+	set := s.credSet
+	s.mu.Unlock()
+	res.CredSet = credSetNames[set]
+	log := logr.FromContextOrDiscard(ctx).WithValues("station", FormatID6(st.EUI), "credSet", string(res.CredSet))
 	res.Request = st.RequestBody()
-	s.session(ctx, st, &res)
+	uri, cred := st.cupsSet(set)
+	noURI := false
+	if uri = trimEnd(uri); uri == "" || len(uri)+1 > maxURILen {
+		// sys_uri returns NULL for a missing file or an over-long URI.
+		noURI = true
+		res.Err = fmt.Errorf("no CUPS%s URI configured", credSetSuffix[set])
+	} else {
+		s.session(ctx, set, uri, cred, &res)
+	}
 	if res.Response != nil {
 		s.apply(st, behavior, &res)
 	}
@@ -307,9 +380,11 @@ func (s *Station) Poll(ctx context.Context) Result {
 	if res.Err != nil && ctxOver(ctx) && !res.Malformed() {
 		// Cancelled by the caller (a fleet shutting down): not counted.
 		res.Err = fmt.Errorf("poll cancelled: %w (%w)", ctx.Err(), res.Err)
+		res.NextCredSet = s.NextCredSet()
 		return res
 	}
 	s.mu.Lock()
+	s.done(&res, noURI || errors.As(res.Err, &se))
 	s.stats.Polls++
 	s.stats.BytesRead += res.BytesRead
 	if res.Err != nil {
@@ -341,6 +416,46 @@ func (s *Station) Poll(ctx context.Context) Result {
 			"package", res.PackageAfter, "bytesRead", res.BytesRead, "violations", len(res.Violations))
 	}
 	return res
+}
+
+// credSetSuffix is sys_credset2str: the file name part of each set.
+var credSetSuffix = [...]string{"", "-bak", "-boot"}
+
+// done is cups_ondone's bookkeeping, with s.mu held: a success returns to
+// the regular set and clears the failure count; a failure moves to the next
+// set (regular -> backup -> boot -> regular) when it was an HTTP error
+// status or a set without a URI (rejectedNow), or when more than
+// FailCountThreshold failures came before it.
+func (s *Station) done(res *Result, rejectedNow bool) {
+	if res.Err != nil {
+		if s.failCnt > FailCountThreshold || rejectedNow {
+			s.credSet = (s.credSet + 1) % len(credSetNames)
+		}
+		s.failCnt++
+		s.retryNext = true
+	} else {
+		s.credSet, s.failCnt = 0, 0
+		s.retryNext = res.CUPSURIChanged || res.CUPSCredChanged
+	}
+	res.NextCredSet = credSetNames[s.credSet]
+	res.FailCount = s.failCnt
+}
+
+// takeBackup is backupConfigFiles: the first HTTP 200 to a session made
+// with the regular set copies cups.{uri,trust,crt,key} to cups-bak.* and
+// writes cups-bak.done; never again after that.
+func (s *Station) takeBackup(set int, res *Result) {
+	if set != 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st.BackupDone {
+		return
+	}
+	s.st.Backup = CUPSSet{URI: s.st.CUPSURI, Cred: s.st.CUPSCred.clone()}
+	s.st.BackupDone = true
+	res.BackupTaken = true
 }
 
 // ctxOver reports whether ctx is done or its deadline has passed (a socket
@@ -453,12 +568,7 @@ func (s *Station) apply(st State, behavior Behavior, res *Result) {
 // session runs the HTTP exchange the way the station's HTTP client does
 // (src/net.c): a new connection, one request, a header that must fit the
 // buffer, a body of exactly Content-Length bytes.
-func (s *Station) session(ctx context.Context, st State, res *Result) {
-	uri := trimEnd(st.CUPSURI)
-	if uri == "" {
-		res.Err = errors.New("no CUPS URI configured")
-		return
-	}
+func (s *Station) session(ctx context.Context, set int, uri string, cred CredSet, res *Result) {
 	tlsOn, host, port, err := checkHostPortURI(uri)
 	if err != nil {
 		res.Err = err
@@ -469,7 +579,7 @@ func (s *Station) session(ctx context.Context, st State, res *Result) {
 		tlsCfg *tls.Config
 	)
 	if tlsOn {
-		if tlsCfg, token, err = s.tlsConfig(st.CUPSCred, host); err != nil {
+		if tlsCfg, token, err = s.tlsConfig(cred, host); err != nil {
 			res.Err = err
 			return
 		}
@@ -531,6 +641,7 @@ func (s *Station) session(ctx context.Context, st State, res *Result) {
 		res.Err = &StatusError{Code: status}
 		return
 	}
+	s.takeBackup(set, res)
 	if !hasLen {
 		msg := "response has no Content-Length: the station then assumes an empty body"
 		if headerHas(hdr, "transfer-encoding") {
@@ -705,8 +816,11 @@ func (s *Station) tlsConfig(c CredSet, host string) (*tls.Config, []byte, error)
 		pool.AddCert(cert)
 	}
 	cfg := &tls.Config{
-		RootCAs:            pool,
-		ServerName:         host, // TLS_SNI defaults to true
+		ServerName: host, // TLS_SNI defaults to true
+		// Go's check is replaced by mbedTLS's (tls.go): Go would accept
+		// an iPAddress SAN that a real station ignores.
+		InsecureSkipVerify: true, //nolint:gosec // verified by VerifyConnection
+		VerifyConnection:   verifyConnection(pool, host),
 		MinVersion:         tls.VersionTLS12,
 		MaxVersion:         tls.VersionTLS12,
 		ClientSessionCache: s.sessions,

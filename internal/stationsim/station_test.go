@@ -28,6 +28,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/stationfleet/stationfleet/internal/signing"
+	"github.com/stationfleet/stationfleet/internal/testutil/testpki"
 )
 
 // vectorServer is a tiny CUPS stand-in (not internal/cups) that answers
@@ -374,7 +375,9 @@ func TestPollRawHTTP(t *testing.T) {
 	}
 }
 
-func selfSigned(t *testing.T, cn string, ips ...net.IP) (tls.Certificate, []byte) {
+// selfSigned makes a self-signed certificate; hosts, when given, are its
+// subjectAltName as a CUPS server certificate needs it (testpki.ServerNames).
+func selfSigned(t *testing.T, cn string, hosts ...string) (tls.Certificate, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -383,9 +386,12 @@ func selfSigned(t *testing.T, cn string, ips ...net.IP) (tls.Certificate, []byte
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: ips, IsCA: true, BasicConstraintsValid: true,
+		IsCA: true, BasicConstraintsValid: true,
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	if len(hosts) > 0 {
+		testpki.ServerNames(tmpl, hosts...)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -395,7 +401,7 @@ func selfSigned(t *testing.T, cn string, ips ...net.IP) (tls.Certificate, []byte
 }
 
 func TestPollTLS(t *testing.T) {
-	serverCert, serverDER := selfSigned(t, "cups", net.ParseIP("127.0.0.1"))
+	serverCert, serverDER := selfSigned(t, "cups", "127.0.0.1")
 	clientCert, clientDER := selfSigned(t, "001122FFFE334455")
 	clientKeyDER, _ := x509.MarshalECPrivateKey(clientCert.PrivateKey.(*ecdsa.PrivateKey))
 

@@ -8,11 +8,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/stationfleet/stationfleet/internal/testutil/testpki"
 )
 
 // serverPKI makes a CA and a CUPS server certificate for 127.0.0.1 signed by
@@ -42,8 +43,9 @@ func serverPKI(t testing.TB, dir string) (certFile, keyFile string, caDER []byte
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "cups"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
 	}
+	// "127.0.0.1" and "localhost" as dNSNames, as a real station needs.
+	testpki.ServerNames(tmpl)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	must(err)
 	keyDER, err := x509.MarshalECPrivateKey(key)

@@ -351,6 +351,8 @@ func (w *world) runStations(ctx context.Context) (stop func()) {
 		thief := victim - 1
 		st := w.stations[victim].State()
 		st.CUPSCred = stationsim.CredSet{Trust: w.caDER, Key: w.stations[thief].State().CUPSCred.Key}
+		// Not the victim's own backup set: the impostor has only the stolen token.
+		st.Backup, st.BackupDone = stationsim.CUPSSet{}, false
 		imp := stationsim.New(st, stationsim.WithTimeout(10*time.Second))
 		wg.Add(1)
 		go func() {
