@@ -183,6 +183,7 @@ func TestStationEnrollPollRotateRevoke(t *testing.T) {
 			station := stationsim.New(st, stationsim.WithTimeout(10*time.Second))
 			res := poll(t, station)
 			g.Expect(res.Err).NotTo(HaveOccurred())
+			g.Expect(res.BackupTaken).To(BeTrue())
 			g.Expect(res.Response.NothingToChange()).To(BeTrue())
 			g.Expect(*w.twin(t, enrollEUI).Observation.CupsCredCRC).To(Equal(backup.CRC()))
 
@@ -211,14 +212,19 @@ func TestStationEnrollPollRotateRevoke(t *testing.T) {
 			g.Expect(r.code).To(Equal(0), r.errOut)
 			g.Expect(r.out).To(ContainSubstring("revoked credential 2"))
 			g.Expect(r.out).To(ContainSubstring("kept credential 1"))
-			g.Expect(statusOf(poll(t, station))).To(Equal(403))
-			onBackup := stationsim.New(withCred(station.State(), backup), stationsim.WithTimeout(10*time.Second))
-			g.Expect(statusOf(poll(t, onBackup))).To(Equal(200), "the backup still gets in")
+			res = poll(t, station)
+			g.Expect(statusOf(res)).To(Equal(403), "the revoked regular credential is refused")
+			g.Expect(res.NextCredSet).To(Equal(stationsim.CredSetBackup))
+			res = poll(t, station)
+			g.Expect(res.CredSet).To(Equal(stationsim.CredSetBackup))
+			g.Expect(res.Err).NotTo(HaveOccurred(), "the backup still gets in")
 
 			r = w.station(t, "revoke", enrollEUI, "--include-backup")
 			g.Expect(r.code).To(Equal(0), r.errOut)
 			g.Expect(r.errOut).To(ContainSubstring("can no longer fall back"))
-			g.Expect(statusOf(poll(t, onBackup))).To(Equal(403))
+			for range 3 { // regular, backup, boot (none)
+				g.Expect(poll(t, station).Err).To(HaveOccurred(), "no credential set gets in")
+			}
 			tw = w.twin(t, enrollEUI)
 			g.Expect(tw.ClientThumbprints).To(BeEmpty())
 			g.Expect(tw.TokenSHA256).To(BeEmpty())
@@ -238,19 +244,22 @@ func TestStationRotateTwiceKeepsBackup(t *testing.T) {
 	g.Expect(r.code).To(Equal(0), r.errOut)
 	st, err := stationsim.LoadHome(home)
 	g.Expect(err).NotTo(HaveOccurred())
-	backup := st.CUPSCred
 	station := stationsim.New(st, stationsim.WithTimeout(10*time.Second))
-	g.Expect(poll(t, station).Err).NotTo(HaveOccurred())
+	res := poll(t, station)
+	g.Expect(res.Err).NotTo(HaveOccurred())
+	g.Expect(res.BackupTaken).To(BeTrue(), "the first success copies credential 1 to cups-bak.*")
 
 	for i := range 2 {
 		r = w.station(t, append([]string{"rotate", enrollEUI}, w.issueFlags("")...)...)
 		g.Expect(r.code).To(Equal(0), r.errOut)
-		g.Expect(r.out).To(ContainSubstring("credential 1 "), "rotate %d says the backup stays valid", i+1)
+		g.Expect(r.out).To(MatchRegexp(`credential 1 .* stays valid: .*backup`), "rotate %d says the backup stays valid", i+1)
 		res := poll(t, station)
 		g.Expect(res.Err).NotTo(HaveOccurred())
 		g.Expect(res.CUPSCredChanged).To(BeTrue())
 		g.Expect(poll(t, station).Err).NotTo(HaveOccurred())
 	}
+	g.Expect(station.State().Backup.Cred.CRC()).To(Equal(w.twin(t, enrollEUI).Credentials[0].CRC), "the backup set still holds credential 1")
+
 	// Credential 1, the station's backup, is still allowed after two
 	// rotations; show says what the station holds.
 	tw := w.twin(t, enrollEUI)
@@ -260,24 +269,24 @@ func TestStationRotateTwiceKeepsBackup(t *testing.T) {
 	g.Expect(r.out).To(MatchRegexp(`credential 1 .*: backup\n`))
 	g.Expect(r.out).To(MatchRegexp(`credential 3 .*: regular\n`))
 
-	// Break the regular set: a damaged key file. The station's TLS fails,
-	// it falls back to its backup set.
+	// Break the regular set: a damaged key file. Its sessions fail; after
+	// the station's failure threshold it falls back to its backup set and
+	// gets in, and CUPS sends it its regular credential again.
 	broken := station.State()
 	broken.CUPSCred.Key = []byte("damaged")
 	station.SetState(broken)
-	g.Expect(statusOf(poll(t, station))).NotTo(Equal(200))
-	fallback := stationsim.New(withCred(broken, backup), stationsim.WithTimeout(10*time.Second))
-	res := poll(t, fallback)
-	g.Expect(res.Err).NotTo(HaveOccurred(), "the station gets in with its backup credential")
-	g.Expect(res.CUPSCredChanged).To(BeTrue(), "and CUPS sends it its regular credential again")
-	g.Expect(poll(t, fallback).Err).NotTo(HaveOccurred())
-}
-
-// withCred is st connecting with another credential set (until h-sim's
-// simulator models the backup set itself).
-func withCred(st stationsim.State, c stationsim.CredSet) stationsim.State {
-	st.CUPSCred = c
-	return st
+	var got stationsim.Result
+	for range 12 {
+		if got = poll(t, station); got.Err == nil {
+			break
+		}
+	}
+	g.Expect(got.Err).NotTo(HaveOccurred(), "the station gets in with its backup credential")
+	g.Expect(got.CredSet).To(Equal(stationsim.CredSetBackup))
+	g.Expect(got.CUPSCredChanged).To(BeTrue(), "CUPS repairs the regular set")
+	res = poll(t, station)
+	g.Expect(res.Err).NotTo(HaveOccurred())
+	g.Expect(res.CredSet).To(Equal(stationsim.CredSetRegular))
 }
 
 func embeddedID(eui uint64) string { return strings.ToUpper(cups.EUI(eui).DeviceID()) }

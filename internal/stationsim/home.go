@@ -14,8 +14,10 @@ import (
 // LoadHome reads a station's home directory as Basics Station does at start:
 // station.conf's station_conf.routerid (ID6, 16 hex digits, or '-'/':'
 // separated bytes), cups.uri, tc.uri, the cups.{trust,crt,key} and
-// tc.{trust,crt,key} sets, version.txt and sig-0.key, sig-1.key, ... up to
-// the first missing one. Missing optional files are absent in the State.
+// tc.{trust,crt,key} sets, the backup (cups-bak.*, with the marker
+// cups-bak.done) and boot (cups-boot.*) sets, version.txt and sig-0.key,
+// sig-1.key, ... up to the first missing one. Missing optional files are
+// absent in the State.
 func LoadHome(dir string) (State, error) {
 	var st State
 	conf, err := os.ReadFile(filepath.Join(dir, "station.conf"))
@@ -52,6 +54,15 @@ func LoadHome(dir string) (State, error) {
 	st.TCURI = trimEnd(string(get("tc.uri")))
 	st.CUPSCred = CredSet{Trust: get("cups.trust"), Cert: get("cups.crt"), Key: get("cups.key")}
 	st.TCCred = CredSet{Trust: get("tc.trust"), Cert: get("tc.crt"), Key: get("tc.key")}
+	for _, set := range []struct {
+		prefix string
+		dst    *CUPSSet
+	}{{"cups-bak", &st.Backup}, {"cups-boot", &st.Boot}} {
+		set.dst.URI = trimEnd(string(get(set.prefix + ".uri")))
+		set.dst.Cred = CredSet{Trust: get(set.prefix + ".trust"), Cert: get(set.prefix + ".crt"), Key: get(set.prefix + ".key")}
+	}
+	_, err = os.Stat(filepath.Join(dir, "cups-bak.done"))
+	st.BackupDone = err == nil
 	st.Package = string(get("version.txt"))
 	for i := 0; ; i++ {
 		k := get("sig-" + strconv.Itoa(i) + ".key")
