@@ -124,3 +124,34 @@ func TestSignVerifyErrorsSayWhatToDo(t *testing.T) {
 		})
 	}
 }
+
+// TestSignWritesTheStationKeyFile: signing with a private key (here an
+// openssl-style key with no station file next to it) writes the station's
+// sig-N.key beside it and prints its CRC, so nobody derives it with openssl
+// (issue 13.5); a different existing file is never replaced.
+func TestSignWritesTheStationKeyFile(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	priv, err := signing.GenerateKey()
+	g.Expect(err).NotTo(HaveOccurred())
+	pemKey, err := signing.MarshalPrivateKeyPEM(priv, signing.SEC1)
+	g.Expect(err).NotTo(HaveOccurred())
+	keyFile := filepath.Join(dir, "sig-2.pem")
+	g.Expect(os.WriteFile(keyFile, pemKey, 0o600)).To(Succeed())
+	fw := filepath.Join(dir, "fw.bin")
+	g.Expect(os.WriteFile(fw, []byte("firmware"), 0o644)).To(Succeed())
+
+	r := runCLI(t, "sign", fw, "--key", keyFile)
+	g.Expect(r.code).To(Equal(0), r.errOut)
+	sigKey, err := os.ReadFile(filepath.Join(dir, "sig-2.key"))
+	g.Expect(err).NotTo(HaveOccurred(), "sign writes the station key file next to the private key")
+	want, _ := signing.MarshalSigKey(&priv.PublicKey)
+	g.Expect(sigKey).To(Equal(want))
+	g.Expect(r.errOut).To(ContainSubstring("key CRC " + strconv.FormatUint(uint64(signing.KeyCRC(want)), 10)))
+
+	out := filepath.Join(dir, "other.key")
+	g.Expect(os.WriteFile(out, []byte("not this key"), 0o644)).To(Succeed())
+	r = runCLI(t, "sign", fw, "--key", keyFile, "--station-key-out", out)
+	g.Expect(r.code).To(Equal(1))
+	g.Expect(r.errOut).To(ContainSubstring("is not the station key"))
+}
