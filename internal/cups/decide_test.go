@@ -41,7 +41,7 @@ func matchingTwin() *twin.Twin {
 func TestDecide(t *testing.T) {
 	now := time.Date(2026, 11, 27, 19, 0, 0, 0, time.UTC)
 	fresh := &twin.Observation{LastSeen: now.Add(-time.Minute), Station: "2.0.6(linux/std) 2026-11-27 18:19:31",
-		Model: "linux", Package: "v1", Keys: []uint32{4101823099}}
+		Model: "linux", Package: "v1", Keys: []uint32{4101823099}, CupsCredCRC: u32(111)}
 	owned := &twin.Ownership{Rollout: "fleet/spring", UID: "u1"}
 	type want struct {
 		cupsURI, tcURI, cupsCred, tcCred string
