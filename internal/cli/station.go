@@ -213,7 +213,7 @@ The commands talk to IoT Hub with the manager's client and connection string
 func parseStationEUI(s string) (cups.EUI, error) {
 	eui, err := cups.ParseEUI(strings.TrimSpace(s))
 	if err != nil {
-		return 0, fmt.Errorf("EUI %q: use the station's EUI, e.g. 0016C0FFFE000001 or 16c0:ff:fe00:1: %w", s, err)
+		return 0, fmt.Errorf("EUI %q: use the station's EUI, e.g. 0016C0FFFE000001 or 16:c0ff:fe00:1: %w", s, err)
 	}
 	return eui, nil
 }

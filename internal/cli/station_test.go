@@ -347,3 +347,27 @@ func writePEMPair(t *testing.T, dir, name string, c *x509.Certificate, k *ecdsa.
 	}
 	return certFile, keyFile
 }
+
+// TestStationAddPlainHTTP enrolls a station for the demo's plain-HTTP CUPS:
+// no credential, cups.uri http, and the twin's desired cupsUri set.
+func TestStationAddPlainHTTP(t *testing.T) {
+	g := NewWithT(t)
+	w := newEnrollWorld(t)
+	home := filepath.Join(w.dir, "home")
+	r := w.station(t, "add", "16:c0ff:fe00:e002", "--cups-uri", "http://127.0.0.1:5002", "--sig-key", w.sigKey, "--out", home)
+	g.Expect(r.code).To(Equal(0), r.errOut)
+	g.Expect(r.out).To(ContainSubstring("no credential"))
+	st, err := stationsim.LoadHome(home)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(st.CUPSURI).To(Equal("http://127.0.0.1:5002"))
+	g.Expect(st.CUPSCred.Key).To(BeEmpty())
+	g.Expect(st.SigKeys).To(HaveLen(1))
+	tw := w.twin(t, "0016C0FFFE00E002")
+	g.Expect(tw.CUPS.CupsURI).To(Equal("http://127.0.0.1:5002"))
+	g.Expect(tw.Credentials).To(BeEmpty())
+
+	// Enrolling again refuses nothing silently: the files exist.
+	r = w.station(t, "add", "0016C0FFFE00E002", "--cups-uri", "http://127.0.0.1:5002", "--out", home)
+	g.Expect(r.code).To(Equal(1))
+	g.Expect(r.errOut).To(ContainSubstring("already exists"))
+}
