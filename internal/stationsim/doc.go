@@ -71,6 +71,17 @@
 //	if res.Err != nil || res.Malformed() { ... }
 //	if res.Update == stationsim.UpdateApplied { fmt.Println(res.PackageAfter) }
 //
+//	// Credential sets: the regular set is CUPSURI + CUPSCred; the backup
+//	// is filled by the station itself on its first HTTP 200 (or loaded
+//	// from a home directory with BackupDone set); Boot is provisioned.
+//	st := stationsim.State{EUI: eui, CUPSURI: uri, CUPSCred: cred1,
+//		Boot: stationsim.CUPSSet{URI: bootURI, Cred: bootCred}}
+//	s := stationsim.New(st, stationsim.WithRetryInterval(10*time.Millisecond))
+//	res := s.Poll(ctx)   // res.CredSet == stationsim.CredSetRegular, res.BackupTaken
+//	s.State().Backup     // CUPSSet{URI: uri, Cred: cred1}, never refreshed
+//	res = s.Poll(ctx)    // after a 403: res.NextCredSet == stationsim.CredSetBackup
+//	s.Restart()          // process restart: back to the regular set, count cleared
+//
 //	fw, _ := stationsim.UpdateScript("2.0.7", 64<<20) // firmware that installs 2.0.7
 //
 //	fleet := stationsim.NewFleet(stations, stationsim.FleetOptions{Interval: 2 * time.Second})
