@@ -113,7 +113,7 @@ func (r *FirmwareRolloutReconciler) takeReports(ctx context.Context, obj, base *
 	err = r.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{}))
 	switch {
 	case err == nil:
-		base.Annotations, base.ResourceVersion = obj.Annotations, obj.ResourceVersion
+		base.Annotations, base.ResourceVersion = maps.Clone(obj.Annotations), obj.ResourceVersion
 		reportsTaken.Inc()
 	case apierrors.IsConflict(err):
 		// A relay wrote more: its change brings us back.

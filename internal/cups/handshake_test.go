@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -87,6 +88,7 @@ func TestServerReportsRefusedHandshakes(t *testing.T) {
 	tests := []struct {
 		name     string
 		require  bool
+		tls12    bool // as mbedTLS 2.28 speaks it
 		trust    *testCA // the CA the station trusts for the server
 		cert     *issued
 		reason   string
@@ -94,6 +96,10 @@ func TestServerReportsRefusedHandshakes(t *testing.T) {
 	}{
 		{name: "certificate from another CA", trust: serverCA, cert: rogueCA.issue(t, stationA, false), reason: HandshakeUnknownCA,
 			contains: []string{`"subject"="CN=` + stationA + `"`, `"issuer"="CN=rogue CA"`, `"station"="` + stationA + `"`, `"remote"="127.0.0.1:`}},
+		{name: "certificate from another CA over TLS 1.2", tls12: true, trust: serverCA, cert: rogueCA.issue(t, stationA, false), reason: HandshakeUnknownCA,
+			contains: []string{`"subject"="CN=` + stationA + `"`, `"issuer"="CN=rogue CA"`}},
+		{name: "the station does not trust the server's CA over TLS 1.2", tls12: true, trust: rogueCA, cert: stationCA.issue(t, stationA, false),
+			reason: HandshakeServerCertRejected, contains: []string{"remote error"}},
 		{name: "expired certificate", trust: serverCA, cert: expiredCert(t, stationCA, "11:22ff:fe33:4455"), reason: HandshakeExpired,
 			contains: []string{`"subject"="CN=11:22ff:fe33:4455"`, `"station"="` + stationA + `"`, `"notAfter"=`, "expired"}},
 		{name: "no certificate when one is required", require: true, trust: serverCA, reason: HandshakeNoCertificate,
@@ -109,7 +115,11 @@ func TestServerReportsRefusedHandshakes(t *testing.T) {
 			logs := &defaultLevelLines{}
 			h := startServer(t, opts, store, testBlobs(t), WithLogger(logs.buf.loggerAt(0)))
 
-			_, err := post(client(tt.trust, tt.cert), h.url, body)
+			c := client(tt.trust, tt.cert)
+			if tt.tls12 {
+				c.Transport.(*http.Transport).TLSClientConfig.MaxVersion = tls.VersionTLS12
+			}
+			_, err := post(c, h.url, body)
 			g.Expect(err).To(HaveOccurred(), "the handshake must fail")
 			g.Eventually(func() float64 {
 				return counterValue(t, h.reg, "stationfleet_cups_tls_handshake_failures_total", map[string]string{"reason": tt.reason})
