@@ -88,7 +88,7 @@ func TestServerReportsRefusedHandshakes(t *testing.T) {
 	tests := []struct {
 		name     string
 		require  bool
-		tls12    bool // as mbedTLS 2.28 speaks it
+		tls12    bool    // as mbedTLS 2.28 speaks it
 		trust    *testCA // the CA the station trusts for the server
 		cert     *issued
 		reason   string
