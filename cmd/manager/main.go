@@ -99,7 +99,7 @@ func main() {
 		setupLog.Error(err, "unable to set up the ready check")
 		os.Exit(1)
 	}
-	setupLog.Info("starting the manager", "cups", !opts.DisableCUPS, "leaderElection", enableLeaderElection)
+	setupLog.Info("starting the manager", "cups", !opts.DisableCUPS, "leaderElection", enableLeaderElection, "watchNamespaces", opts.WatchNamespaces)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "the manager stopped with an error")
 		os.Exit(1)
