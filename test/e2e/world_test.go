@@ -135,7 +135,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		"--rollout-status-resync=1s",
 		"--rollout-target-resync=1s",
 	}, o.managerArgs...)
-	w.args = args[:len(args)-len(o.managerArgs):len(args)-len(o.managerArgs)]
+	w.args = args[: len(args)-len(o.managerArgs) : len(args)-len(o.managerArgs)]
 	w.mgr = newManager(t, args...)
 	w.mgr.start()
 
