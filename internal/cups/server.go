@@ -264,7 +264,8 @@ func handshakeTimeout(srv *http.Server) time.Duration {
 	return d
 }
 
-// logWriter sends net/http's own messages (TLS handshake failures, ...) to
+// logWriter sends net/http's own messages (TLS handshake failures are
+// reported by handshakeFailed before net/http sees the connection) to
 // the logger.
 type logWriter struct{ l logr.Logger }
 
