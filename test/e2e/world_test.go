@@ -66,6 +66,10 @@ type world struct {
 	specs    []embedded.StationSpec
 	stations []*stationsim.Station
 	mgr      *manager
+	// args are the manager's flags (newManager adds its own) without
+	// worldOptions.managerArgs, for a test that starts another manager on
+	// the same hub and firmware.
+	args []string
 }
 
 // worldOptions shape a world.
@@ -131,6 +135,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		"--rollout-status-resync=1s",
 		"--rollout-target-resync=1s",
 	}, o.managerArgs...)
+	w.args = args[: len(args)-len(o.managerArgs) : len(args)-len(o.managerArgs)]
 	w.mgr = newManager(t, args...)
 	w.mgr.start()
 
