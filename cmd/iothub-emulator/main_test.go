@@ -60,21 +60,30 @@ func (s *syncBuffer) String() string {
 
 var (
 	buildOnce sync.Once
+	buildDir  string
 	binary    string
 	buildErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
 
 // build compiles this command once per test binary run: the tests run the
 // binary a user runs, not its functions.
 func build(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "iothub-emulator-")
-		if err != nil {
+		var err error
+		if buildDir, err = os.MkdirTemp("", "iothub-emulator-"); err != nil {
 			buildErr = err
 			return
 		}
-		binary = filepath.Join(dir, "iothub-emulator")
+		binary = filepath.Join(buildDir, "iothub-emulator")
 		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 		if p, err := exec.LookPath("go"); err == nil {
 			gobin = p
