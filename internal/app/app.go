@@ -86,6 +86,10 @@ type IoTHubOptions struct {
 	// CAFile is a PEM bundle to trust for the hub's TLS certificate (the
 	// emulator's CA); empty uses the system roots.
 	CAFile string
+	// Endpoint, for an emulator only, is a host:port to connect to instead
+	// of the connection string's HostName on port 443 (TLS and SAS still
+	// use HostName).
+	Endpoint string
 	// WriteRate and ReadRate are twin writes and reads per second.
 	WriteRate, ReadRate float64
 	// QueryRate is query pages per minute.
@@ -100,6 +104,7 @@ type IoTHubOptions struct {
 func (o *IoTHubOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ConnectionStringFile, "iothub-connection-string-file", o.ConnectionStringFile, "File holding the IoT Hub service connection string (default: $IOTHUB_CONNECTION_STRING).")
 	fs.StringVar(&o.CAFile, "iothub-ca-file", o.CAFile, "PEM CA bundle to trust for IoT Hub's certificate (the emulator's CA).")
+	fs.StringVar(&o.Endpoint, "iothub-endpoint", o.Endpoint, "For an emulator only: host:port to connect to instead of the connection string's HostName on port 443.")
 	fs.Float64Var(&o.WriteRate, "iothub-write-rate", o.WriteRate, "Twin writes per second (IoT Hub S1 allows 50 per unit).")
 	fs.Float64Var(&o.ReadRate, "iothub-read-rate", o.ReadRate, "Twin reads per second (IoT Hub S1 allows 100 per unit).")
 	fs.Float64Var(&o.QueryRate, "iothub-query-rate", o.QueryRate, "Query pages per minute (IoT Hub S1 allows 20 per unit).")
@@ -131,6 +136,9 @@ func (o IoTHubOptions) NewRegistry() (*iothub.Client, error) {
 	var opts []iothub.Option
 	if o.CAFile != "" {
 		opts = append(opts, iothub.WithCAFile(o.CAFile))
+	}
+	if o.Endpoint != "" {
+		opts = append(opts, iothub.WithEndpoint(o.Endpoint))
 	}
 	if o.PageSize > 0 {
 		opts = append(opts, iothub.WithPageSize(o.PageSize))

@@ -30,6 +30,9 @@ const (
 	// EnvIoTHubCAFile names a PEM file of CAs to trust for IoT Hub (the
 	// emulator's).
 	EnvIoTHubCAFile = "IOTHUB_CA_FILE"
+	// EnvIoTHubEndpoint is a host:port to connect to instead of the
+	// connection string's HostName (an emulator only).
+	EnvIoTHubEndpoint = "IOTHUB_ENDPOINT"
 )
 
 // IoT Hub client tuning for an interactive command.
@@ -44,6 +47,7 @@ const (
 type hubOptions struct {
 	connectionStringFile string
 	caFile               string
+	endpoint             string
 }
 
 func (o *hubOptions) bindFlags(cmd *cobra.Command) {
@@ -51,6 +55,8 @@ func (o *hubOptions) bindFlags(cmd *cobra.Command) {
 		"File holding the IoT Hub service connection string (default $"+EnvIoTHubConnectionStringFile+"; else $"+EnvIoTHubConnectionString+" holds the string itself).")
 	cmd.Flags().StringVar(&o.caFile, "iothub-ca-file", os.Getenv(EnvIoTHubCAFile),
 		"PEM CA certificate to trust for IoT Hub, e.g. the stationfleet emulator's (default $"+EnvIoTHubCAFile+").")
+	cmd.Flags().StringVar(&o.endpoint, "iothub-endpoint", os.Getenv(EnvIoTHubEndpoint),
+		"For an emulator only: host:port to connect to instead of the connection string's HostName on port 443 (default $"+EnvIoTHubEndpoint+").")
 }
 
 // connect opens the twin registry.
@@ -75,6 +81,9 @@ func (o *hubOptions) connect() (*iothub.Client, error) {
 	opts := []iothub.Option{iothub.WithRetry(cliRetryAttempts, 200*time.Millisecond, 2*time.Second), iothub.WithTimeout(cliRequestTimeout)}
 	if o.caFile != "" {
 		opts = append(opts, iothub.WithCAFile(o.caFile))
+	}
+	if o.endpoint != "" {
+		opts = append(opts, iothub.WithEndpoint(o.endpoint))
 	}
 	c, err := iothub.New(cs, opts...)
 	if err != nil {

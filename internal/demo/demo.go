@@ -225,6 +225,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	opts := app.DefaultOptions()
 	opts.IoTHub.ConnectionStringFile = csFile
 	opts.IoTHub.CAFile = hub.CAFile()
+	opts.IoTHub.Endpoint = hub.Addr()
 	opts.IoTHub.NoRateLimit = true
 	opts.Firmware.Dir = fwDir
 	opts.CUPS = cups.Options{Addr: o.CUPSAddr, Insecure: true, CacheTTL: o.PollInterval / 2}
@@ -263,7 +264,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	say("stationfleet embedded default is up:")
 	say("  kubectl:          export KUBECONFIG=%s   (kubectl is bin/kubectl)", kubeconfig)
 	say("  CUPS (plain HTTP): %s/update-info   (point a Basics Station's cups.uri here and register its EUI)", cupsURI)
-	say("  IoT Hub emulator: connection string in %s, CA %s", csFile, hub.CAFile())
+	say("  IoT Hub emulator: hub %s listening on %s, connection string in %s, CA %s", hub.HostName(), hub.Addr(), csFile, hub.CAFile())
 	say("  firmware:         %s (signing key %s, keyChecksum %d)", fwDir, filepath.Join(state, "keys", "sig-0.pem"), signer.CRC)
 	say("  stations:         %d polling every %s, %d of them never apply updates", o.Stations, o.PollInterval, failing)
 	say("")

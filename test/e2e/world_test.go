@@ -110,7 +110,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		}
 	}
 	g.Expect(embedded.Register(w.hub, w.specs)).To(Succeed())
-	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithoutRateLimits())
+	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithEndpoint(w.hub.Addr()), iothub.WithoutRateLimits())
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = w.reg.Close() })
 
@@ -124,6 +124,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	args := append([]string{
 		"--iothub-connection-string-file=" + csFile,
 		"--iothub-ca-file=" + w.hub.CAFile(),
+		"--iothub-endpoint=" + w.hub.Addr(),
 		"--iothub-no-rate-limit",
 		"--iothub-page-size=25", // several query pages per rollout
 		"--azblob-account=" + azurite.Account,
