@@ -23,6 +23,10 @@ tools: ## Build the pinned kube-apiserver, etcd, kubectl and controller-gen into
 azurite: ## Install Azurite (npm) into hack/azurite for the Blob Storage tests.
 	hack/azurite/install.sh
 
+.PHONY: iothub-sdk
+iothub-sdk: ## Install Microsoft's azure-iothub SDK (npm) into hack/iothub-sdk for the IoT Hub emulator's check.
+	hack/iothub-sdk/install.sh
+
 .PHONY: manifests
 manifests: tools ## Generate the CRD and RBAC manifests from the API markers.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
@@ -52,8 +56,13 @@ verify: manifests generate ## Fail when generated files are stale.
 build: ## Build the manager and the CLI into bin/.
 	go build -o $(BIN)/manager ./cmd/manager
 
+.PHONY: iothub-emulator
+iothub-emulator: ## Run the IoT Hub emulator on its own (EMULATOR_FLAGS="--addr 127.0.0.1:443 --state-dir .iothub-emulator").
+	go build -o $(BIN)/iothub-emulator ./cmd/iothub-emulator
+	$(BIN)/iothub-emulator $(EMULATOR_FLAGS)
+
 .PHONY: test
-test: tools azurite lint verify ## Run every test against the real API server, Azurite and the IoT Hub emulator.
+test: tools azurite iothub-sdk lint verify ## Run every test against the real API server, Azurite and the IoT Hub emulator.
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: demo

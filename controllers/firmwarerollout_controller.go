@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -62,6 +60,9 @@ type Options struct {
 	MaxWritesPerReconcile int
 	// MaxConcurrentReconciles is how many rollouts reconcile at once.
 	MaxConcurrentReconciles int
+	// ReportRelayInterval is how often at most this process writes one
+	// rollout's ReportedStationsAnnotation (see ReportRelay).
+	ReportRelayInterval time.Duration
 }
 
 // DefaultOptions returns the defaults used by the manager.
@@ -73,6 +74,7 @@ func DefaultOptions() Options {
 		WriteConcurrency:        16,
 		MaxWritesPerReconcile:   2000,
 		MaxConcurrentReconciles: 4,
+		ReportRelayInterval:     DefaultReportRelayInterval,
 	}
 }
 
@@ -84,6 +86,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.WriteConcurrency, "rollout-write-concurrency", o.WriteConcurrency, "Twin writes in flight at once per rollout (the IoT Hub rate limit still applies).")
 	fs.IntVar(&o.MaxWritesPerReconcile, "rollout-max-writes-per-reconcile", o.MaxWritesPerReconcile, "Twin writes per reconcile before status is updated and the rollout goes on.")
 	fs.IntVar(&o.MaxConcurrentReconciles, "rollout-max-concurrent-reconciles", o.MaxConcurrentReconciles, "Rollouts reconciled at once.")
+	fs.DurationVar(&o.ReportRelayInterval, "rollout-report-relay-interval", o.ReportRelayInterval, "How often at most this process tells another process's controller, through a rollout's annotation, which of its stations reported to this CUPS server.")
 }
 
 // FirmwareRolloutReconciler reconciles FirmwareRollout objects: it writes the
@@ -131,7 +134,7 @@ func (r *FirmwareRolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.applyDefaults()
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&fwv1.FirmwareRollout{}, builder.WithPredicates(predicate.Or[client.Object](
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+			predicate.GenerationChangedPredicate{}, annotationsChanged{}))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
 		Named("firmwarerollout")
 	if r.Wake != nil {
@@ -220,6 +223,7 @@ func (r *FirmwareRolloutReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		base.Finalizers = obj.Finalizers
 		base.ResourceVersion = obj.ResourceVersion
 	}
+	r.takeReports(ctx, obj, base) // stations that reported to another process's CUPS server
 
 	return r.reconcileRollout(ctx, obj, &sum)
 }
@@ -1058,78 +1062,4 @@ func (r *FirmwareRolloutReconciler) event(ctx context.Context, obj *fwv1.Firmwar
 	if r.Recorder != nil {
 		r.Recorder.Eventf(obj, nil, eventType, reason, reason, "%s", msg)
 	}
-}
-
-// Waker wakes the reconciler for a rollout, from the CUPS server in the same
-// process, when one of its stations reported something new, and remembers
-// which stations did, so that the reconciler re-reads just those twins.
-// A nil *Waker is valid and does nothing.
-type Waker struct {
-	ch chan event.GenericEvent
-
-	mu    sync.Mutex
-	dirty map[string]map[string]struct{} // "ns/name" -> device ids
-}
-
-// maxDirty bounds the stations remembered per rollout between two reads.
-const maxDirty = 10000
-
-// NewWaker returns a Waker with room for size pending wake-ups; more are
-// coalesced (the controller's queue holds one request per rollout anyway).
-func NewWaker(size int) *Waker {
-	return &Waker{ch: make(chan event.GenericEvent, size), dirty: map[string]map[string]struct{}{}}
-}
-
-// Notify wakes the reconciler for the rollout "namespace/name". It never
-// blocks.
-func (w *Waker) Notify(rollout string) { w.NotifyStation(rollout, "") }
-
-// NotifyStation wakes the reconciler for the rollout "namespace/name" and
-// marks the station deviceID (when not empty) to be read again. It never
-// blocks.
-func (w *Waker) NotifyStation(rollout, deviceID string) {
-	if w == nil {
-		return
-	}
-	ns, name, ok := strings.Cut(rollout, "/")
-	if !ok {
-		return
-	}
-	if deviceID != "" {
-		w.mu.Lock()
-		set := w.dirty[rollout]
-		if set == nil {
-			set = map[string]struct{}{}
-			w.dirty[rollout] = set
-		}
-		// Bounded: past maxDirty the periodic full read of the rollout's
-		// stations catches the rest (a replica that is not the leader never
-		// drains its set).
-		if len(set) < maxDirty {
-			set[deviceID] = struct{}{}
-		}
-		w.mu.Unlock()
-	}
-	obj := &fwv1.FirmwareRollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	select {
-	case w.ch <- event.GenericEvent{Object: obj}:
-	default:
-	}
-}
-
-// drain returns and forgets the stations marked for the rollout.
-func (w *Waker) drain(rollout string) []string {
-	if w == nil {
-		return nil
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	set := w.dirty[rollout]
-	delete(w.dirty, rollout)
-	ids := make([]string, 0, len(set))
-	for id := range set {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }

@@ -89,7 +89,7 @@ func newWorld(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec)) 
 
 	w.csFile = filepath.Join(w.dir, "iothub-connection-string")
 	g.Expect(os.WriteFile(w.csFile, []byte(w.hub.ConnectionString()), 0o600)).To(Succeed())
-	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithoutRateLimits(), iothub.WithPageSize(1000))
+	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithEndpoint(w.hub.Addr()), iothub.WithoutRateLimits(), iothub.WithPageSize(1000))
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = w.reg.Close() })
 
@@ -123,6 +123,7 @@ func (w *world) startManager() {
 	opts := app.DefaultOptions()
 	opts.IoTHub.ConnectionStringFile = w.csFile
 	opts.IoTHub.CAFile = w.hub.CAFile()
+	opts.IoTHub.Endpoint = w.hub.Addr()
 	opts.IoTHub.NoRateLimit = true
 	opts.Firmware.Dir = filepath.Join(w.dir, "fw")
 	opts.CUPS = cups.Options{Addr: w.cupsAddr, Insecure: true, CacheTTL: 100 * time.Millisecond}

@@ -59,6 +59,7 @@ type FirmwareSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="self.trim() == self",message="firmware.package must not start or end with white space: the station trims version.txt, so it would never match"
+	// +kubebuilder:validation:XValidation:rule="!self.matches(r'[\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}]')",message="firmware.package must not contain a newline, a tab or any other control or invisible character: it is compared with the station's version.txt and written to twins and logs"
 	Package string `json:"package"`
 
 	// url is where the firmware blob lives: azblob://<container>/<path>,
@@ -68,6 +69,14 @@ type FirmwareSpec struct {
 	// +kubebuilder:validation:MinLength=8
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('azblob://') || self.startsWith('https://') || self.startsWith('file://')",message="firmware.url must start with azblob://, https:// or file://"
+	// +kubebuilder:validation:XValidation:rule="!self.matches(r'[\\s\\p{Cc}\\p{Cf}\\p{Z}\\\\]')",message="firmware.url must not contain white space, control characters or backslashes (write a space in a blob name as %20)"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="firmware.url must not have a query (?...) or a fragment (#...): a SAS token or other credential belongs in the manager's storage settings, never in a rollout"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-z]+://[^/]*@')",message="firmware.url must not carry user info (user:password@): credentials belong in the manager's storage settings, never in a rollout"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('azblob://') || (self.matches('^azblob://[^/]+/[^/]') && !self.endsWith('/'))",message="firmware.url azblob:// needs a container and a blob path: azblob://<container>/<path/to/blob>"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^azblob://[^/]') || self.matches('^azblob://[$](root|web)(/|$)') || (self.matches('^azblob://[a-z0-9-]{3,63}(/|$)') && self.matches('^azblob://[a-z0-9]+(-[a-z0-9]+)*(/|$)'))",message="firmware.url: an azblob:// container name is 3 to 63 lower-case letters, digits and single hyphens, starting and ending with a letter or digit"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('https://') || (self.matches('^https://[^/]+/[^/]+/[^/]') && !self.endsWith('/'))",message="firmware.url https:// needs a host, a container and a blob path: https://<account>.blob.core.windows.net/<container>/<path/to/blob>"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('file://') || (self.matches('^file://(localhost)?/[^/]') && !self.endsWith('/'))",message="firmware.url file:// needs the absolute path of a file: file:///<path/to/file>"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-z]+://[^/]*/(.*/)?[.]{1,2}(/|$)') && !self.matches('^[a-z]+://.*//')",message="firmware.url must not have empty (//), '.' or '..' path segments"
 	URL string `json:"url"`
 
 	// signature is the base64 DER ECDSA P-256 signature over the SHA-512 of
@@ -97,6 +106,7 @@ type FirmwareSpec struct {
 	// (for example "linux"); others are reported ModelMismatch.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="!self.matches(r'[\\s\\p{Cc}\\p{Cf}\\p{Z}]')",message="firmware.model must not contain white space or control characters: it is compared with the model the station reports, for example linux"
 	Model string `json:"model,omitempty"`
 }
 
@@ -105,11 +115,13 @@ type SecretKeySelector struct {
 	// name is the Secret's name.
 	// +required
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="firmware.publicKeyRef.name must be a Secret's name: lower-case letters, digits, '-' and '.'"
 	Name string `json:"name"`
 
 	// key is the key within the Secret's data.
 	// +required
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.matches('^[-._a-zA-Z0-9]+$')",message="firmware.publicKeyRef.key must be a key of the Secret's data: letters, digits, '-', '_' and '.'"
 	Key string `json:"key"`
 }
 

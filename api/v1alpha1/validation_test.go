@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/firmware"
 	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
 )
 
@@ -107,6 +109,56 @@ func TestInvalidManifestsRefused(t *testing.T) {
 		{"maxFailures word", func(s map[string]any) { strategy(s)["maxFailures"] = "many" }, "strategy.maxFailures must be a count (0 or more) or a percentage"},
 		{"progressDeadline short", func(s map[string]any) { strategy(s)["progressDeadline"] = "30s" }, "strategy.progressDeadline must be at least 1m"},
 		{"progressDeadline garbage", func(s map[string]any) { strategy(s)["progressDeadline"] = "tomorrow" }, "spec.strategy.progressDeadline: Invalid value: \"tomorrow\""},
+
+		// Issue 13 item 7: what a person sees for the package and URL
+		// mistakes the controller could only find later, or never.
+		{"package with a newline inside", func(s map[string]any) { fw(s)["package"] = "2.0\n.7" },
+			`spec.firmware.package: Invalid value: "2.0\n.7": firmware.package must not contain a newline, a tab or any other control or invisible character: it is compared with the station's version.txt and written to twins and logs`},
+		{"package ending in a newline", func(s map[string]any) { fw(s)["package"] = "2.0.7\n" },
+			"firmware.package must not contain a newline, a tab or any other control or invisible character"},
+		{"package with a zero-width space", func(s map[string]any) { fw(s)["package"] = "2.0.7\u200b" },
+			"firmware.package must not contain a newline, a tab or any other control or invisible character"},
+		{"package with trailing spaces", func(s map[string]any) { fw(s)["package"] = "2.0.7  " },
+			`spec.firmware.package: Invalid value: "2.0.7  ": firmware.package must not start or end with white space: the station trims version.txt, so it would never match`},
+		{"azblob without container", func(s map[string]any) { fw(s)["url"] = "azblob://" },
+			`spec.firmware.url: Invalid value: "azblob://": firmware.url azblob:// needs a container and a blob path: azblob://<container>/<path/to/blob>`},
+		{"azblob without blob path", func(s map[string]any) { fw(s)["url"] = "azblob://firmware" },
+			"firmware.url azblob:// needs a container and a blob path: azblob://<container>/<path/to/blob>"},
+		{"azblob naming a directory", func(s map[string]any) { fw(s)["url"] = "azblob://firmware/station/" },
+			"firmware.url azblob:// needs a container and a blob path"},
+		{"azblob bad container", func(s map[string]any) { fw(s)["url"] = "azblob://Firmware/station.bin" },
+			"firmware.url: an azblob:// container name is 3 to 63 lower-case letters, digits and single hyphens, starting and ending with a letter or digit"},
+		{"https without path", func(s map[string]any) { fw(s)["url"] = "https://mystorage.blob.core.windows.net" },
+			`spec.firmware.url: Invalid value: "https://mystorage.blob.core.windows.net": firmware.url https:// needs a host, a container and a blob path: https://<account>.blob.core.windows.net/<container>/<path/to/blob>`},
+		{"https with a container only", func(s map[string]any) { fw(s)["url"] = "https://mystorage.blob.core.windows.net/firmware" },
+			"firmware.url https:// needs a host, a container and a blob path"},
+		{"file naming a directory", func(s map[string]any) { fw(s)["url"] = "file:///srv/firmware/" },
+			"firmware.url file:// needs the absolute path of a file: file:///<path/to/file>"},
+		{"file on another host", func(s map[string]any) { fw(s)["url"] = "file://nas/firmware/station.bin" },
+			"firmware.url file:// needs the absolute path of a file"},
+		{"url with a SAS token", func(s map[string]any) {
+			fw(s)["url"] = "https://mystorage.blob.core.windows.net/firmware/station.bin?sv=2024-05-04&sig=c2VjcmV0"
+		}, "firmware.url must not have a query (?...) or a fragment (#...): a SAS token or other credential belongs in the manager's storage settings, never in a rollout"},
+		{"url with a password", func(s map[string]any) {
+			fw(s)["url"] = "https://me:secret@mystorage.blob.core.windows.net/firmware/station.bin"
+		},
+			"firmware.url must not carry user info (user:password@)"},
+		{"url with a space", func(s map[string]any) { fw(s)["url"] = "azblob://firmware/station 2.bin" },
+			"firmware.url must not contain white space, control characters or backslashes (write a space in a blob name as %20)"},
+		{"url with a newline", func(s map[string]any) { fw(s)["url"] = "azblob://firmware/station.bin\n" },
+			"firmware.url must not contain white space, control characters or backslashes"},
+		{"url climbing out", func(s map[string]any) { fw(s)["url"] = "azblob://firmware/station/../secrets.bin" },
+			"firmware.url must not have empty (//), '.' or '..' path segments"},
+		{"model with a space", func(s map[string]any) { fw(s)["model"] = "linux " },
+			"firmware.model must not contain white space or control characters: it is compared with the model the station reports, for example linux"},
+		{"public key secret name", func(s map[string]any) {
+			fw(s)["publicKeyRef"] = map[string]any{"name": "Station Keys", "key": "sig-0.key"}
+		},
+			"firmware.publicKeyRef.name must be a Secret's name: lower-case letters, digits, '-' and '.'"},
+		{"public key secret key", func(s map[string]any) {
+			fw(s)["publicKeyRef"] = map[string]any{"name": "station-keys", "key": "keys/sig-0.key"}
+		},
+			"firmware.publicKeyRef.key must be a key of the Secret's data: letters, digits, '-', '_' and '.'"},
 	}
 	ns := testEnv.Namespace(t)
 	for i, tc := range cases {
@@ -114,7 +166,7 @@ func TestInvalidManifestsRefused(t *testing.T) {
 			g := NewWithT(t)
 			u := decode(t, validRollout)
 			u.SetNamespace(ns)
-			u.SetName("invalid-" + string(rune('a'+i)))
+			u.SetName(fmt.Sprintf("invalid-%d", i))
 			tc.mutate(u.Object["spec"].(map[string]any))
 			err := testEnv.Client.Create(context.Background(), u)
 			g.Expect(err).To(HaveOccurred(), "the API server accepted an invalid manifest")
@@ -197,6 +249,70 @@ func TestStatusSubresource(t *testing.T) {
 	g.Expect(testEnv.Client.Get(ctx, client.ObjectKeyFromObject(u), again)).To(Succeed())
 	g.Expect(again.Spec.Paused).To(BeTrue())
 	g.Expect(again.Status.Phase).To(Equal(fwv1.PhaseProgressing))
+}
+
+// TestGoChecksMatchTheAPIServer runs the Go checks that tools use before
+// they build a rollout (ValidatePackage, ValidateFirmwareURL, ValidateModel)
+// and the API server over the same values: both must accept or refuse alike,
+// with the same messages. Every URL the API server accepts must also be one
+// the firmware stores can read.
+func TestGoChecksMatchTheAPIServer(t *testing.T) {
+	values := []struct {
+		field string
+		value string
+	}{
+		{"package", "2.0.7"}, {"package", "2.0.7-rc.1+build.5"}, {"package", "2.0.7 beta"}, {"package", "versión-2 固件"},
+		{"package", "2.0.7\n"}, {"package", "2.0\n.7"}, {"package", "2.0.7\r"}, {"package", "\t2.0.7"}, {"package", "2.0\t.7"},
+		{"package", "2.0.7\x7f"}, {"package", "2.0.7\u0085"}, {"package", "2.0\u200b.7"}, {"package", "2.0.7\u00a0"},
+		{"package", "2.0\u2028.7"}, {"package", "2.0\u202e.7"}, {"package", " 2.0.7"}, {"package", "2.0.7 "},
+
+		{"url", "azblob://firmware/basicstation/2.0.7/update.bin"}, {"url", "azblob://$root/update.bin"},
+		{"url", "azblob://fw-2/a/b.bin"}, {"url", "azblob://firmware/.hidden/x.bin"}, {"url", "azblob://firmware/a..b"},
+		{"url", "azblob://firmware/a%20b.bin"},
+		{"url", "https://acct.blob.core.windows.net/firmware/station.bin"}, {"url", "https://acct.blob.core.windows.net/firmware/dir/a%20b.bin"},
+		{"url", "file:///srv/firmware/station.bin"}, {"url", "file://localhost/srv/fw.bin"},
+		{"url", "azblob://"}, {"url", "azblob://firmware"}, {"url", "azblob://firmware/"}, {"url", "azblob:///update.bin"},
+		{"url", "azblob://firmware/dir/"}, {"url", "azblob://Firmware/x"}, {"url", "azblob://fw/x.bin"}, {"url", "azblob://-fw/x.bin"},
+		{"url", "azblob://f--w/x.bin"}, {"url", "azblob://firmware-/x.bin"}, {"url", "azblob://$logs/x.bin"},
+		{"url", "https://acct.blob.core.windows.net"}, {"url", "https://acct.blob.core.windows.net/"},
+		{"url", "https://acct.blob.core.windows.net/firmware"}, {"url", "https://acct.blob.core.windows.net/firmware/"},
+		{"url", "https:///firmware/x.bin"}, {"url", "file://"}, {"url", "file:///"}, {"url", "file://nas/share/fw.bin"},
+		{"url", "file:///srv/firmware/"}, {"url", "file:relative/fw.bin"}, {"url", "azblob://firmware/a/../b"}, {"url", "azblob://firmware/./b"},
+		{"url", "azblob://firmware/a//b"}, {"url", "file:///srv//fw.bin"}, {"url", "https://acct.blob.core.windows.net/firmware/x.bin?sv=1&sig=abc"},
+		{"url", "azblob://firmware/x.bin#v2"}, {"url", "https://user:pw@acct.blob.core.windows.net/c/x.bin"},
+		{"url", "azblob://firmware/a b.bin"}, {"url", "azblob://firmware/x.bin\n"}, {"url", "azblob://firmware\\x.bin"},
+		{"url", "azblob://firmware/x\u00a0.bin"}, {"url", "ftp://host/firmware/x.bin"}, {"url", "http://127.0.0.1:10000/devstoreaccount1/firmware/x.bin"},
+
+		{"model", "linux"}, {"model", "corecell"}, {"model", "linux pico"}, {"model", "linux\n"}, {"model", "linux\u200b"},
+	}
+	check := map[string]func(string) error{
+		"package": fwv1.ValidatePackage, "url": fwv1.ValidateFirmwareURL, "model": fwv1.ValidateModel,
+	}
+	ns := testEnv.Namespace(t)
+	for i, v := range values {
+		t.Run(fmt.Sprintf("%s %q", v.field, v.value), func(t *testing.T) {
+			g := NewWithT(t)
+			u := decode(t, validRollout)
+			u.SetNamespace(ns)
+			u.SetName(fmt.Sprintf("value-%d", i))
+			fw(u.Object["spec"].(map[string]any))[v.field] = v.value
+			apiErr := testEnv.Client.Create(context.Background(), u)
+			goErr := check[v.field](v.value)
+			if goErr == nil {
+				g.Expect(apiErr).NotTo(HaveOccurred(), "the Go check accepts what the API server refuses")
+				if v.field == "url" {
+					_, err := firmware.ParseURL(v.value)
+					g.Expect(err).NotTo(HaveOccurred(), "the API server accepts a URL the firmware stores cannot read")
+				}
+				return
+			}
+			g.Expect(apiErr).To(HaveOccurred(), "the Go check refuses what the API server accepts: %v", goErr)
+			for _, msg := range fwv1.RuleMessages {
+				g.Expect(strings.Contains(apiErr.Error(), msg)).To(Equal(strings.Contains(goErr.Error(), msg)),
+					"message %q: API server said %v; the Go check said %v", msg, apiErr, goErr)
+			}
+		})
+	}
 }
 
 func fw(spec map[string]any) map[string]any       { return spec["firmware"].(map[string]any) }

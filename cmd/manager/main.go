@@ -6,14 +6,12 @@ import (
 	"crypto/tls"
 	"flag"
 	"os"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -40,7 +38,6 @@ func main() {
 		enableLeaderElection bool
 		leaderElectionNS     string
 		secureMetrics        bool
-		watchNamespaces      string
 		leaseDuration        time.Duration
 		renewDeadline        time.Duration
 		retryPeriod          time.Duration
@@ -55,7 +52,6 @@ func main() {
 	flag.DurationVar(&retryPeriod, "leader-election-retry-period", 2*time.Second, "How often replicas try to acquire or renew the lease.")
 	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
 	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS.")
-	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose rollouts this manager reconciles (default: all).")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server (off: CVE-2023-44487 / rapid reset).")
 	opts := app.DefaultOptions()
 	opts.BindFlags(flag.CommandLine)
@@ -81,14 +77,9 @@ func main() {
 		RetryPeriod:                   &retryPeriod,
 		PprofBindAddress:              pprofAddr,
 	}
-	if watchNamespaces != "" {
-		mgrOpts.Cache.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(watchNamespaces, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				mgrOpts.Cache.DefaultNamespaces[ns] = cache.Config{}
-			}
-		}
-	}
+	// The cache, the controller and the CUPS server's wake-ups all keep
+	// to --watch-namespaces (app.Options).
+	mgrOpts.Cache.DefaultNamespaces = opts.CacheNamespaces()
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), mgrOpts)
 	if err != nil {
 		setupLog.Error(err, "unable to create the manager")
@@ -108,7 +99,7 @@ func main() {
 		setupLog.Error(err, "unable to set up the ready check")
 		os.Exit(1)
 	}
-	setupLog.Info("starting the manager", "cups", !opts.DisableCUPS, "leaderElection", enableLeaderElection)
+	setupLog.Info("starting the manager", "cups", !opts.DisableCUPS, "leaderElection", enableLeaderElection, "watchNamespaces", opts.WatchNamespaces)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "the manager stopped with an error")
 		os.Exit(1)

@@ -24,7 +24,7 @@ const writeConcurrency = 16
 // registry returns an IoT Hub client on the world's emulator, configured as
 // the manager is for the emulator (no client rate limit, pages of 1000).
 func (w *world) registry() (*iothub.Client, error) {
-	return iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithoutRateLimits(), iothub.WithPageSize(1000))
+	return iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithEndpoint(w.hub.Addr()), iothub.WithoutRateLimits(), iothub.WithPageSize(1000))
 }
 
 // forEach runs fn for each id with conc workers and returns the first error.

@@ -287,6 +287,7 @@ func (w *world) startManager(ctx context.Context, extra ...string) (*managerProc
 		"--pprof-bind-address=" + m.pprofAddr,
 		"--iothub-connection-string-file=" + w.csFile,
 		"--iothub-ca-file=" + w.hub.CAFile(),
+		"--iothub-endpoint=" + w.hub.Addr(),
 		"--firmware-dir=" + filepath.Join(w.dir, "fw"),
 		"--cups-bind-address=" + m.cupsAddr,
 		"--cups-insecure",

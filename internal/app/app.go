@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/stationfleet/stationfleet/controllers"
 	"github.com/stationfleet/stationfleet/internal/cups"
@@ -29,6 +30,10 @@ type Options struct {
 	// DisableCUPS runs the controller without a CUPS server (a CUPS-less
 	// replica, or a separate CUPS deployment).
 	DisableCUPS bool
+	// WatchNamespaces are the namespaces whose rollouts this manager
+	// reconciles; empty means every namespace. Reports of stations owned
+	// by a rollout elsewhere are relayed through the API (ReportRelay).
+	WatchNamespaces []string
 }
 
 // DefaultOptions returns the manager's defaults.
@@ -47,6 +52,28 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.CUPS.BindFlags(fs)
 	o.Rollout.BindFlags(fs)
 	fs.BoolVar(&o.DisableCUPS, "disable-cups", o.DisableCUPS, "Run without the CUPS server.")
+	fs.Func("watch-namespaces", "Comma-separated namespaces whose rollouts this manager reconciles (default: all).", func(v string) error {
+		o.WatchNamespaces = nil
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				o.WatchNamespaces = append(o.WatchNamespaces, ns)
+			}
+		}
+		return nil
+	})
+}
+
+// CacheNamespaces returns the manager cache's DefaultNamespaces for
+// WatchNamespaces (nil: every namespace).
+func (o Options) CacheNamespaces() map[string]cache.Config {
+	if len(o.WatchNamespaces) == 0 {
+		return nil
+	}
+	m := make(map[string]cache.Config, len(o.WatchNamespaces))
+	for _, ns := range o.WatchNamespaces {
+		m[ns] = cache.Config{}
+	}
+	return m
 }
 
 // IoTHubOptions say how to reach IoT Hub (or the emulator).
@@ -59,6 +86,10 @@ type IoTHubOptions struct {
 	// CAFile is a PEM bundle to trust for the hub's TLS certificate (the
 	// emulator's CA); empty uses the system roots.
 	CAFile string
+	// Endpoint, for an emulator only, is a host:port to connect to instead
+	// of the connection string's HostName on port 443 (TLS and SAS still
+	// use HostName).
+	Endpoint string
 	// WriteRate and ReadRate are twin writes and reads per second.
 	WriteRate, ReadRate float64
 	// QueryRate is query pages per minute.
@@ -73,6 +104,7 @@ type IoTHubOptions struct {
 func (o *IoTHubOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ConnectionStringFile, "iothub-connection-string-file", o.ConnectionStringFile, "File holding the IoT Hub service connection string (default: $IOTHUB_CONNECTION_STRING).")
 	fs.StringVar(&o.CAFile, "iothub-ca-file", o.CAFile, "PEM CA bundle to trust for IoT Hub's certificate (the emulator's CA).")
+	fs.StringVar(&o.Endpoint, "iothub-endpoint", o.Endpoint, "For an emulator only: host:port to connect to instead of the connection string's HostName on port 443.")
 	fs.Float64Var(&o.WriteRate, "iothub-write-rate", o.WriteRate, "Twin writes per second (IoT Hub S1 allows 50 per unit).")
 	fs.Float64Var(&o.ReadRate, "iothub-read-rate", o.ReadRate, "Twin reads per second (IoT Hub S1 allows 100 per unit).")
 	fs.Float64Var(&o.QueryRate, "iothub-query-rate", o.QueryRate, "Query pages per minute (IoT Hub S1 allows 20 per unit).")
@@ -104,6 +136,9 @@ func (o IoTHubOptions) NewRegistry() (*iothub.Client, error) {
 	var opts []iothub.Option
 	if o.CAFile != "" {
 		opts = append(opts, iothub.WithCAFile(o.CAFile))
+	}
+	if o.Endpoint != "" {
+		opts = append(opts, iothub.WithEndpoint(o.Endpoint))
 	}
 	if o.PageSize > 0 {
 		opts = append(opts, iothub.WithPageSize(o.PageSize))
@@ -148,7 +183,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 		return nil, fmt.Errorf("firmware store: %w", err)
 	}
 	p := &Parts{Registry: reg, Store: store}
-	wake := controllers.NewWaker(1024)
+	wake := controllers.NewWaker(1024, o.WatchNamespaces...)
 	p.Reconciler = &controllers.FirmwareRolloutReconciler{
 		Client:   mgr.GetClient(),
 		Registry: reg,
@@ -158,7 +193,14 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 		Options:  o.Rollout,
 	}
 	if !o.DisableCUPS {
-		srv, err := cups.NewServer(o.CUPS, reg, store, cups.WithNotifier(cups.NotifierFunc(wake.NotifyStation)))
+		// A station's report wakes this process's controller when it runs
+		// the rollout, and is relayed through the API server otherwise.
+		relay := controllers.NewReportRelay(mgr.GetClient(), mgr.GetAPIReader(), o.Rollout.ReportRelayInterval)
+		if err := mgr.Add(relay); err != nil {
+			return nil, fmt.Errorf("add the report relay: %w", err)
+		}
+		route := &controllers.ReportRouter{Waker: wake, Relay: relay, Elected: mgr.Elected()}
+		srv, err := cups.NewServer(o.CUPS, reg, store, cups.WithNotifier(cups.NotifierFunc(route.NotifyStation)))
 		if err != nil {
 			return nil, fmt.Errorf("CUPS server: %w", err)
 		}

@@ -227,6 +227,16 @@ func argoCases() []argoCase {
 		cond(fwv1.ConditionReady, metav1.ConditionFalse, "InvalidStrategy", "invalid percentage \"x%\"", time.Minute),
 		cond(fwv1.ConditionStalled, metav1.ConditionTrue, "InvalidStrategy", "invalid percentage \"x%\"", time.Minute)}}, 2)
 	invalidStrategy.ObservedGeneration = 1
+	// The first reconcile of a generation failed: the conditions are
+	// written for it, observedGeneration stays behind.
+	failedFirst := withGen(registryErr(progressingStatus()), 2)
+	failedFirst.ObservedGeneration = 1
+	failedNew := withGen(fwv1.FirmwareRolloutStatus{Phase: fwv1.PhasePending, Conditions: []metav1.Condition{
+		cond(fwv1.ConditionReady, metav1.ConditionFalse, fwv1.ReasonRegistryError, "retrying after an error: query stations: 401 Unauthorized", time.Minute),
+		cond(fwv1.ConditionReconciling, metav1.ConditionTrue, fwv1.ReasonRegistryError, "retrying after an error: query stations: 401 Unauthorized", time.Minute)}}, 1)
+	failedNew.ObservedGeneration = 0
+	// spec.paused was cleared in a batch step; the controller has not acted.
+	unpausedNotObserved := pausedBySpec
 
 	all := []string{"abort", "pause"}
 	return []argoCase{
@@ -241,11 +251,18 @@ func argoCases() []argoCase {
 			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", all},
 		{"progressing, spec changed and not yet observed", mk(2, nil, progressingStatus()), "Progressing",
 			"Waiting for the stationfleet controller to act on generation 2", all},
+		{"progressing, first reconcile of a new generation failed", mk(2, nil, failedFirst), "Progressing",
+			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", all},
+		{"new, first reconcile failed", mk(1, nil, failedNew), "Progressing", "retrying after an error: query stations: 401 Unauthorized", all},
+		{"spec.paused cleared and not yet observed", mk(2, nil, unpausedNotObserved), "Progressing",
+			"Waiting for the stationfleet controller to act on generation 2", all},
 		{"paused by spec.paused", mk(1, setPaused, pausedBySpec), "Suspended", "spec.paused is true: no twin is written until it is false (step 2 of 4)", []string{"abort", "resume"}},
 		{"paused by spec.paused in a pause step", mk(1, setPaused, pausedInStep), "Suspended", "spec.paused is true: no twin is written until it is false (step 3 of 4)", []string{"abort", "resume"}},
 		{"waiting for resume", mk(1, nil, waitingStatus("fw-2-0-7")), "Suspended", "step 3 of 4: paused until resumed (kubectl stationfleet resume fw-2-0-7)", []string{"abort", "pause", "resume"}},
-		{"timed pause", mk(1, nil, timedPauseStatus()), "Suspended", "step 3 of 4: pause until 2026-03-14T16:04:26Z", all},
-		{"paused, retrying a registry error", mk(1, nil, registryErr(waitingStatus("fw-2-0-7"))), "Suspended",
+		{"timed pause", mk(1, setTimedPause, timedPauseStatus()), "Suspended", "step 3 of 4: pause until 2026-03-14T16:04:26Z", all},
+		{"waiting for resume, retrying a registry error", mk(1, nil, registryErr(waitingStatus("fw-2-0-7"))), "Suspended",
+			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", []string{"abort", "pause", "resume"}},
+		{"timed pause, retrying a registry error", mk(1, setTimedPause, registryErr(timedPauseStatus())), "Suspended",
 			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", all},
 		{"halted", mk(1, nil, haltedStatus()), "Degraded",
 			"4 stations failed, more than maxFailures allows (2); no further batch is written. Abort to restore the previous firmware, or delete the rollout", []string{"abort"}},
@@ -294,6 +311,8 @@ func TestArgoCDActionsMatchTheCLI(t *testing.T) {
 				res, luaErr := runArgoLua(t, cfg.actions[string(act)], unstructuredOf(t, tc.obj), testNow)
 				if cliErr != nil {
 					g.Expect(luaErr).To(HaveOccurred(), "%s: the action should refuse like the CLI: %v", act, cliErr)
+					g.Expect(refusalReason(t, luaErr.Error(), "the rollout ")).To(Equal(refusalReason(t, cliErr.Error(), "rollout "+tc.obj.Name+" ")),
+						"%s: Argo CD and the CLI refuse for different reasons", act)
 					continue
 				}
 				g.Expect(luaErr).NotTo(HaveOccurred(), "%s", act)
@@ -302,6 +321,26 @@ func TestArgoCDActionsMatchTheCLI(t *testing.T) {
 			}
 		})
 	}
+}
+
+// refusalReason is the reason of a refusal: the message after prefix ("the
+// rollout " in Argo CD, "rollout NAME " in the CLI), up to the hint that
+// follows "; ".
+func refusalReason(t *testing.T, msg, prefix string) string {
+	t.Helper()
+	msg, _, _ = strings.Cut(msg, "\n") // gopher-lua appends a stack trace
+	rest, ok := strings.CutPrefix(msg, prefix)
+	if !ok {
+		t.Fatalf("refusal %q does not start with %q", msg, prefix)
+	}
+	reason, _, _ := strings.Cut(rest, "; ")
+	return reason
+}
+
+// setTimedPause makes step 3 of newRollout a one-hour pause (the fixtures'
+// timed pause started five minutes before testNow and ends at 16:04:26).
+func setTimedPause(o *fwv1.FirmwareRollout) {
+	o.Spec.Strategy.Steps[2].Pause = &fwv1.PauseStep{Duration: &metav1.Duration{Duration: time.Hour}}
 }
 
 func contains(ss []string, s string) bool {

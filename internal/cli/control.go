@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -45,23 +44,34 @@ type controlPlan struct {
 
 // planControl decides what act does to obj, or says why it does not apply.
 // cmd is how the user invokes the CLI (for hints); now stamps a resume.
+//
+// The Argo CD actions in config/argocd/argocd-cm.yaml apply the same rules
+// and refuse with the same words: a refusal is "rollout NAME " + the reason,
+// then "; " and a hint that may differ (the CLI names its commands); the
+// Argo CD action says "the rollout " + the same reason. argocd_test.go
+// checks both sides over every state the controller produces.
 func planControl(act control, obj *fwv1.FirmwareRollout, cmd string, now time.Time) (*controlPlan, error) {
 	name := obj.Name
 	phase := obj.Status.Phase
 	follow := fmt.Sprintf("follow it with `%s status %s -w`", cmd, name)
+	refuse := func(reason, hint string) error {
+		if hint == "" {
+			return fmt.Errorf("rollout %s %s", name, reason)
+		}
+		return fmt.Errorf("rollout %s %s; %s", name, reason, hint)
+	}
 	switch act {
 	case controlPause:
 		switch {
-		case phase == fwv1.PhaseCompleted:
-			return nil, fmt.Errorf("rollout %s is Completed: there is nothing left to pause", name)
-		case phase == fwv1.PhaseAborted:
-			return nil, fmt.Errorf("rollout %s is Aborted: there is nothing left to pause", name)
+		case phase == fwv1.PhaseCompleted || phase == fwv1.PhaseAborted:
+			return nil, refuse(fmt.Sprintf("is %s: there is nothing left to pause", phase), "")
 		case obj.Spec.Abort || phase == fwv1.PhaseAborting:
-			return nil, fmt.Errorf("rollout %s is being aborted: pausing cannot stop the restore; %s", name, follow)
+			return nil, refuse("is being aborted: pausing cannot stop the restore", follow)
 		case phase == fwv1.PhaseHalted:
-			return nil, fmt.Errorf("rollout %s is Halted (more failures than maxFailures allows): it writes no further batch anyway; `%s abort %s` restores the previous firmware, or delete it", name, cmd, name)
+			return nil, refuse("is Halted (more failures than maxFailures allows): it writes no further batch anyway",
+				fmt.Sprintf("`%s abort %s` restores the previous firmware, or delete it", cmd, name))
 		case obj.Spec.Paused:
-			return nil, fmt.Errorf("rollout %s is already paused (spec.paused is true); resume it with `%s resume %s`", name, cmd, name)
+			return nil, refuse("is already paused (spec.paused is true)", fmt.Sprintf("resume it with `%s resume %s`", cmd, name))
 		}
 		return &controlPlan{
 			patch:    map[string]any{"spec": map[string]any{"paused": true}},
@@ -72,28 +82,18 @@ func planControl(act control, obj *fwv1.FirmwareRollout, cmd string, now time.Ti
 	case controlResume:
 		switch {
 		case phase == fwv1.PhaseCompleted:
-			return nil, fmt.Errorf("rollout %s is Completed: there is nothing to resume", name)
+			return nil, refuse("is Completed: there is nothing to resume", "")
 		case phase == fwv1.PhaseAborted:
-			return nil, fmt.Errorf("rollout %s is Aborted: an abort cannot be undone; create a new FirmwareRollout to roll the firmware out again", name)
+			return nil, refuse("is Aborted: an abort cannot be undone", "create a new FirmwareRollout to roll the firmware out again")
 		case obj.Spec.Abort || phase == fwv1.PhaseAborting:
-			return nil, fmt.Errorf("rollout %s is being aborted: an abort cannot be undone; %s", name, follow)
+			return nil, refuse("is being aborted: an abort cannot be undone", follow)
 		case phase == fwv1.PhaseHalted:
-			return nil, fmt.Errorf("rollout %s is Halted (more failures than maxFailures allows) and cannot be resumed: see `%s stations %s --outcome Failed`, then `%s abort %s` to restore the previous firmware or delete it and start a new rollout", name, cmd, name, cmd, name)
+			return nil, refuse("is Halted (more failures than maxFailures allows) and cannot be resumed",
+				fmt.Sprintf("see `%s stations %s --outcome Failed`, then `%s abort %s` to restore the previous firmware or delete it and start a new rollout", cmd, name, cmd, name))
 		}
 		waiting := waitsForResume(obj)
 		if !obj.Spec.Paused && !waiting {
-			if phase == fwv1.PhasePaused {
-				msg := "it is in a timed pause step"
-				if c := meta.FindStatusCondition(obj.Status.Conditions, fwv1.ConditionReady); c != nil && c.Message != "" {
-					msg = c.Message
-				}
-				return nil, fmt.Errorf("rollout %s is not waiting for a resume (%s): a timed pause ends by itself; %s", name, msg, follow)
-			}
-			shown := string(phase)
-			if shown == "" {
-				shown = "not yet reconciled"
-			}
-			return nil, fmt.Errorf("rollout %s is not paused (phase %s): there is nothing to resume; pause it with `%s pause %s`", name, shown, cmd, name)
+			return nil, resumeRefusal(obj, refuse, follow, fmt.Sprintf("pause it with `%s pause %s`", cmd, name))
 		}
 		patch := map[string]any{}
 		if obj.Spec.Paused {
@@ -111,11 +111,12 @@ func planControl(act control, obj *fwv1.FirmwareRollout, cmd string, now time.Ti
 	case controlAbort:
 		switch {
 		case phase == fwv1.PhaseCompleted:
-			return nil, fmt.Errorf("rollout %s is Completed: every step is done, so there is nothing to abort; to go back, publish the previous firmware and roll it out with a new FirmwareRollout", name)
+			return nil, refuse("is Completed: every step is done, so there is nothing to abort",
+				"to go back, publish the previous firmware and roll it out with a new FirmwareRollout")
 		case phase == fwv1.PhaseAborted:
-			return nil, fmt.Errorf("rollout %s is already Aborted", name)
+			return nil, refuse("is already Aborted", "")
 		case obj.Spec.Abort || phase == fwv1.PhaseAborting:
-			return nil, fmt.Errorf("rollout %s is already being aborted (spec.abort is true); %s", name, follow)
+			return nil, refuse("is already being aborted (spec.abort is true)", follow)
 		}
 		return &controlPlan{
 			patch:    map[string]any{"spec": map[string]any{"abort": true}},
@@ -126,19 +127,52 @@ func planControl(act control, obj *fwv1.FirmwareRollout, cmd string, now time.Ti
 	return nil, fmt.Errorf("unknown command %q", act)
 }
 
-// waitsForResume reports whether the rollout waits in an indefinite pause
-// step: the controller says so (Ready reason WaitingForResume), or spec.paused
-// hides it while the current step is a pause without duration.
+// resumeRefusal says why a rollout that is neither paused by spec.paused nor
+// waiting in a pause step without duration cannot be resumed. It decides by
+// the current step, not by the conditions: a registry error replaces the
+// Ready condition's reason but not the step the rollout waits in.
+func resumeRefusal(obj *fwv1.FirmwareRollout, refuse func(reason, hint string) error, follow, pauseHint string) error {
+	st := &obj.Status
+	if st.Phase != fwv1.PhasePaused {
+		shown := string(st.Phase)
+		if shown == "" {
+			shown = "not yet reconciled"
+		}
+		return refuse(fmt.Sprintf("is not paused (phase %s): there is nothing to resume", shown), pauseHint)
+	}
+	if p := currentPause(obj); p != nil && p.Duration != nil {
+		hint := follow
+		if st.StepStartTime != nil {
+			hint = fmt.Sprintf("it ends at %s; %s", st.StepStartTime.Add(p.Duration.Duration).UTC().Format(time.RFC3339), follow)
+		}
+		return refuse(fmt.Sprintf("is in a timed pause step (step %d of %d), which ends by itself", st.CurrentStep, len(obj.Spec.Strategy.Steps)), hint)
+	}
+	// Paused in a step that is no pause: spec.paused was cleared and the
+	// controller has not acted on it yet.
+	return refuse("is no longer paused: spec.paused is false and the current step is not a pause step", follow)
+}
+
+// currentPause returns the pause of the step the rollout is in, or nil when
+// that step is a batch or the rollout is not within its steps.
+func currentPause(obj *fwv1.FirmwareRollout) *fwv1.PauseStep {
+	i := int(obj.Status.CurrentStep)
+	steps := obj.Spec.Strategy.Steps
+	if i < 1 || i > len(steps) {
+		return nil
+	}
+	return steps[i-1].Pause
+}
+
+// waitsForResume reports whether the rollout waits in a pause step without
+// duration: phase Paused and the current step is `pause: {}`. The step
+// decides, not the Ready condition, whose reason is RegistryError while the
+// controller retries an error, or Paused while spec.paused is true.
 func waitsForResume(obj *fwv1.FirmwareRollout) bool {
 	if obj.Status.Phase != fwv1.PhasePaused {
 		return false
 	}
-	if c := meta.FindStatusCondition(obj.Status.Conditions, fwv1.ConditionReady); c != nil && c.Reason == fwv1.ReasonWaitingForResume {
-		return true
-	}
-	i := int(obj.Status.CurrentStep)
-	steps := obj.Spec.Strategy.Steps
-	return obj.Spec.Paused && i >= 1 && i <= len(steps) && steps[i-1].Pause != nil && steps[i-1].Pause.Duration == nil
+	p := currentPause(obj)
+	return p != nil && p.Duration == nil
 }
 
 func (a *app) controlCommand(act control, short, long string) *cobra.Command {

@@ -33,6 +33,16 @@ func abortedStatus() fwv1.FirmwareRolloutStatus {
 	return st
 }
 
+// registryErrorStatus is st after a reconcile failed on an IoT Hub error:
+// the phase and step stay, Ready and Reconciling carry the error.
+func registryErrorStatus(st fwv1.FirmwareRolloutStatus) fwv1.FirmwareRolloutStatus {
+	msg := "retrying after an error: query stations owned by fleet/x: 503 Service Unavailable"
+	st.Conditions = []metav1.Condition{st.Conditions[0],
+		cond(fwv1.ConditionReady, metav1.ConditionFalse, fwv1.ReasonRegistryError, msg, time.Minute),
+		cond(fwv1.ConditionReconciling, metav1.ConditionTrue, fwv1.ReasonRegistryError, msg, time.Minute)}
+	return st
+}
+
 func timedPauseStatus() fwv1.FirmwareRolloutStatus {
 	st := waitingStatus("x")
 	st.Conditions[1] = cond(fwv1.ConditionReady, metav1.ConditionFalse, fwv1.ReasonPaused, "step 3 of 4: pause until 2026-03-14T16:04:26Z", 5*time.Minute)
@@ -84,8 +94,13 @@ func TestControl(t *testing.T) {
 		}(), want: want{resumeAt: stamp}},
 		{name: "resume refuses a progressing one", act: controlResume, status: progressingStatus(),
 			wantRefuse: "is not paused (phase Progressing): there is nothing to resume"},
-		{name: "resume refuses a timed pause", act: controlResume, status: timedPauseStatus(),
-			wantRefuse: "is not waiting for a resume (step 3 of 4: pause until 2026-03-14T16:04:26Z): a timed pause ends by itself"},
+		{name: "resume refuses a timed pause", act: controlResume, spec: setTimedPause, status: timedPauseStatus(),
+			wantRefuse: "rollout x is in a timed pause step (step 3 of 4), which ends by itself; it ends at 2026-03-14T16:04:26Z"},
+		{name: "resume a rollout waiting in a pause step while the controller retries a registry error", act: controlResume,
+			status: registryErrorStatus(waitingStatus("x")), want: want{resumeAt: stamp}},
+		{name: "resume refuses a timed pause while the controller retries a registry error", act: controlResume, spec: setTimedPause,
+			status:     registryErrorStatus(timedPauseStatus()),
+			wantRefuse: "rollout x is in a timed pause step (step 3 of 4), which ends by itself; it ends at 2026-03-14T16:04:26Z"},
 		{name: "resume refuses a completed one", act: controlResume, status: completedStatus(), wantRefuse: "is Completed: there is nothing to resume"},
 		{name: "resume refuses a halted one", act: controlResume, status: haltedStatus(), wantRefuse: "is Halted"},
 		{name: "resume refuses an aborted one", act: controlResume, spec: setAbort, status: abortedStatus(), want: want{abort: true}, wantRefuse: "an abort cannot be undone"},

@@ -22,6 +22,8 @@ var (
 	apiDigits          = regexp.MustCompile(`^[0-9]+$`)
 	apiDeviceID        = regexp.MustCompile(`^[0-9A-F]{16}$`)
 	apiTagKey          = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
+	apiSecretName      = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	apiSecretKey       = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 )
 
 func checkCount(t *testing.T, what string, v *intstr.IntOrString, percent *regexp.Regexp, min int, doc []byte) {
@@ -42,6 +44,7 @@ func FuzzPublishManifest(f *testing.F) {
 	f.Add("2.0.7", "", "", "", "a=b", "05%", "+5%", "")
 	f.Add("2.0.7", "", "", "", "a=b", "+1", "-0", "")
 	f.Add("ÄÖÜ", "", "", "", "a=b", "pause=1.5h", "100%", "s/k")
+	f.Add("2.0\n.7", "", "linux pico", "", "a=b", "1", "", "Station Keys/keys/sig-0.key")
 	f.Fuzz(func(t *testing.T, pkg, name, model, deviceID, tag, steps, maxFailures, pubKey string) {
 		o := &publishOptions{pkg: pkg, name: name, model: model, steps: steps, maxFailures: maxFailures, publicKeySecret: pubKey}
 		if deviceID != "" {
@@ -68,8 +71,14 @@ func FuzzPublishManifest(f *testing.F) {
 			t.Fatalf("the manifest does not decode strictly: %v\n%s", err, doc)
 		}
 		r := obj.Spec
-		if strings.TrimSpace(r.Firmware.Package) != r.Firmware.Package || r.Firmware.Package == "" || len(r.Firmware.Package) > 64 {
-			t.Fatalf("package %q breaks the API's rules:\n%s", r.Firmware.Package, doc)
+		if err := fwv1.ValidatePackage(r.Firmware.Package); err != nil {
+			t.Fatalf("package %q breaks the API's rules: %v\n%s", r.Firmware.Package, err, doc)
+		}
+		if err := fwv1.ValidateModel(r.Firmware.Model); err != nil {
+			t.Fatalf("model %q breaks the API's rules: %v\n%s", r.Firmware.Model, err, doc)
+		}
+		if ref := r.Firmware.PublicKeyRef; ref != nil && (!apiSecretName.MatchString(ref.Name) || !apiSecretKey.MatchString(ref.Key)) {
+			t.Fatalf("publicKeyRef %q/%q breaks the API's rules:\n%s", ref.Name, ref.Key, doc)
 		}
 		if errs := validation.IsDNS1123Subdomain(obj.Name); len(errs) > 0 {
 			t.Fatalf("name %q: %v\n%s", obj.Name, errs, doc)

@@ -139,6 +139,11 @@ func (a *app) publish(ctx context.Context, file string, o *publishOptions, ns st
 	if strings.HasSuffix(target, "/") {
 		target += url.PathEscape(filepath.Base(file))
 	}
+	// The URL goes into the manifest: refuse now what the API server would
+	// refuse after the upload.
+	if err := fwv1.ValidateFirmwareURL(target); err != nil {
+		return fmt.Errorf("--to %s: %w", redactURL(target), oneLine(err))
+	}
 	if strings.HasPrefix(target, "file://") && o.store.Dir == "" {
 		u, err := firmware.ParseURL(target)
 		if err != nil {
@@ -209,12 +214,35 @@ func (a *app) publish(ctx context.Context, file string, o *publishOptions, ns st
 	return nil
 }
 
+// redactURL hides what may be a credential in a URL the user gave (user
+// info, a query such as a SAS token, a fragment), for error messages.
+func redactURL(raw string) string {
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		raw = raw[:i] + raw[i:i+1] + "REDACTED"
+	}
+	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
+		host, path, _ := strings.Cut(rest, "/")
+		if i := strings.LastIndex(host, "@"); i >= 0 {
+			raw = scheme + "://REDACTED" + host[i:] + "/" + path
+		}
+	}
+	return raw
+}
+
+// oneLine joins the errors of errors.Join with "; ", for one line of output.
+func oneLine(err error) error {
+	return errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+}
+
 // manifest builds the FirmwareRollout (without url, signature and
 // keyChecksum) from the flags, checking them as the API would.
 func (o *publishOptions) manifest(ns string) (map[string]any, error) {
 	pkg := o.pkg
-	if pkg == "" || strings.TrimSpace(pkg) != pkg || len(pkg) > 64 {
-		return nil, fmt.Errorf("--package %q: 1 to 64 characters without leading or trailing white space (the station trims version.txt)", pkg)
+	if err := fwv1.ValidatePackage(pkg); err != nil {
+		return nil, fmt.Errorf("--package %q: %w", pkg, oneLine(err))
+	}
+	if err := fwv1.ValidateModel(o.model); err != nil {
+		return nil, fmt.Errorf("--model %q: %w", o.model, oneLine(err))
 	}
 	name := o.name
 	if name == "" {
@@ -264,6 +292,12 @@ func (o *publishOptions) manifest(ns string) (map[string]any, error) {
 		sec, key, ok := strings.Cut(o.publicKeySecret, "/")
 		if !ok || sec == "" || key == "" {
 			return nil, fmt.Errorf("--public-key-secret %q: use SECRET/KEY", o.publicKeySecret)
+		}
+		if errs := validation.IsDNS1123Subdomain(sec); len(errs) > 0 {
+			return nil, fmt.Errorf("--public-key-secret %q: %q is not a Secret's name: %s", o.publicKeySecret, sec, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsConfigMapKey(key); len(errs) > 0 {
+			return nil, fmt.Errorf("--public-key-secret %q: %q is not a key of a Secret's data: %s", o.publicKeySecret, key, strings.Join(errs, "; "))
 		}
 		fw["publicKeyRef"] = map[string]any{"name": sec, "key": key}
 	}

@@ -167,7 +167,22 @@ func TestPublishRefusesBadFlagsBeforeUploading(t *testing.T) {
 		{"bad pause", []string{"--tag", "a=b", "--steps", "1,pause=10"}, "use a Go duration"},
 		{"bad max failures", []string{"--tag", "a=b", "--max-failures", "101%"}, "--max-failures"},
 		{"station key instead of private key", []string{"--tag", "a=b", "--key", filepath.Join(keyDir, "sig-0.key")}, "publish needs the private PEM key"},
-		{"package with spaces", []string{"--tag", "a=b", "--package", " 2.0.7"}, "without leading or trailing white space"},
+		{"package with spaces", []string{"--tag", "a=b", "--package", " 2.0.7"},
+			`--package " 2.0.7": firmware.package must not start or end with white space: the station trims version.txt, so it would never match`},
+		// The API server refuses these (api/v1alpha1 validation): publish
+		// must refuse them before it uploads, with the same words.
+		{"package with a newline", []string{"--tag", "a=b", "--package", "2.0\n.7"},
+			`--package "2.0\n.7": firmware.package must not contain a newline, a tab or any other control or invisible character`},
+		{"model with a space", []string{"--tag", "a=b", "--model", "linux pico"},
+			`--model "linux pico": firmware.model must not contain white space or control characters`},
+		{"url with a space", []string{"--tag", "a=b", "--to", "file://" + dir + "/fw 1.bin"},
+			"/fw 1.bin: firmware.url must not contain white space, control characters or backslashes (write a space in a blob name as %20)"},
+		{"file url naming a directory", []string{"--tag", "a=b", "--to", "file://" + dir + "/sub//fw.bin"},
+			"firmware.url must not have empty (//), '.' or '..' path segments"},
+		{"azblob url without blob path", []string{"--tag", "a=b", "--to", "azblob://firmware"},
+			"--to azblob://firmware: firmware.url azblob:// needs a container and a blob path: azblob://<container>/<path/to/blob>"},
+		{"https url with a SAS token", []string{"--tag", "a=b", "--to", "https://acct.blob.core.windows.net/firmware/fw.bin?sv=1&sig=c2VjcmV0"},
+			"firmware.url must not have a query (?...) or a fragment (#...): a SAS token or other credential belongs in the manager's storage settings, never in a rollout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,7 +191,10 @@ func TestPublishRefusesBadFlagsBeforeUploading(t *testing.T) {
 			r := runCLI(t, append(args, tt.args...)...)
 			g.Expect(r.code).To(Equal(1))
 			g.Expect(r.errOut).To(ContainSubstring(tt.want))
-			g.Expect(filepath.Join(dir, "fw.bin")).NotTo(BeAnExistingFile(), "nothing is uploaded when the flags are wrong")
+			g.Expect(r.errOut).NotTo(ContainSubstring("c2VjcmV0"), "a SAS token is never printed")
+			entries, err := os.ReadDir(dir)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(entries).To(BeEmpty(), "nothing is uploaded when the flags are wrong")
 		})
 	}
 }

@@ -21,22 +21,17 @@ import (
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
-// envConnectionString is where the station commands read the IoT Hub
-// connection string when no file is given, as the manager does.
-const envConnectionString = "IOTHUB_CONNECTION_STRING"
-
 // stationFlags are the connections every station command needs: IoT Hub
 // (through the manager's client) and the credential blob store.
 type stationFlags struct {
-	connFile, caFile string
-	noRateLimit      bool
-	credStore        string
-	store            firmware.Options
+	hub         hubOptions
+	noRateLimit bool
+	credStore   string
+	store       firmware.Options
 }
 
 func (f *stationFlags) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&f.connFile, "iothub-connection-string-file", "", "File holding the IoT Hub service connection string (default: $"+envConnectionString+"); it needs registry read/write.")
-	fs.StringVar(&f.caFile, "iothub-ca-file", "", "PEM CA bundle to trust for IoT Hub's certificate (the emulator's CA).")
+	f.hub.bindFlagSet(fs)
 	fs.BoolVar(&f.noRateLimit, "iothub-no-rate-limit", false, "Turn the client's rate limits off (for the emulator only).")
 	fs.StringVar(&f.credStore, "credential-store", "", "Where credential blobs for CUPS rotation go, a prefix: azblob://CONTAINER/PATH/, https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH/ or file:///PATH/ (the manager must read it; keep it private: blobs hold the station's private key or token).")
 	gofs := flag.NewFlagSet("store", flag.ContinueOnError)
@@ -53,31 +48,13 @@ func (f *stationFlags) bind(fs *pflag.FlagSet) {
 	})
 }
 
-// registry connects to IoT Hub with the manager's client.
+// registry connects to IoT Hub with the manager's client; the station
+// commands need registry read/write.
 func (f *stationFlags) registry() (*iothub.Client, error) {
-	cs := os.Getenv(envConnectionString)
-	if f.connFile != "" {
-		b, err := os.ReadFile(f.connFile)
-		if err != nil {
-			return nil, fmt.Errorf("read IoT Hub connection string: %w", err)
-		}
-		cs = strings.TrimSpace(string(b))
-	}
-	if cs == "" {
-		return nil, errors.New("no IoT Hub connection string: set --iothub-connection-string-file or $" + envConnectionString)
-	}
-	var opts []iothub.Option
-	if f.caFile != "" {
-		opts = append(opts, iothub.WithCAFile(f.caFile))
-	}
 	if f.noRateLimit {
-		opts = append(opts, iothub.WithoutRateLimits())
+		return f.hub.connect(iothub.WithoutRateLimits())
 	}
-	c, err := iothub.New(cs, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("IoT Hub: %w", err)
-	}
-	return c, nil
+	return f.hub.connect()
 }
 
 // blobStore opens the credential store; a file:// prefix without
@@ -201,7 +178,7 @@ backup. So the credential add issued stays the station's backup, and rotate
 and revoke keep it valid unless told otherwise (--include-backup).
 
 The commands talk to IoT Hub with the manager's client and connection string
-($` + envConnectionString + ` or --iothub-connection-string-file).`,
+($` + EnvIoTHubConnectionString + ` or --iothub-connection-string-file).`,
 	}
 	sf.bind(cmd.PersistentFlags())
 	cmd.AddCommand(a.stationAddCommand(sf), a.stationShowCommand(sf), a.stationRotateCommand(sf),

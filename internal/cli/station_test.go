@@ -47,7 +47,7 @@ func newEnrollWorld(t *testing.T) *enrollWorld {
 	g := NewWithT(t)
 	w := &enrollWorld{dir: t.TempDir()}
 	w.hub = hubsim.Start(t, hubsim.Options{})
-	reg, err := iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithoutRateLimits())
+	reg, err := iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithEndpoint(w.hub.Addr()), iothub.WithoutRateLimits())
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = reg.Close() })
 	w.reg = reg
@@ -93,7 +93,7 @@ func newEnrollWorld(t *testing.T) *enrollWorld {
 func (w *enrollWorld) station(t *testing.T, args ...string) result {
 	t.Helper()
 	full := append([]string{"station"}, args...)
-	full = append(full, "--iothub-connection-string-file", w.connFile, "--iothub-ca-file", w.hub.CAFile(), "--iothub-no-rate-limit")
+	full = append(full, "--iothub-connection-string-file", w.connFile, "--iothub-ca-file", w.hub.CAFile(), "--iothub-endpoint", w.hub.Addr(), "--iothub-no-rate-limit")
 	return runCLI(t, full...)
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -30,6 +31,9 @@ const (
 	// EnvIoTHubCAFile names a PEM file of CAs to trust for IoT Hub (the
 	// emulator's).
 	EnvIoTHubCAFile = "IOTHUB_CA_FILE"
+	// EnvIoTHubEndpoint is a host:port to connect to instead of the
+	// connection string's HostName (an emulator only).
+	EnvIoTHubEndpoint = "IOTHUB_ENDPOINT"
 )
 
 // IoT Hub client tuning for an interactive command.
@@ -44,17 +48,22 @@ const (
 type hubOptions struct {
 	connectionStringFile string
 	caFile               string
+	endpoint             string
 }
 
-func (o *hubOptions) bindFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.connectionStringFile, "iothub-connection-string-file", os.Getenv(EnvIoTHubConnectionStringFile),
+func (o *hubOptions) bindFlags(cmd *cobra.Command) { o.bindFlagSet(cmd.Flags()) }
+
+func (o *hubOptions) bindFlagSet(fs *pflag.FlagSet) {
+	fs.StringVar(&o.connectionStringFile, "iothub-connection-string-file", os.Getenv(EnvIoTHubConnectionStringFile),
 		"File holding the IoT Hub service connection string (default $"+EnvIoTHubConnectionStringFile+"; else $"+EnvIoTHubConnectionString+" holds the string itself).")
-	cmd.Flags().StringVar(&o.caFile, "iothub-ca-file", os.Getenv(EnvIoTHubCAFile),
+	fs.StringVar(&o.caFile, "iothub-ca-file", os.Getenv(EnvIoTHubCAFile),
 		"PEM CA certificate to trust for IoT Hub, e.g. the stationfleet emulator's (default $"+EnvIoTHubCAFile+").")
+	fs.StringVar(&o.endpoint, "iothub-endpoint", os.Getenv(EnvIoTHubEndpoint),
+		"For an emulator only: host:port to connect to instead of the connection string's HostName on port 443 (default $"+EnvIoTHubEndpoint+").")
 }
 
-// connect opens the twin registry.
-func (o *hubOptions) connect() (*iothub.Client, error) {
+// connect opens the twin registry; extra options follow the defaults.
+func (o *hubOptions) connect(extra ...iothub.Option) (*iothub.Client, error) {
 	cs := ""
 	switch {
 	case o.connectionStringFile != "":
@@ -76,7 +85,10 @@ func (o *hubOptions) connect() (*iothub.Client, error) {
 	if o.caFile != "" {
 		opts = append(opts, iothub.WithCAFile(o.caFile))
 	}
-	c, err := iothub.New(cs, opts...)
+	if o.endpoint != "" {
+		opts = append(opts, iothub.WithEndpoint(o.endpoint))
+	}
+	c, err := iothub.New(cs, append(opts, extra...)...)
 	if err != nil {
 		// iothub.New never quotes the connection string.
 		return nil, fmt.Errorf("connect to IoT Hub: %w", err)

@@ -61,6 +61,7 @@ func seedStation(t *testing.T, hub *hubsim.Server, id string, tags map[string]an
 // one, and their stations in the IoT Hub emulator.
 type stationsFixture struct {
 	ns, kubeconfig, connFile, caFile string
+	endpoint                         string // where the emulator listens (its HostName is "localhost")
 	connectionString                 string
 }
 
@@ -113,7 +114,7 @@ func newStationsFixture(t *testing.T) stationsFixture {
 	if err := os.WriteFile(connFile, []byte(hub.ConnectionString()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return stationsFixture{ns: ns, kubeconfig: kubeconfig(t), connFile: connFile, caFile: hub.CAFile(), connectionString: hub.ConnectionString()}
+	return stationsFixture{ns: ns, kubeconfig: kubeconfig(t), connFile: connFile, caFile: hub.CAFile(), endpoint: hub.Addr(), connectionString: hub.ConnectionString()}
 }
 
 func TestStationsGolden(t *testing.T) {
@@ -132,7 +133,7 @@ func TestStationsGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			args := append([]string{"stations", "fw-2-0-7", "--kubeconfig", f.kubeconfig, "-n", f.ns,
-				"--iothub-connection-string-file", f.connFile, "--iothub-ca-file", f.caFile}, tt.args...)
+				"--iothub-connection-string-file", f.connFile, "--iothub-ca-file", f.caFile, "--iothub-endpoint", f.endpoint}, tt.args...)
 			r := runCLI(t, args...)
 			g.Expect(r.code).To(Equal(0), r.errOut)
 			g.Expect(r.out+r.errOut).NotTo(ContainSubstring(secretOf(f.connectionString)), "the connection string's key must never be printed")
@@ -146,6 +147,7 @@ func TestStationsConnectionStringFromEnvironment(t *testing.T) {
 	f := newStationsFixture(t)
 	t.Setenv(EnvIoTHubConnectionString, f.connectionString)
 	t.Setenv(EnvIoTHubCAFile, f.caFile)
+	t.Setenv(EnvIoTHubEndpoint, f.endpoint)
 	r := runCLI(t, "stations", "fw-2-0-7", "--kubeconfig", f.kubeconfig, "-n", f.ns, "--outcome", "Updated")
 	g.Expect(r.code).To(Equal(0), r.errOut)
 	g.Expect(r.out).To(ContainSubstring("00000000000000A1"))

@@ -33,7 +33,7 @@ func newCredEnv(t *testing.T) *credEnv {
 	g := NewWithT(t)
 	e := &credEnv{hub: hubsim.Start(t, hubsim.Options{}), blobs: newMemBlobs(), serverCA: newTestCA(t, "server CA")}
 	var err error
-	e.reg, err = iothub.New(e.hub.ConnectionString(), iothub.WithCAFile(e.hub.CAFile()), iothub.WithoutRateLimits())
+	e.reg, err = iothub.New(e.hub.ConnectionString(), iothub.WithCAFile(e.hub.CAFile()), iothub.WithEndpoint(e.hub.Addr()), iothub.WithoutRateLimits())
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = e.reg.Close() })
 	stCA := newTestCA(t, "station CA")

@@ -27,7 +27,7 @@ var (
 func TestThroughIoTHubEmulator(t *testing.T) {
 	g := NewWithT(t)
 	hub := hubsim.Start(t, hubsim.Options{})
-	reg, err := iothub.New(hub.ConnectionString(), iothub.WithCAFile(hub.CAFile()), iothub.WithoutRateLimits())
+	reg, err := iothub.New(hub.ConnectionString(), iothub.WithCAFile(hub.CAFile()), iothub.WithEndpoint(hub.Addr()), iothub.WithoutRateLimits())
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = reg.Close() })
 

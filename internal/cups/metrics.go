@@ -29,6 +29,7 @@ type metrics struct {
 	bytes       *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	obsWrites   *prometheus.CounterVec
+	handshakes  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -59,6 +60,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "stationfleet_cups_observation_writes_total",
 			Help: "Durable observation writes, by result (ok, error).",
 		}, []string{"result"}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stationfleet_cups_tls_handshake_failures_total",
+			Help: "TLS handshakes the CUPS server refused or lost, by reason (unknown_ca, expired, no_certificate, bad_certificate, server_certificate_rejected, protocol, closed, timeout, other).",
+		}, []string{"reason"}),
 	}
 	m.requests = register(reg, m.requests)
 	m.updates = register(reg, m.updates)
@@ -66,6 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.bytes = register(reg, m.bytes)
 	m.latency = register(reg, m.latency)
 	m.obsWrites = register(reg, m.obsWrites)
+	m.handshakes = register(reg, m.handshakes)
 	return m
 }
 

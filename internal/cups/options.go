@@ -41,6 +41,10 @@ type Options struct {
 	// ClientCAFile is a PEM bundle of the CAs that sign station client
 	// certificates. Without it, stations authenticate by token only.
 	ClientCAFile string
+	// RequireClientCertificate refuses, in the TLS handshake, a caller that
+	// presents no client certificate (no bearer-token stations then). It
+	// needs ClientCAFile.
+	RequireClientCertificate bool
 	// Insecure serves plain HTTP and lets unauthenticated callers through
 	// (credentials are still never sent to them). For the embedded demo
 	// only; the server says so loudly at start.
@@ -71,6 +75,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CertFile, "cups-tls-cert-file", "", "PEM certificate (chain) the CUPS server presents.")
 	fs.StringVar(&o.KeyFile, "cups-tls-key-file", "", "PEM private key of --cups-tls-cert-file.")
 	fs.StringVar(&o.ClientCAFile, "cups-client-ca-file", "", "PEM CA bundle that signs station client certificates; without it stations authenticate by bearer token only.")
+	fs.BoolVar(&o.RequireClientCertificate, "cups-require-client-certificate", false, "Refuse, in the TLS handshake, stations that present no client certificate (then no station can use a bearer token); needs --cups-client-ca-file.")
 	fs.BoolVar(&o.Insecure, "cups-insecure", false, "Serve plain HTTP without station authentication (embedded demo only; never in production).")
 	fs.DurationVar(&o.CacheTTL, "cups-twin-cache-ttl", DefaultCacheTTL, "How long a twin read serves later polls of the same station.")
 	fs.Int64Var(&o.BodyLimit, "cups-body-limit", DefaultBodyLimit, "Largest update-info request body accepted, in bytes.")
@@ -121,6 +126,8 @@ func (o Options) validate() error {
 	switch {
 	case o.Insecure && tlsSet:
 		return errors.New("cups: insecure mode and TLS files are exclusive")
+	case o.RequireClientCertificate && o.ClientCAFile == "":
+		return errors.New("cups: requiring client certificates needs a client CA file")
 	case !o.Insecure && (o.CertFile == "" || o.KeyFile == ""):
 		return errors.New("cups: TLS needs a certificate and a key file (or insecure mode, for the embedded demo only)")
 	}

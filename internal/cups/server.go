@@ -48,11 +48,12 @@ type Server struct {
 	now      func() time.Time
 	tls      *tlsReloader
 
-	m        *metrics
-	rec      *recorder
-	outcomes map[string]outcomeMetrics
-	bufs     sync.Pool
-	addr     atomic.Pointer[net.Addr]
+	m          *metrics
+	handshakes *handshakeReporter
+	rec        *recorder
+	outcomes   map[string]outcomeMetrics
+	bufs       sync.Pool
+	addr       atomic.Pointer[net.Addr]
 }
 
 type outcomeMetrics struct {
@@ -122,6 +123,7 @@ func NewServer(opts Options, store TwinStore, blobs BlobOpener, options ...Optio
 		s.tls = r
 	}
 	s.m = newMetrics(s.reg)
+	s.handshakes = newHandshakeReporter(s.m)
 	s.outcomes = map[string]outcomeMetrics{}
 	for _, o := range []string{OutcomeNoChange, OutcomeChange, OutcomeUpdate, OutcomeRefused, OutcomeBadRequest,
 		OutcomeUnauthorized, OutcomeForbidden, OutcomeNotFound, OutcomeMethod, OutcomeError, OutcomeAborted} {
@@ -157,6 +159,16 @@ func loadTLS(o Options) (*tls.Config, error) {
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		if o.RequireClientCertificate {
+			// Not RequireAndVerifyClientCert: its refusal is an
+			// unexported error, this one is counted and logged by name.
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 {
+					return errNoClientCertificate
+				}
+				return nil
+			}
+		}
 	}
 	return cfg, nil
 }
@@ -213,8 +225,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	} else {
 		cfg := s.tls.serverConfig()
 		srv.TLSConfig = cfg
-		ln = tls.NewListener(ln, cfg)
-		s.log.Info("CUPS server listening", "addr", addr.String(), "clientCertificates", s.tls.config().ClientCAs != nil)
+		// The handshake runs before net/http sees the connection, so that
+		// a refused station is counted and logged (handshakeFailed).
+		ln = newHandshakeListener(ln, cfg, handshakeTimeout(srv), s.handshakeFailed)
+		s.log.Info("CUPS server listening", "addr", addr.String(), "clientCertificates", s.tls.config().ClientCAs != nil,
+			"clientCertificateRequired", s.opts.RequireClientCertificate)
 	}
 	s.rec.start()
 	defer s.rec.stop() // after the HTTP server: answered requests get their observations written
@@ -237,7 +252,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// logWriter sends net/http's own messages (TLS handshake failures, ...) to
+// handshakeTimeout is how long net/http would give a TLS handshake: the
+// shortest of its read and write timeouts.
+func handshakeTimeout(srv *http.Server) time.Duration {
+	var d time.Duration
+	for _, v := range []time.Duration{srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout} {
+		if v > 0 && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	return d
+}
+
+// logWriter sends net/http's own messages (TLS handshake failures are
+// reported by handshakeFailed before net/http sees the connection) to
 // the logger.
 type logWriter struct{ l logr.Logger }
 

@@ -230,6 +230,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	opts := app.DefaultOptions()
 	opts.IoTHub.ConnectionStringFile = csFile
 	opts.IoTHub.CAFile = hub.CAFile()
+	opts.IoTHub.Endpoint = hub.Addr()
 	opts.IoTHub.NoRateLimit = true
 	opts.Firmware.Dir = fwDir
 	opts.CUPS = cups.Options{Addr: o.CUPSAddr, Insecure: true, CacheTTL: o.PollInterval / 2}
@@ -268,14 +269,14 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	say("stationfleet embedded default is up:")
 	say("  kubectl:          export KUBECONFIG=%s   (kubectl is bin/kubectl)", kubeconfig)
 	say("  CUPS (plain HTTP): %s/update-info", cupsURI)
-	say("  IoT Hub emulator: connection string in %s, CA %s", csFile, hub.CAFile())
+	say("  IoT Hub emulator: hub %s listening on %s, connection string in %s, CA %s", hub.HostName(), hub.Addr(), csFile, hub.CAFile())
 	say("  firmware:         %s (signing key %s, keyChecksum %d)", fwDir, filepath.Join(state, "keys", "sig-0.pem"), signer.CRC)
 	say("  station key file: %s (key CRC %d): a station needs it as sig-0.key to verify the firmware", sigKeyFile, signer.CRC)
 	say("  stations:         %d polling every %s, %d of them never apply updates", o.Stations, o.PollInterval, failing)
 	say("")
 	say("  enroll a real Basics Station (plain HTTP, no credential; use --cups-addr 0.0.0.0:5002 and the machine's address for a gateway on the network):")
 	say("    go run ./cmd/stationfleet station add EUI --cups-uri %s --sig-key %s --tag ring=prod \\", cupsURI, sigKeyFile)
-	say("      --iothub-connection-string-file %s --iothub-ca-file %s --out station-home", csFile, hub.CAFile())
+	say("      --iothub-connection-string-file %s --iothub-ca-file %s --iothub-endpoint %s --out station-home", csFile, hub.CAFile(), hub.Addr())
 	say("    then copy station-home/* into the station's home directory and start it")
 	say("")
 

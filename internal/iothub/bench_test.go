@@ -30,7 +30,7 @@ func BenchmarkTwinPatch(b *testing.B) {
 	ctx := context.Background()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: hub.ClientTLSConfig(), MaxIdleConnsPerHost: 64}}
 	key := connKey(b, hub.ConnectionString())
-	url := "https://" + hub.HostName() + "/twins/DEV1?api-version=2020-09-30"
+	url := "https://" + hub.Addr() + "/twins/DEV1?api-version=2020-09-30"
 
 	cur, err := c.Get(ctx, "DEV1")
 	if err != nil {

@@ -7,7 +7,9 @@
 // metrics.
 //
 // The same connection string switches between a real hub and the emulator in
-// internal/iothub/hubsim; WithCAFile trusts the emulator's certificate.
+// internal/iothub/hubsim; WithCAFile trusts the emulator's certificate, and
+// WithEndpoint reaches an emulator that does not listen on its host name's
+// port 443.
 package iothub
 
 import (
@@ -16,8 +18,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -60,6 +64,7 @@ type Option func(*config) error
 type config struct {
 	tls          *tls.Config
 	httpClient   *http.Client
+	endpoint     string
 	writeRate    float64
 	readRate     float64
 	queryRate    float64
@@ -106,6 +111,27 @@ func WithTLSConfig(cfg *tls.Config) Option {
 // ignored.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) error { c.httpClient = hc; return nil }
+}
+
+// WithEndpoint makes the client open every connection to addr (host:port)
+// instead of the connection string's HostName on port 443. TLS still checks
+// the server certificate against HostName and SAS tokens still sign it, so
+// the effect is that of a hosts-file entry or a port forward. It exists for
+// emulators (a hub named "localhost" listening on another port) and
+// bypasses any HTTP proxy; a real IoT hub needs none. It cannot be combined
+// with WithHTTPClient.
+func WithEndpoint(addr string) Option {
+	return func(c *config) error {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("endpoint %q: want host:port: %w", addr, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
+			return fmt.Errorf("endpoint %q: want host:port with a port from 1 to 65535", addr)
+		}
+		c.endpoint = addr
+		return nil
+	}
 }
 
 // WithWriteRate limits twin writes to perSecond; 0 or less removes the
@@ -236,6 +262,9 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 		identity: limiter(cfg.identityRate, time.Minute),
 	}
 	hc := cfg.httpClient
+	if hc != nil && cfg.endpoint != "" {
+		return nil, errors.New("iothub client: WithEndpoint cannot be combined with WithHTTPClient (dial the endpoint in that client's transport)")
+	}
 	if hc == nil {
 		tcfg := cfg.tls
 		if tcfg == nil {
@@ -245,6 +274,10 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 		base.TLSClientConfig = tcfg
 		base.MaxIdleConnsPerHost = 64
 		base.ForceAttemptHTTP2 = false
+		if cfg.endpoint != "" {
+			base.Proxy = nil
+			base.DialContext = dialTo(cfg.endpoint)
+		}
 		hc = &http.Client{Transport: base, Timeout: cfg.timeout}
 	} else {
 		cp := *hc
@@ -269,6 +302,15 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 	c.svc = svc
 	registerMetrics()
 	return c, nil
+}
+
+// dialTo returns a DialContext that connects to addr whatever address it is
+// asked for (WithEndpoint).
+func dialTo(addr string) func(ctx context.Context, network, _ string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second} // http.DefaultTransport's
+	return func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	}
 }
 
 // limiter returns a token bucket that never lets more than perSecond ×

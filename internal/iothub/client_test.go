@@ -21,7 +21,7 @@ import (
 func newHub(t testing.TB, opts ...Option) (*hubsim.Server, *Client) {
 	t.Helper()
 	hub := hubsim.Start(t, hubsim.Options{})
-	base := []Option{WithCAFile(hub.CAFile()), WithoutRateLimits(), WithRetry(5, 10*time.Millisecond, 50*time.Millisecond)}
+	base := []Option{WithCAFile(hub.CAFile()), WithEndpoint(hub.Addr()), WithoutRateLimits(), WithRetry(5, 10*time.Millisecond, 50*time.Millisecond)}
 	c, err := New(hub.ConnectionString(), append(base, opts...)...)
 	if err != nil {
 		t.Fatalf("new client: %v", err)

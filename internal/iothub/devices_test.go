@@ -14,7 +14,7 @@ import (
 func TestStationIdentity(t *testing.T) {
 	g := NewWithT(t)
 	hub := hubsim.Start(t, hubsim.Options{})
-	c, err := New(hub.ConnectionString(), WithCAFile(hub.CAFile()), WithoutRateLimits())
+	c, err := New(hub.ConnectionString(), WithCAFile(hub.CAFile()), WithEndpoint(hub.Addr()), WithoutRateLimits())
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = c.Close() })
 	ctx := context.Background()

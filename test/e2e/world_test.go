@@ -66,6 +66,10 @@ type world struct {
 	specs    []embedded.StationSpec
 	stations []*stationsim.Station
 	mgr      *manager
+	// args are the manager's flags (newManager adds its own) without
+	// worldOptions.managerArgs, for a test that starts another manager on
+	// the same hub and firmware.
+	args []string
 }
 
 // worldOptions shape a world.
@@ -106,7 +110,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		}
 	}
 	g.Expect(embedded.Register(w.hub, w.specs)).To(Succeed())
-	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithoutRateLimits())
+	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithEndpoint(w.hub.Addr()), iothub.WithoutRateLimits())
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = w.reg.Close() })
 
@@ -120,6 +124,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	args := append([]string{
 		"--iothub-connection-string-file=" + csFile,
 		"--iothub-ca-file=" + w.hub.CAFile(),
+		"--iothub-endpoint=" + w.hub.Addr(),
 		"--iothub-no-rate-limit",
 		"--iothub-page-size=25", // several query pages per rollout
 		"--azblob-account=" + azurite.Account,
@@ -131,6 +136,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		"--rollout-status-resync=1s",
 		"--rollout-target-resync=1s",
 	}, o.managerArgs...)
+	w.args = args[: len(args)-len(o.managerArgs) : len(args)-len(o.managerArgs)]
 	w.mgr = newManager(t, args...)
 	w.mgr.start()
 

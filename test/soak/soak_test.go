@@ -160,7 +160,7 @@ func newWorld(t *testing.T, cfg soakConfig) *world {
 		deleted: map[string]string{}, kills: map[string]int{}}
 	w.hub = hubsim.Start(t, hubsim.Options{})
 	var err error
-	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithoutRateLimits(), iothub.WithPageSize(1000))
+	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithEndpoint(w.hub.Addr()), iothub.WithoutRateLimits(), iothub.WithPageSize(1000))
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = w.reg.Close() })
 
@@ -289,7 +289,7 @@ func (w *world) startManagers(certFile, keyFile string) {
 			"--kubeconfig=" + kubeconfigPath,
 			"--leader-elect", "--leader-election-namespace=" + w.ns,
 			"--metrics-bind-address=0", "--health-probe-bind-address=" + probe,
-			"--iothub-connection-string-file=" + csFile, "--iothub-ca-file=" + w.hub.CAFile(), "--iothub-no-rate-limit",
+			"--iothub-connection-string-file=" + csFile, "--iothub-ca-file=" + w.hub.CAFile(), "--iothub-endpoint=" + w.hub.Addr(), "--iothub-no-rate-limit",
 			"--firmware-dir=" + filepath.Join(w.dir, "fw"),
 			"--azblob-account=" + azurite.Account, "--azblob-endpoint=" + w.blobEP, "--azblob-auth=shared-key",
 			"--azblob-account-key-file=" + keyFileBlob, "--azblob-retry-delay=100ms", "--azblob-max-retry-delay=500ms",

@@ -20,15 +20,21 @@ var errUnauthorized = errors.New("unauthorized")
 //
 //	SharedAccessSignature sr=<url-encoded resource>&sig=<url-encoded signature>&se=<expiry>&skn=<policy>
 //
-// sig must be base64(HMAC-SHA256(policy key, url-encoded sr + "\n" + se));
-// se (seconds since the epoch) must lie in the future; skn must name a known
-// policy; sr must name this hub (its host name, optionally followed by a path
-// that prefixes the request path).
+// (fields in any order). sig must be base64(HMAC-SHA256(policy key, sr + "\n" +
+// se)) over sr exactly as the token carries it: IoT Hub documents sr as the
+// URL-encoded resource URI and signs that same text, so a client that
+// encodes it (iotservice, the C# SDK) and one that sends a plain host name
+// (Microsoft's Node SDK: a host name has nothing to encode) both verify. se
+// (seconds since the epoch) must lie in the future; skn must name a known
+// policy; the decoded sr must name this hub: its host name (no port, case
+// insensitive), optionally followed by a path that prefixes the request
+// path.
 func checkSAS(header string, policies map[string][]byte, host, reqPath string, now time.Time) error {
 	const prefix = "SharedAccessSignature "
 	if !strings.HasPrefix(header, prefix) {
 		return errors.Join(errUnauthorized, errors.New("not a SharedAccessSignature"))
 	}
+	raw := map[string]string{}
 	fields := map[string]string{}
 	for _, kv := range strings.Split(strings.TrimPrefix(header, prefix), "&") {
 		k, v, ok := strings.Cut(kv, "=")
@@ -42,7 +48,7 @@ func checkSAS(header string, policies map[string][]byte, host, reqPath string, n
 		if _, dup := fields[k]; dup {
 			return errors.Join(errUnauthorized, errors.New("duplicate token field "+k))
 		}
-		fields[k] = dv
+		raw[k], fields[k] = v, dv
 	}
 	sr, sig, se, skn := fields["sr"], fields["sig"], fields["se"], fields["skn"]
 	if sr == "" || sig == "" || se == "" {
@@ -59,24 +65,26 @@ func checkSAS(header string, policies map[string][]byte, host, reqPath string, n
 	if !now.Before(time.Unix(exp, 0)) {
 		return errors.Join(errUnauthorized, errors.New("token expired"))
 	}
-	res := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(sr, "https://"), "http://"))
+	res := strings.TrimSuffix(strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(sr, "https://"), "http://")), "/")
 	target := strings.ToLower(host + reqPath)
-	if res != strings.ToLower(host) && !strings.HasPrefix(target, strings.TrimSuffix(res, "/")+"/") {
+	if res != strings.ToLower(host) && res != target && !strings.HasPrefix(target, res+"/") {
 		return errors.Join(errUnauthorized, errors.New("token resource does not match the hub"))
 	}
 	got, err := base64.StdEncoding.DecodeString(sig)
 	if err != nil {
 		return errors.Join(errUnauthorized, errors.New("malformed signature"))
 	}
-	if !hmac.Equal(got, sign(key, sr, se)) {
+	if !hmac.Equal(got, sign(key, raw["sr"], raw["se"])) {
 		return errors.Join(errUnauthorized, errors.New("signature mismatch"))
 	}
 	return nil
 }
 
-func sign(key []byte, sr, se string) []byte {
+// sign is the token signature over the URL-encoded resource encSR and the
+// expiry se, both as the token carries them.
+func sign(key []byte, encSR, se string) []byte {
 	h := hmac.New(sha256.New, key)
-	h.Write([]byte(url.QueryEscape(sr) + "\n" + se))
+	h.Write([]byte(encSR + "\n" + se))
 	return h.Sum(nil)
 }
 
@@ -89,7 +97,8 @@ func SASToken(resource, policy, key string, expiry time.Time) (string, error) {
 		return "", err
 	}
 	se := strconv.FormatInt(expiry.Unix(), 10)
-	sig := base64.StdEncoding.EncodeToString(sign(k, resource, se))
-	return "SharedAccessSignature sr=" + url.QueryEscape(resource) + "&sig=" + url.QueryEscape(sig) +
+	sr := url.QueryEscape(resource)
+	sig := base64.StdEncoding.EncodeToString(sign(k, sr, se))
+	return "SharedAccessSignature sr=" + sr + "&sig=" + url.QueryEscape(sig) +
 		"&se=" + se + "&skn=" + url.QueryEscape(policy), nil
 }

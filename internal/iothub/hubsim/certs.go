@@ -14,14 +14,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // CA file names inside Options.CertDir. The CA is kept (key included) so a
 // restarted emulator serves a certificate its clients already trust.
 const (
-	caCertFile = "hubsim-ca.pem"
-	caKeyFile  = "hubsim-ca.key"
+	caCertFile     = "hubsim-ca.pem"
+	caKeyFile      = "hubsim-ca.key"
+	serverCertFile = "hubsim-server.pem"
 )
 
 // loadOrCreateCA returns the CA in dir, creating it when absent.
@@ -84,27 +86,44 @@ func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	return cert, key, nil
 }
 
-// serverCert issues a certificate for 127.0.0.1, ::1 and localhost.
-func serverCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey) (tls.Certificate, error) {
+// serverCert issues a certificate for the hub's name, localhost, 127.0.0.1
+// and ::1.
+func serverCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hubName string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("generate server key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		Subject:      pkix.Name{CommonName: hubName},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     dnsNames(hubName),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("create server certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der, ca.Raw}, PrivateKey: key}, nil
+}
+
+func dnsNames(hubName string) []string {
+	if strings.EqualFold(hubName, "localhost") {
+		return []string{"localhost"}
+	}
+	return []string{hubName, "localhost"}
+}
+
+// writeServerCert writes the certificate chain of cert (no key) to dir.
+func writeServerCert(dir string, cert tls.Certificate) error {
+	var out []byte
+	for _, der := range cert.Certificate {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return writeFileAtomic(filepath.Join(dir, serverCertFile), out, 0o644)
 }
 
 func serial() *big.Int {

@@ -285,14 +285,20 @@ func stripMeta(m map[string]any) map[string]any {
 }
 
 // ifMatch reports whether the If-Match header h admits the current etag.
-// Absent or "*" is an unconditional write; otherwise the (quoted) ETag must
-// equal the current one.
+// Absent, * or "*" is an unconditional write, as on IoT Hub: Microsoft's
+// SDKs quote every If-Match value, "*" included (the Node SDK's
+// Registry.update, Registry.delete and updateTwin(id, patch, "*")), while
+// iotservice sends a bare *. Otherwise the ETag, quoted or not, must equal
+// the current one.
 func ifMatch(h, etag string) bool {
 	h = strings.TrimSpace(h)
+	if len(h) >= 2 && h[0] == '"' && h[len(h)-1] == '"' {
+		h = h[1 : len(h)-1]
+	}
 	if h == "" || h == "*" {
 		return true
 	}
-	return strings.Trim(h, `"`) == etag
+	return h == etag
 }
 
 func (s *Server) writeTwin(replace bool) func(w http.ResponseWriter, r *http.Request, id string) {
@@ -616,17 +622,22 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, _ string) {
 	page := make([]*twinJSON, 0, min(size, 128))
 	next := ""
 	s.store.mu.RLock()
-	for i := start; i < len(ids); i++ {
-		d := s.store.devices[ids[i]]
-		if d == nil || !q.match(d) {
-			continue
+	i := start
+	for ; i < len(ids) && len(page) < size; i++ {
+		if d := s.store.devices[ids[i]]; d != nil && q.match(d) {
+			page = append(page, renderTwin(d))
 		}
-		page = append(page, renderTwin(d))
-		if len(page) == size {
-			if i+1 < len(ids) {
-				next = ids[i]
+	}
+	// A continuation token only when another twin matches, as IoT Hub: a
+	// client pages until the token is absent, and one more request that
+	// comes back empty is a wasted query unit (and an empty page the Node
+	// SDK hands its caller). Looking ahead costs no more than that request.
+	if len(page) == size {
+		for j := i; j < len(ids); j++ {
+			if d := s.store.devices[ids[j]]; d != nil && q.match(d) {
+				next = ids[i-1]
+				break
 			}
-			break
 		}
 	}
 	s.store.mu.RUnlock()

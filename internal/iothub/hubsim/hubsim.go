@@ -18,14 +18,23 @@
 // nothing. Tests inject faults (429 with Retry-After, 5xx, latency, dropped
 // connections, concurrent writers) and read per-operation counters.
 //
+// The hub has a name, as every IoT hub has: a host name without a port
+// (default "localhost"). It is the HostName of the connection string, the
+// resource SAS tokens sign, and a DNS name of the server certificate. Where
+// the emulator listens (Addr) is a separate matter: Microsoft's SDKs connect
+// to HostName on port 443, so a standalone emulator for them listens on
+// 127.0.0.1:443 (cmd/iothub-emulator); tests listen on a free port and tell
+// the project's client to dial it (iothub.WithEndpoint), the way a hosts-file
+// entry or a port forward would.
+//
 // Typical use in a test:
 //
 //	hub := hubsim.Start(t, hubsim.Options{})
-//	client, _ := iothub.New(hub.ConnectionString(), iothub.WithCAFile(hub.CAFile()))
+//	client, _ := iothub.New(hub.ConnectionString(), iothub.WithCAFile(hub.CAFile()), iothub.WithEndpoint(hub.Addr()))
 //
 // and in a program:
 //
-//	hub, err := hubsim.New(hubsim.Options{Addr: "127.0.0.1:8443", StateFile: "hub.json", CertDir: dir})
+//	hub, err := hubsim.New(hubsim.Options{Addr: "127.0.0.1:443", StateFile: "hub.json", CertDir: dir})
 //	go hub.Serve(ctx)
 package hubsim
 
@@ -43,6 +52,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +63,11 @@ import (
 // Options.PolicyName is empty; IoT Hub creates a policy of this name with
 // every hub.
 const DefaultPolicyName = "iothubowner"
+
+// DefaultHubName is the hub's host name when Options.HubName is empty: it
+// resolves to the loopback address everywhere and is a DNS name of the
+// emulator's server certificate.
+const DefaultHubName = "localhost"
 
 // APIVersions are the service API versions the emulator accepts: those IoT
 // Hub documents for its data-plane REST API. iotservice v0.9.1 sends
@@ -67,6 +82,11 @@ type Options struct {
 	// Addr is the TCP address to listen on; default "127.0.0.1:0" (a free
 	// loopback port).
 	Addr string
+	// HubName is the hub's host name, without a port, as IoT Hub's
+	// "<hub>.azure-devices.net": the connection string's HostName, the
+	// resource every SAS token must sign, and a DNS name of the server
+	// certificate. Default DefaultHubName.
+	HubName string
 	// PolicyName is the shared access policy of the connection string;
 	// default DefaultPolicyName.
 	PolicyName string
@@ -81,8 +101,9 @@ type Options struct {
 	// registry changes; default 1s. Shutdown always writes it.
 	SaveInterval time.Duration
 	// CertDir is where the CA certificate (hubsim-ca.pem) and its key are
-	// kept; an existing CA there is reused. Default: a new temporary
-	// directory.
+	// kept, and where the server certificate of this run is written
+	// (hubsim-server.pem, certificate chain only); an existing CA there is
+	// reused. Default: a new temporary directory.
 	CertDir string
 	// Logger receives the emulator's log; default discards.
 	Logger logr.Logger
@@ -96,7 +117,8 @@ type Server struct {
 	log      logr.Logger
 	now      func() time.Time
 	ln       net.Listener
-	host     string
+	host     string // the hub's name: HostName of the connection string
+	addr     string // where it listens
 	policies map[string][]byte
 	keyB64   string
 	caFile   string
@@ -123,6 +145,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.PolicyName == "" {
 		opts.PolicyName = DefaultPolicyName
+	}
+	if opts.HubName == "" {
+		opts.HubName = DefaultHubName
+	}
+	if err := ValidateHubName(opts.HubName); err != nil {
+		return nil, err
 	}
 	if opts.SaveInterval <= 0 {
 		opts.SaveInterval = time.Second
@@ -189,8 +217,11 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, err := serverCert(ca, caKey)
+	cert, err := serverCert(ca, caKey, opts.HubName)
 	if err != nil {
+		return nil, err
+	}
+	if err := writeServerCert(dir, cert); err != nil {
 		return nil, err
 	}
 	s.caFile = filepath.Join(dir, caCertFile)
@@ -207,9 +238,43 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("listen %s: %w", opts.Addr, err)
 	}
 	s.ln = ln
-	s.host = ln.Addr().String()
+	s.host = strings.ToLower(opts.HubName)
+	s.addr = ln.Addr().String()
 	s.handler = s.routes()
 	return s, nil
+}
+
+// ValidateHubName checks that name is what IoT Hub puts in a connection
+// string's HostName: a DNS host name, without a port or a scheme. An IP
+// address is refused too: IoT Hub's names are DNS names, and the emulator's
+// server certificate names the hub by a DNS subjectAltName.
+func ValidateHubName(name string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("hub name %q: %s; use a host name such as %s or myhub.example.test (where the emulator listens is set apart, by its address)", name, why, DefaultHubName)
+	}
+	switch {
+	case name == "":
+		return bad("empty")
+	case strings.Contains(name, "://"):
+		return bad("a host name has no scheme")
+	case strings.Contains(name, ":"):
+		return bad("a host name has no port")
+	case net.ParseIP(name) != nil:
+		return bad("an IP address is not a host name")
+	case len(name) > 253:
+		return bad("longer than 253 characters")
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return bad("each dot-separated label must be 1 to 63 characters, not starting or ending with '-'")
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return bad("only letters, digits, '-' and '.' are allowed")
+			}
+		}
+	}
+	return nil
 }
 
 // keyFile is where the generated policy key is kept beside the state file,
@@ -282,7 +347,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.served = make(chan struct{})
 	srv := s.srv
 	s.mu.Unlock()
-	s.log.Info("IoT Hub emulator listening", "hostName", s.host, "caFile", s.caFile, "stateFile", s.opts.StateFile)
+	s.log.Info("IoT Hub emulator listening", "hostName", s.host, "addr", s.addr, "caFile", s.caFile, "stateFile", s.opts.StateFile)
 
 	saverDone := make(chan struct{})
 	stopSaver := make(chan struct{})
@@ -337,6 +402,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
+// Close releases the listener of a server that was never served (Serve
+// stops through its context and closes the listener itself).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return errors.New("hubsim: Close after Serve: cancel Serve's context instead")
+	}
+	return s.ln.Close()
+}
+
 // Save writes the state file now (a no-op without Options.StateFile).
 func (s *Server) Save() error {
 	if s.opts.StateFile == "" {
@@ -346,11 +422,16 @@ func (s *Server) Save() error {
 }
 
 // HostName is the hub's host name as it appears in the connection string
-// ("127.0.0.1:PORT").
+// (Options.HubName, "localhost" by default): never a port.
 func (s *Server) HostName() string { return s.host }
 
+// Addr is the address the emulator listens on ("127.0.0.1:PORT"). A client
+// whose HostName does not lead there by itself dials it instead
+// (iothub.WithEndpoint), keeping HostName for TLS and SAS.
+func (s *Server) Addr() string { return s.addr }
+
 // ConnectionString is the service connection string for the emulator's
-// policy: HostName=127.0.0.1:PORT;SharedAccessKeyName=...;SharedAccessKey=...
+// policy: HostName=<hub name>;SharedAccessKeyName=...;SharedAccessKey=...
 // It holds a secret: do not log it.
 func (s *Server) ConnectionString() string {
 	return "HostName=" + s.host + ";SharedAccessKeyName=" + s.opts.PolicyName + ";SharedAccessKey=" + s.keyB64
@@ -359,6 +440,12 @@ func (s *Server) ConnectionString() string {
 // CAFile is the path of the PEM CA certificate that signed the emulator's
 // server certificate; clients trust the emulator through it.
 func (s *Server) CAFile() string { return s.caFile }
+
+// ServerCertFile is the path of the PEM server certificate chain this run
+// serves (for inspection; clients trust CAFile).
+func (s *Server) ServerCertFile() string {
+	return filepath.Join(filepath.Dir(s.caFile), serverCertFile)
+}
 
 // CertPool holds the emulator's CA.
 func (s *Server) CertPool() *x509.CertPool { return s.caPool }

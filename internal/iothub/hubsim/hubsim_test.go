@@ -50,7 +50,7 @@ func (c *rawClient) do(t testing.TB, method, path, apiVersion, auth string, hdr 
 		}
 		r = bytes.NewReader(b)
 	}
-	u := "https://" + c.hub.HostName() + path
+	u := "https://" + c.hub.Addr() + path
 	if apiVersion != "" {
 		u += "?api-version=" + apiVersion
 	}
