@@ -9,6 +9,8 @@
 //	tags.stationfleet.rollout   Ownership: which rollout owns the station, its
 //	                            batch, and the four firmware fields it had before
 //	tags.stationfleet.observed  Observation: what the CUPS server last saw
+//	tags.stationfleet.history   History: the final outcomes earlier rollouts
+//	                            counted for the station (newest first, bounded)
 //
 // The package holds types and pure helpers only; the IoT Hub adapter
 // (internal/iothub) moves them over the wire.
@@ -30,6 +32,8 @@ const (
 	TagRollout = "rollout"
 	// TagObserved is the key, under TagRoot, of the Observation record.
 	TagObserved = "observed"
+	// TagHistory is the key, under TagRoot, of the station's History.
+	TagHistory = "history"
 	// DesiredCUPS is the desired property holding the starter kit's CUPS settings.
 	DesiredCUPS = "cups"
 	// DesiredClientThumbprint is the desired property listing the client
@@ -62,6 +66,9 @@ type Twin struct {
 	Ownership *Ownership
 	// Observation is tags.stationfleet.observed, nil when CUPS never saw the station.
 	Observation *Observation
+	// History is tags.stationfleet.history: what earlier rollouts counted
+	// for the station, newest first.
+	History []HistoryEntry
 }
 
 // Firmware is the four desired fields a rollout writes and abort restores.
@@ -119,6 +126,11 @@ type Ownership struct {
 	// the CUPS server has sent the update more often than that and the
 	// station still asks (it is Failed NotApplied), it is not sent again.
 	MaxUpdateAttempts int `json:"maxUpdateAttempts,omitempty"`
+	// Failed, when set, is the reason (KeyMismatch, ModelMismatch,
+	// NotApplied, TimedOut) for which the rollout counted the station
+	// Failed. The outcome is final: the CUPS server does not send the
+	// update to the station again while this record exists.
+	Failed string `json:"failed,omitempty"`
 	// Previous holds the four firmware fields before this rollout wrote them,
 	// so that abort can restore them.
 	Previous Firmware `json:"previous"`
@@ -130,6 +142,10 @@ type Ownership struct {
 const (
 	RefusalKeyMismatch   = "KeyMismatch"
 	RefusalModelMismatch = "ModelMismatch"
+	// RefusalNotApplied: the station asked again, still on another
+	// package, after it was sent the update the owning rollout's
+	// maxUpdateAttempts times.
+	RefusalNotApplied = "NotApplied"
 )
 
 // Observation is what the CUPS server last saw of a station
@@ -149,13 +165,77 @@ type Observation struct {
 	Keys []uint32 `json:"keys"`
 	// ServedPackage is the package UpdatesServed counts updates of.
 	ServedPackage string `json:"servedPackage,omitempty"`
+	// ServedRollout is the UID of the rollout that owned the station when
+	// the updates UpdatesServed counts were sent, empty when none did. A
+	// count belongs to one rollout: the next rollout starts from zero.
+	ServedRollout string `json:"servedRollout,omitempty"`
 	// UpdatesServed is how many times an update to ServedPackage was sent.
 	UpdatesServed int `json:"updatesServed,omitempty"`
 	// Refusal is the reason the last update to RefusedPackage was withheld
-	// (RefusalKeyMismatch, RefusalModelMismatch), empty when none.
+	// (RefusalKeyMismatch, RefusalModelMismatch, RefusalNotApplied), empty
+	// when none.
 	Refusal string `json:"refusal,omitempty"`
 	// RefusedPackage is the package Refusal applies to.
 	RefusedPackage string `json:"refusedPackage,omitempty"`
+	// RefusedRollout is the UID of the rollout that owned the station when
+	// the update was withheld, empty when none did. A refusal is about that
+	// rollout only (an aborted rollout's KeyMismatch is not the next one's).
+	RefusedRollout string `json:"refusedRollout,omitempty"`
+}
+
+// MaxHistory bounds a station's History: a twin is at most 8 KiB of tags in
+// IoT Hub, and the latest few rollouts are what a person asks about.
+const MaxHistory = 5
+
+// HistoryEntry is what one earlier rollout counted for a station, written
+// by the controller when the rollout let the station go: in the patch of a
+// later rollout that took it over, or in abort's restore.
+type HistoryEntry struct {
+	// Rollout is the rollout as "namespace/name".
+	Rollout string `json:"name"`
+	// UID is the rollout's metadata.uid.
+	UID string `json:"uid"`
+	// Batch is the step number whose batch wrote the station.
+	Batch int `json:"batch"`
+	// Outcome is what the rollout counted: Updated, Failed, or InProgress
+	// (it had no outcome yet, e.g. when the rollout was aborted).
+	Outcome string `json:"outcome"`
+	// Reason is the failure reason when Outcome is Failed.
+	Reason string `json:"reason,omitempty"`
+	// UpdatesServed is how many times CUPS sent the station this rollout's
+	// update.
+	UpdatesServed int `json:"updatesServed,omitempty"`
+	// Restored is true when the station's previous firmware fields were put
+	// back as the rollout let it go.
+	Restored bool `json:"restored,omitempty"`
+	// At is when the rollout let the station go.
+	At time.Time `json:"at"`
+}
+
+// Find returns the entry of the rollout uid in h, nil when none.
+func Find(h []HistoryEntry, uid string) *HistoryEntry {
+	for i := range h {
+		if h[i].UID == uid {
+			return &h[i]
+		}
+	}
+	return nil
+}
+
+// WithHistory returns h with e first (replacing an older entry of the same
+// rollout), at most MaxHistory entries.
+func WithHistory(h []HistoryEntry, e HistoryEntry) []HistoryEntry {
+	out := make([]HistoryEntry, 0, min(len(h)+1, MaxHistory))
+	out = append(out, e)
+	for _, o := range h {
+		if len(out) == MaxHistory {
+			break
+		}
+		if o.UID != e.UID {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Patch is a JSON merge patch (RFC 7386) to a twin's tags and desired
@@ -200,6 +280,24 @@ func OwnershipPatch(own *Ownership) *Patch {
 		ownVal = toJSONMap(own)
 	}
 	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagRollout: ownVal}}}
+}
+
+// SetHistory makes the patch also replace the station's history with h.
+func (p *Patch) SetHistory(h []HistoryEntry) *Patch {
+	if p.Tags == nil {
+		p.Tags = map[string]any{}
+	}
+	root, _ := p.Tags[TagRoot].(map[string]any)
+	if root == nil {
+		root = map[string]any{}
+		p.Tags[TagRoot] = root
+	}
+	list := make([]any, len(h))
+	for i := range h {
+		list[i] = toJSONMap(h[i])
+	}
+	root[TagHistory] = list
+	return p
 }
 
 // ObservationPatch returns the patch that replaces the observation record.
@@ -259,6 +357,11 @@ func Decode(deviceID, etag string, tags, desired map[string]any) (*Twin, error) 
 		if o, ok := root[TagTokens]; ok && o != nil {
 			if err := remarshal(o, &t.TokenSHA256); err != nil {
 				return nil, fmt.Errorf("twin %s: tags.%s.%s: %w", deviceID, TagRoot, TagTokens, err)
+			}
+		}
+		if o, ok := root[TagHistory]; ok && o != nil {
+			if err := remarshal(o, &t.History); err != nil {
+				return nil, fmt.Errorf("twin %s: tags.%s.%s: %w", deviceID, TagRoot, TagHistory, err)
 			}
 		}
 		if o, ok := root[TagObserved]; ok && o != nil {
