@@ -42,10 +42,8 @@ func (r *FirmwareRolloutReconciler) markFailed(ctx context.Context, obj *fwv1.Fi
 			if o.state != fwv1.OutcomeFailed {
 				return nil, nil
 			}
-			own := *t.Ownership
-			own.Failed = o.reason
 			marked[j] = o.reason
-			return twin.OwnershipPatch(&own), nil
+			return twin.FailedPatch(o.reason), nil
 		})
 		if err != nil {
 			marked[j] = ""

@@ -196,7 +196,13 @@ func (r *FirmwareRolloutReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		if retErr == nil {
 			obj.Status.ObservedGeneration = obj.Generation
 		}
-		if err := r.Status().Patch(ctx, obj, statusPatch{base: base}); err != nil && !apierrors.IsNotFound(err) {
+		switch err := r.Status().Patch(ctx, obj, statusPatch{base: base}); {
+		case err == nil, apierrors.IsNotFound(err):
+		case apierrors.IsConflict(err) && retErr == nil:
+			// Worked from a stale copy (see statusPatch): again, at once,
+			// on the fresh one. Not an error worth a log line.
+			result = ctrl.Result{RequeueAfter: 10 * time.Millisecond}
+		default:
 			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patch status: %w", err)})
 		}
 		rolloutStations.record(obj)
@@ -253,6 +259,13 @@ func (p statusPatch) Data(obj client.Object) ([]byte, error) {
 		status[k] = v
 	}
 	patch["status"] = status
+	// Optimistic lock: a reconcile that worked from a copy older than the
+	// status it last wrote (the informer had not caught up) must not write
+	// its stale counts and batch times over it; it is retried on a fresh
+	// copy (a rollout's status is its history).
+	if rv := p.base.ResourceVersion; rv != "" {
+		patch["metadata"] = map[string]any{"resourceVersion": rv}
+	}
 	return json.Marshal(patch)
 }
 

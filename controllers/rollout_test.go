@@ -49,7 +49,7 @@ func TestRolloutCompletes(t *testing.T) {
 	}
 	// The batches ran in order: each started after the one before completed.
 	for i := 1; i < 3; i++ {
-		g.Expect(st.Batches[i].StartTime.Time).NotTo(BeTemporally("<", st.Batches[i-1].CompletionTime.Time.Truncate(time.Second)))
+		g.Expect(st.Batches[i].StartTime.Time).NotTo(BeTemporally("<", st.Batches[i-1].CompletionTime.Time.Truncate(time.Second)), "batches %+v", st.Batches)
 	}
 
 	// Every twin holds the new firmware and the stations run it.

@@ -282,6 +282,13 @@ func OwnershipPatch(own *Ownership) *Patch {
 	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagRollout: ownVal}}}
 }
 
+// FailedPatch returns the patch that records, in the ownership record, the
+// reason for which the owning rollout counted the station Failed (only that
+// key: the rest of the record stays as written).
+func FailedPatch(reason string) *Patch {
+	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagRollout: map[string]any{"failed": reason}}}}
+}
+
 // SetHistory makes the patch also replace the station's history with h.
 func (p *Patch) SetHistory(h []HistoryEntry) *Patch {
 	if p.Tags == nil {
