@@ -199,7 +199,13 @@ func (r *FirmwareRolloutReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		if retErr == nil {
 			obj.Status.ObservedGeneration = obj.Generation
 		}
-		if err := r.Status().Patch(ctx, obj, statusPatch{base: base}); err != nil && !apierrors.IsNotFound(err) {
+		switch err := r.Status().Patch(ctx, obj, statusPatch{base: base}); {
+		case err == nil, apierrors.IsNotFound(err):
+		case apierrors.IsConflict(err) && retErr == nil:
+			// Worked from a stale copy (see statusPatch): again, at once,
+			// on the fresh one. Not an error worth a log line.
+			result = ctrl.Result{RequeueAfter: 10 * time.Millisecond}
+		default:
 			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patch status: %w", err)})
 		}
 		rolloutStations.record(obj)
@@ -257,6 +263,13 @@ func (p statusPatch) Data(obj client.Object) ([]byte, error) {
 		status[k] = v
 	}
 	patch["status"] = status
+	// Optimistic lock: a reconcile that worked from a copy older than the
+	// status it last wrote (the informer had not caught up) must not write
+	// its stale counts and batch times over it; it is retried on a fresh
+	// copy (a rollout's status is its history).
+	if rv := p.base.ResourceVersion; rv != "" {
+		patch["metadata"] = map[string]any{"resourceVersion": rv}
+	}
 	return json.Marshal(patch)
 }
 
@@ -279,6 +292,9 @@ func (r *FirmwareRolloutReconciler) reconcileRollout(ctx context.Context, obj *f
 		return ctrl.Result{}, err
 	}
 	r.updateCounts(ctx, obj, v)
+	if err := r.markFailed(ctx, obj, v); err != nil {
+		return ctrl.Result{}, err
+	}
 
 	if st.Phase == fwv1.PhaseHalted {
 		*sum = summaryFromStatus(obj)
@@ -479,6 +495,20 @@ func (r *FirmwareRolloutReconciler) activeRollouts(ctx context.Context) (map[str
 		return nil, fmt.Errorf("list rollouts: %w", err)
 	}
 	return ActiveRollouts(list.Items), nil
+}
+
+// rolloutIndex returns the UIDs of active rollouts (see ActiveRollouts) and
+// every rollout by UID.
+func (r *FirmwareRolloutReconciler) rolloutIndex(ctx context.Context) (map[string]bool, map[string]*fwv1.FirmwareRollout, error) {
+	var list fwv1.FirmwareRolloutList
+	if err := r.List(ctx, &list); err != nil {
+		return nil, nil, fmt.Errorf("list rollouts: %w", err)
+	}
+	byUID := make(map[string]*fwv1.FirmwareRollout, len(list.Items))
+	for i := range list.Items {
+		byUID[string(list.Items[i].UID)] = &list.Items[i]
+	}
+	return ActiveRollouts(list.Items), byUID, nil
 }
 
 // ActiveRollouts returns the UIDs of the rollouts that still hold their
@@ -779,7 +809,7 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 	if need > r.Options.MaxWritesPerReconcile {
 		need = r.Options.MaxWritesPerReconcile
 	}
-	active, err := r.activeRollouts(ctx)
+	active, byUID, err := r.rolloutIndex(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -826,11 +856,9 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 							return nil, nil
 						}
 					}
-					mine := own
-					mine.Previous = t.CUPS.Firmware
 					res.written = true
 					res.s.batch, res.s.writtenAt = step, now
-					return twin.FirmwarePatch(fw, &mine), nil
+					return claimPatch(t, fw, own, byUID, now), nil
 				})
 				results[j] = res
 			}()
@@ -941,104 +969,6 @@ func stationKey(raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	return signing.MarshalSigKey(pub)
-}
-
-// reconcileAbort restores, on every station this rollout wrote, the four
-// firmware fields it had before, and releases it.
-func (r *FirmwareRolloutReconciler) reconcileAbort(ctx context.Context, obj *fwv1.FirmwareRollout, sum *summary) (ctrl.Result, error) {
-	if obj.Status.Phase != fwv1.PhaseAborting {
-		r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonAborting, "abort requested: restoring the previous firmware on every station this rollout wrote")
-	}
-	*sum = summary{phase: fwv1.PhaseAborting, reason: fwv1.ReasonAborting, message: "restoring the previous firmware on the stations this rollout wrote"}
-	restored, err := r.releaseOwned(ctx, obj, true)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	now := metav1.NewTime(r.Now())
-	obj.Status.CompletionTime = &now
-	obj.Status.InProgress = 0
-	msg := fmt.Sprintf("aborted: the previous firmware is restored on %d stations", restored)
-	*sum = summary{phase: fwv1.PhaseAborted, reason: fwv1.ReasonAborted, message: msg}
-	r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonAborted, msg)
-	r.forget(obj)
-	return ctrl.Result{}, nil
-}
-
-// reconcileDelete releases every station this rollout owns (a completed
-// rollout's firmware stays in place) and then removes the finalizer. It
-// reports whether the object is gone.
-func (r *FirmwareRolloutReconciler) reconcileDelete(ctx context.Context, obj *fwv1.FirmwareRollout) (bool, error) {
-	if !controllerutil.ContainsFinalizer(obj, fwv1.Finalizer) {
-		return true, nil
-	}
-	if _, err := r.releaseOwned(ctx, obj, false); err != nil {
-		return false, err
-	}
-	patchBase := obj.DeepCopy()
-	controllerutil.RemoveFinalizer(obj, fwv1.Finalizer)
-	if err := r.Patch(ctx, obj, client.MergeFrom(patchBase)); err != nil && !apierrors.IsNotFound(err) {
-		return false, fmt.Errorf("remove finalizer: %w", err)
-	}
-	r.forget(obj)
-	rolloutStations.forget(obj)
-	return true, nil
-}
-
-// releaseOwned removes this rollout's ownership record from every station
-// that holds it; with restore it also puts back the previous firmware fields.
-// It returns how many stations it changed.
-func (r *FirmwareRolloutReconciler) releaseOwned(ctx context.Context, obj *fwv1.FirmwareRollout, restore bool) (int, error) {
-	uid := string(obj.UID)
-	var ids []string
-	if err := r.Registry.Query(ctx, twin.Selector{OwnerUID: uid}, func(page []*twin.Twin) error {
-		for _, t := range page {
-			ids = append(ids, t.DeviceID)
-		}
-		return nil
-	}); err != nil {
-		return 0, fmt.Errorf("query stations owned by %s/%s: %w", obj.Namespace, obj.Name, err)
-	}
-	var (
-		mu    sync.Mutex
-		errs  []error
-		count int
-		wg    sync.WaitGroup
-		sem   = make(chan struct{}, r.Options.WriteConcurrency)
-	)
-	for _, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			changed := false
-			_, err := r.Registry.Update(ctx, id, func(t *twin.Twin) (*twin.Patch, error) {
-				changed = false
-				if t.Ownership == nil || t.Ownership.UID != uid {
-					return nil, nil
-				}
-				changed = true
-				if restore {
-					return twin.FirmwarePatch(t.Ownership.Previous, nil), nil
-				}
-				return twin.OwnershipPatch(nil), nil
-			})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && !errors.Is(err, twin.ErrNotFound) {
-				errs = append(errs, fmt.Errorf("release twin %s: %w", id, err))
-				return
-			}
-			if changed && err == nil {
-				count++
-				if r.Cache != nil {
-					r.Cache.Invalidate(id)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return count, kerrors.NewAggregate(errs)
 }
 
 // summaryFromStatus rebuilds the summary of a rollout in a phase that needs

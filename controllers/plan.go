@@ -27,6 +27,7 @@ type station struct {
 	ownerName string    // ownership record's "namespace/name"
 	batch     int       // step number that wrote it (when owned)
 	writtenAt time.Time // when it was written (when owned)
+	failed    string    // the Failed reason the owner recorded in the ownership record
 
 	// From the CUPS server's observation.
 	pkg            string
@@ -43,11 +44,19 @@ func newStation(t *twin.Twin, rolloutUID string) station {
 	// copy of each instead of 100,000.
 	if o := t.Ownership; o != nil {
 		s.ownerUID, s.ownerName, s.batch, s.writtenAt = intern(o.UID), intern(o.Rollout), o.Batch, o.WrittenAt
+		s.failed = intern(o.Failed)
 	}
 	if ob := t.Observation; ob != nil {
 		s.pkg = intern(ob.Package)
-		s.servedPackage, s.updatesServed = intern(ob.ServedPackage), ob.UpdatesServed
-		s.refusal, s.refusedPackage = intern(ob.Refusal), intern(ob.RefusedPackage)
+		// Served counts and refusals belong to the rollout that owned the
+		// station when CUPS recorded them: another rollout's (an aborted
+		// one's KeyMismatch, say) say nothing about this one.
+		if ob.ServedRollout == rolloutUID {
+			s.servedPackage, s.updatesServed = intern(ob.ServedPackage), ob.UpdatesServed
+		}
+		if ob.RefusedRollout == rolloutUID {
+			s.refusal, s.refusedPackage = intern(ob.Refusal), intern(ob.RefusedPackage)
+		}
 	}
 	return s
 }
@@ -101,23 +110,45 @@ type StationOutcome struct {
 	Message string
 	// Deadline is when an in-progress station times out.
 	Deadline time.Time
+	// Batch is the step number whose batch wrote the station, 0 when the
+	// rollout never wrote it.
+	Batch int
+	// UpdatesServed is how many times CUPS sent the station this rollout's
+	// update.
+	UpdatesServed int
+	// FromHistory is true when the rollout no longer owns the station and
+	// the outcome is the one it counted, kept in the twin's history (a
+	// later rollout took the station over, or this one was aborted).
+	FromHistory bool
 }
 
 // EvaluateStation classifies a station that the rollout obj selects or owns,
 // with the controller's own rule, so that tools (the CLI's stations command)
 // report exactly what the controller counts:
 //
-//   - owned by obj: Updated when it reports the rollout's package; Failed
-//     KeyMismatch / ModelMismatch when CUPS withheld this package for that
-//     reason; Failed NotApplied when served more than maxUpdateAttempts times
-//     and still on another package; Failed TimedOut once progressDeadline
-//     passed since its twin was written; else InProgress;
+//   - owned by obj: see evaluate;
+//   - no longer owned by obj but in the twin's history of obj: what obj
+//     counted when it let the station go (FromHistory);
 //   - owned by another rollout whose UID is in active: Skipped;
 //   - otherwise: Pending (not yet written).
 func EvaluateStation(t *twin.Twin, obj *fwv1.FirmwareRollout, active map[string]bool, now time.Time) StationOutcome {
 	uid := string(obj.UID)
-	o := classify(newStation(t, uid), uid, active, paramsFor(obj, now))
-	return StationOutcome{State: o.state, Reason: o.reason, Message: o.message, Deadline: o.deadline}
+	if t.Ownership == nil || t.Ownership.UID != uid {
+		if h := twin.Find(t.History, uid); h != nil {
+			return historyOutcome(t, h)
+		}
+	}
+	s := newStation(t, uid)
+	p := paramsFor(obj, now)
+	o := classify(s, uid, active, p)
+	so := StationOutcome{State: o.state, Reason: o.reason, Message: o.message, Deadline: o.deadline}
+	if s.ownerUID == uid {
+		so.Batch = s.batch
+	}
+	if s.servedPackage == p.pkg {
+		so.UpdatesServed = s.updatesServed
+	}
+	return so
 }
 
 // classify decides a station's outcome for the rollout uid.
@@ -162,33 +193,60 @@ type evalParams struct {
 
 // evaluate decides the outcome of a station this rollout has written. It is
 // a pure function of the station's twin records, so every replica and every
-// restart reaches the same answer.
+// restart reaches the same answer:
+//
+//   - the ownership record says Failed: Failed with that reason, final (the
+//     controller recorded it when it first counted the failure);
+//   - the station reports the rollout's package: Updated;
+//   - CUPS withheld the update from it, for this rollout, because of
+//     KeyMismatch, ModelMismatch or NotApplied (asked again after
+//     maxUpdateAttempts sends): Failed with that reason;
+//   - progressDeadline passed since its twin was written: Failed TimedOut;
+//   - else InProgress.
 func evaluate(s station, p evalParams) outcome {
+	if s.failed != "" {
+		return failed(s.failed, s, p)
+	}
 	switch {
 	case s.pkg == p.pkg:
 		return outcome{state: fwv1.OutcomeUpdated}
-	case s.refusal == twin.RefusalKeyMismatch && s.refusedPackage == p.pkg:
-		return outcome{state: fwv1.OutcomeFailed, reason: fwv1.FailureKeyMismatch,
-			message: "the station has no sig-N.key whose CRC is the rollout's keyChecksum; it was not sent the firmware"}
-	case s.refusal == twin.RefusalModelMismatch && s.refusedPackage == p.pkg:
-		return outcome{state: fwv1.OutcomeFailed, reason: fwv1.FailureModelMismatch,
-			message: "the station reports another model than firmware.model; it was not sent the firmware"}
+	case s.refusal != "" && s.refusedPackage == p.pkg:
+		return failed(s.refusal, s, p)
 	case s.servedPackage == p.pkg && s.updatesServed > p.maxUpdateAttempts:
-		// The CUPS server counts every update it sends; a station that asks
-		// again after maxUpdateAttempts updates, still on its old package,
-		// did not apply it.
-		return outcome{state: fwv1.OutcomeFailed, reason: fwv1.FailureNotApplied,
-			message: fmt.Sprintf("served the update %d times, the station still reports package %q", p.maxUpdateAttempts, s.pkg)}
+		// Recorded by a CUPS server that did not know the limit (an
+		// ownership record written before it carried maxUpdateAttempts).
+		return failed(fwv1.FailureNotApplied, s, p)
 	}
 	deadline := s.writtenAt.Add(p.progressDeadline)
 	if !s.writtenAt.IsZero() && !p.now.Before(deadline) {
-		msg := fmt.Sprintf("no report of package %q within %s of the twin being written", p.pkg, p.progressDeadline)
-		if s.pkg != "" {
-			msg += fmt.Sprintf("; last reported %q", s.pkg)
-		}
-		return outcome{state: fwv1.OutcomeFailed, reason: fwv1.FailureTimedOut, message: msg}
+		return failed(fwv1.FailureTimedOut, s, p)
 	}
 	return outcome{state: fwv1.OutcomeInProgress, deadline: deadline}
+}
+
+// failed is the Failed outcome for reason, with a message for a person.
+func failed(reason string, s station, p evalParams) outcome {
+	o := outcome{state: fwv1.OutcomeFailed, reason: reason}
+	switch reason {
+	case fwv1.FailureKeyMismatch:
+		o.message = "the station has no sig-N.key whose CRC is the rollout's keyChecksum; it was not sent the firmware"
+	case fwv1.FailureModelMismatch:
+		o.message = "the station reports another model than firmware.model; it was not sent the firmware"
+	case fwv1.FailureNotApplied:
+		n := p.maxUpdateAttempts
+		if s.servedPackage == p.pkg && s.updatesServed > 0 {
+			n = s.updatesServed
+		}
+		o.message = fmt.Sprintf("served the update %d times, the station still reports package %q", n, s.pkg)
+	case fwv1.FailureTimedOut:
+		o.message = fmt.Sprintf("no report of package %q within %s of the twin being written", p.pkg, p.progressDeadline)
+		if s.pkg != "" {
+			o.message += fmt.Sprintf("; last reported %q", s.pkg)
+		}
+	default:
+		o.message = "counted Failed (" + reason + ")"
+	}
+	return o
 }
 
 // batchSize is how many stations the batch step adds, given all targets and

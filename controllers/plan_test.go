@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -27,7 +28,9 @@ func TestEvaluate(t *testing.T) {
 		{"key mismatch for an older package", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalKeyMismatch, refusedPackage: "2.0.5"}, p, fwv1.OutcomeInProgress, ""},
 		{"model mismatch", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalModelMismatch, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureModelMismatch},
 		{"served maxUpdateAttempts times, may still apply", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 3}, p, fwv1.OutcomeInProgress, ""},
-		{"asked again after maxUpdateAttempts", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 4}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
+		{"asked again after maxUpdateAttempts sends (CUPS recorded NotApplied)", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 3, refusal: twin.RefusalNotApplied, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
+		{"served more than maxUpdateAttempts by a CUPS server that did not know the limit", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 4}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
+		{"counted Failed earlier: final, even past a report of the package", station{pkg: "2.0.7", writtenAt: written, failed: fwv1.FailureTimedOut}, p, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
 		{"served counts of another package do not count", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.5", updatesServed: 9}, p, fwv1.OutcomeInProgress, ""},
 		{"past the progress deadline", station{pkg: "2.0.6", writtenAt: written}, evalParams{pkg: "2.0.7", maxUpdateAttempts: 3, progressDeadline: time.Hour, now: written.Add(time.Hour)}, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
 		{"updated wins over a late deadline", station{pkg: "2.0.7", writtenAt: written}, evalParams{pkg: "2.0.7", progressDeadline: time.Hour, now: written.Add(48 * time.Hour)}, fwv1.OutcomeUpdated, ""},
@@ -43,6 +46,62 @@ func TestEvaluate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNewStationScopesObservation: served counts and refusals recorded
+// while another rollout owned the station (an aborted rollout's
+// KeyMismatch) say nothing about this one.
+func TestNewStationScopesObservation(t *testing.T) {
+	g := NewWithT(t)
+	written := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	obj := &fwv1.FirmwareRollout{}
+	obj.UID, obj.Spec.Firmware.Package = "new", "2.0.7"
+	tw := &twin.Twin{DeviceID: "0000000000000001",
+		Ownership: &twin.Ownership{UID: "new", Rollout: "ns/new", Batch: 1, WrittenAt: written},
+		Observation: &twin.Observation{Package: "2.0.6", ServedPackage: "2.0.7", ServedRollout: "aborted", UpdatesServed: 3,
+			Refusal: twin.RefusalKeyMismatch, RefusedPackage: "2.0.7", RefusedRollout: "aborted"}}
+	o := EvaluateStation(tw, obj, nil, written.Add(time.Minute))
+	g.Expect(o.State).To(Equal(fwv1.OutcomeInProgress))
+	g.Expect(o.UpdatesServed).To(BeZero())
+
+	tw.Observation.RefusedRollout = "new"
+	o = EvaluateStation(tw, obj, nil, written.Add(time.Minute))
+	g.Expect(o.State).To(Equal(fwv1.OutcomeFailed))
+	g.Expect(o.Reason).To(Equal(fwv1.FailureKeyMismatch))
+}
+
+// TestEvaluateStationFromHistory: a station a later rollout took over shows
+// what this rollout counted, from the twin's history.
+func TestEvaluateStationFromHistory(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	a := &fwv1.FirmwareRollout{}
+	a.Namespace, a.Name, a.UID, a.Spec.Firmware.Package = "ns", "a", "uid-a", "2.0.7"
+	tw := &twin.Twin{DeviceID: "0000000000000001", CUPS: twin.CUPS{Firmware: twin.Firmware{Package: "2.0.7"}},
+		Ownership:   &twin.Ownership{UID: "uid-a", Rollout: "ns/a", Batch: 2, WrittenAt: now.Add(-time.Hour)},
+		Observation: &twin.Observation{Package: "2.0.7", ServedPackage: "2.0.7", ServedRollout: "uid-a", UpdatesServed: 1}}
+	e := historyEntry(tw, a, now, false)
+	g.Expect(e).To(Equal(twin.HistoryEntry{Rollout: "ns/a", UID: "uid-a", Batch: 2, Outcome: "Updated", UpdatesServed: 1, At: now}))
+
+	tw.History = twin.WithHistory(nil, e)
+	tw.Ownership = &twin.Ownership{UID: "uid-b", Rollout: "ns/b", Batch: 1, WrittenAt: now}
+	tw.Observation = &twin.Observation{Package: "2.0.7"}
+	o := EvaluateStation(tw, a, map[string]bool{"uid-b": true}, now)
+	g.Expect(o.State).To(Equal(fwv1.OutcomeUpdated))
+	g.Expect(o.Batch).To(Equal(2))
+	g.Expect(o.UpdatesServed).To(Equal(1))
+	g.Expect(o.FromHistory).To(BeTrue())
+	g.Expect(o.Message).To(ContainSubstring("now owned by ns/b"))
+
+	// Bounded, newest first, one entry per rollout.
+	h := tw.History
+	for i := range 10 {
+		h = twin.WithHistory(h, twin.HistoryEntry{UID: fmt.Sprint("u", i)})
+	}
+	h = twin.WithHistory(h, twin.HistoryEntry{UID: "u9", Outcome: "Failed"})
+	g.Expect(h).To(HaveLen(twin.MaxHistory))
+	g.Expect(h[0]).To(Equal(twin.HistoryEntry{UID: "u9", Outcome: "Failed"}))
+	g.Expect(h[1].UID).To(Equal("u8"))
 }
 
 func TestBatchSizeAndFailureLimit(t *testing.T) {

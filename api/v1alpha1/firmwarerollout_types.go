@@ -369,7 +369,9 @@ type FirmwareRolloutStatus struct {
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 
-// BatchStatus summarises one batch.
+// BatchStatus summarises one batch. A batch holds only stations the rollout
+// wrote: a station owned by another active rollout is in no batch and is
+// counted in the rollout's status.skipped.
 type BatchStatus struct {
 	// step is the 1-based index of the step that made the batch.
 	Step int32 `json:"step"`
@@ -385,9 +387,6 @@ type BatchStatus struct {
 	// failed is how many failed.
 	// +optional
 	Failed int32 `json:"failed"`
-	// skipped is how many were skipped.
-	// +optional
-	Skipped int32 `json:"skipped"`
 	// startTime is when the batch's twins were written.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`

@@ -261,9 +261,6 @@ func batchDetail(b fwv1.BatchStatus) string {
 	if b.InProgress > 0 {
 		s += fmt.Sprintf(", %d in progress", b.InProgress)
 	}
-	if b.Skipped > 0 {
-		s += fmt.Sprintf(", %d skipped", b.Skipped)
-	}
 	return s
 }
 

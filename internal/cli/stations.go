@@ -177,7 +177,7 @@ func (a *app) runStations(ctx context.Context, name string, hub hubOptions, want
 		return err
 	}
 	if obj.Status.Phase == fwv1.PhaseAborted {
-		fmt.Fprintf(a.Streams.ErrOut, "note: %s was aborted: its stations were restored and released, so they show as Pending\n", name)
+		fmt.Fprintf(a.Streams.ErrOut, "note: %s was aborted: its stations were restored and released; each shows what the rollout counted at the abort\n", name)
 	}
 	writeStations(a.Streams.Out, rows, want, wide, printer{now: a.Now()})
 	return nil
@@ -216,14 +216,9 @@ func collectStations(ctx context.Context, reg twinQuerier, obj *fwv1.FirmwareRol
 			}
 			seen[t.DeviceID] = true
 			r := stationRow{id: t.DeviceID, outcome: evaluateTwin(t, p)}
-			if o := t.Ownership; o != nil && o.UID == p.uid {
-				r.batch = o.Batch
-			}
+			r.batch, r.served = r.outcome.Batch, r.outcome.UpdatesServed
 			if ob := t.Observation; ob != nil {
 				r.pkg, r.lastSeen = ob.Package, ob.LastSeen
-				if ob.ServedPackage == p.pkg {
-					r.served = ob.UpdatesServed
-				}
 			}
 			rows = append(rows, r)
 		}
@@ -291,10 +286,11 @@ func writeStations(w io.Writer, rows []stationRow, want fwv1.StationOutcome, wid
 			if !r.lastSeen.IsZero() {
 				seen = p.ago(r.lastSeen)
 			}
-			switch r.outcome.State {
-			case fwv1.OutcomeInProgress:
+			switch {
+			case r.outcome.FromHistory:
+			case r.outcome.State == fwv1.OutcomeInProgress:
 				msg = fmt.Sprintf("waiting for the station to report the package; times out %s", p.ago(r.outcome.Deadline))
-			case fwv1.OutcomePending:
+			case r.outcome.State == fwv1.OutcomePending:
 				msg = "not written yet"
 			}
 			line += "\t" + seen + "\t" + dash(msg)

@@ -32,9 +32,16 @@ func jsonMap(t *testing.T, v any) map[string]any {
 
 // seedStation creates a twin with the user's tags and stationfleet's
 // ownership and observation records (either may be nil).
-func seedStation(t *testing.T, hub *hubsim.Server, id string, tags map[string]any, own *twin.Ownership, obs *twin.Observation) {
+func seedStation(t *testing.T, hub *hubsim.Server, id string, tags map[string]any, own *twin.Ownership, obs *twin.Observation, hist ...twin.HistoryEntry) {
 	t.Helper()
 	sf := map[string]any{}
+	if len(hist) > 0 {
+		list := make([]any, len(hist))
+		for i := range hist {
+			list[i] = jsonMap(t, hist[i])
+		}
+		sf[twin.TagHistory] = list
+	}
 	if own != nil {
 		sf[twin.TagRollout] = jsonMap(t, own)
 	}
@@ -83,9 +90,12 @@ func newStationsFixture(t *testing.T) stationsFixture {
 	}
 	seen := func(pkg string, served int, refusal string) *twin.Observation {
 		o := &twin.Observation{LastSeen: testNow.Add(-time.Minute), Station: "2.0.6(linux/std) 2026-01-01 00:00:00", Model: "linux",
-			Package: pkg, Keys: []uint32{testKeyCRC}, ServedPackage: "2.0.7", UpdatesServed: served}
+			Package: pkg, Keys: []uint32{testKeyCRC}, ServedPackage: "2.0.7", ServedRollout: uid, UpdatesServed: served}
 		if refusal != "" {
-			o.Refusal, o.RefusedPackage, o.ServedPackage, o.UpdatesServed = refusal, "2.0.7", "", 0
+			o.Refusal, o.RefusedPackage, o.RefusedRollout = refusal, "2.0.7", uid
+			if refusal != twin.RefusalNotApplied {
+				o.ServedPackage, o.ServedRollout, o.UpdatesServed = "", "", 0
+			}
 		}
 		return o
 	}
@@ -93,7 +103,7 @@ func newStationsFixture(t *testing.T) stationsFixture {
 	seedStation(t, hub, "00000000000000A1", canary, mine(1, 40*time.Minute), seen("2.0.7", 1, ""))
 	seedStation(t, hub, "001122FFFE334455", canary, mine(2, 15*time.Minute), seen("2.0.6", 0, twin.RefusalKeyMismatch))
 	seedStation(t, hub, "00000000000000A2", canary, mine(2, 15*time.Minute), seen("2.0.6", 0, twin.RefusalModelMismatch))
-	seedStation(t, hub, "00000000000000A3", canary, mine(2, 15*time.Minute), seen("2.0.6", 4, ""))
+	seedStation(t, hub, "00000000000000A3", canary, mine(2, 15*time.Minute), seen("2.0.6", 3, twin.RefusalNotApplied))
 	seedStation(t, hub, "00000000000000A4", canary, mine(2, 25*time.Minute), seen("2.0.6", 1, ""))
 	seedStation(t, hub, "00000000000000A5", canary, mine(2, 5*time.Minute), seen("2.0.6", 1, ""))
 	seedStation(t, hub, "00000000000000A6", canary, mine(2, 5*time.Minute), nil)
@@ -107,6 +117,18 @@ func newStationsFixture(t *testing.T) stationsFixture {
 	// Selected, owned by a completed rollout: free, so pending.
 	seedStation(t, hub, "00000000000000B3", canary,
 		&twin.Ownership{Rollout: ns + "/fw-2-0-6", UID: string(done.UID), Batch: 4, WrittenAt: testNow.Add(-3 * time.Hour)}, seen("2.0.6", 0, ""))
+	// Counted Updated by this rollout, then taken over by another active
+	// rollout: shown as this rollout counted it, from the twin's history.
+	taken := seen("2.0.7", 0, "")
+	taken.ServedPackage, taken.ServedRollout = "", ""
+	seedStation(t, hub, "00000000000000E1", canary,
+		&twin.Ownership{Rollout: ns + "/fw-2-0-7-lab", UID: string(other.UID), Batch: 1, WrittenAt: testNow.Add(-10 * time.Minute)}, taken,
+		twin.HistoryEntry{Rollout: ns + "/fw-2-0-7", UID: uid, Batch: 1, Outcome: "Updated", UpdatesServed: 1, At: testNow.Add(-10 * time.Minute)})
+	// Written by this rollout; its observation still holds the KeyMismatch
+	// of an aborted rollout of the same package: not this rollout's failure.
+	aborted := seen("2.0.6", 0, twin.RefusalKeyMismatch)
+	aborted.RefusedRollout = "uid-of-an-aborted-rollout"
+	seedStation(t, hub, "00000000000000E2", canary, mine(2, 5*time.Minute), aborted)
 	// Neither selected nor owned: not shown.
 	seedStation(t, hub, "00000000000000D1", map[string]any{"ring": "prod"}, nil, seen("2.0.6", 0, ""))
 
@@ -151,7 +173,7 @@ func TestStationsConnectionStringFromEnvironment(t *testing.T) {
 	r := runCLI(t, "stations", "fw-2-0-7", "--kubeconfig", f.kubeconfig, "-n", f.ns, "--outcome", "Updated")
 	g.Expect(r.code).To(Equal(0), r.errOut)
 	g.Expect(r.out).To(ContainSubstring("00000000000000A1"))
-	g.Expect(r.out).To(ContainSubstring("2 of 11 stations shown"))
+	g.Expect(r.out).To(ContainSubstring("3 of 13 stations shown"))
 }
 
 func TestStationsErrors(t *testing.T) {

@@ -134,6 +134,22 @@ func (c *TwinCache) Put(t *twin.Twin) {
 	c.entries[t.DeviceID] = &cacheEntry{twin: t, expires: c.now().Add(c.ttl)}
 }
 
+// Replace stores next in place of old when the entry still holds exactly
+// old (not a fresher twin, not a tombstone of an invalidation), keeping its
+// expiry. The server uses it to lay a decided observation over the cached
+// twin until the durable write returns, so that the next poll on this
+// replica counts the update just sent.
+func (c *TwinCache) Replace(old, next *twin.Twin) {
+	if c.ttl < 0 || old == nil || next == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[old.DeviceID]; ok && e.invalidated == 0 && e.twin == old {
+		c.entries[old.DeviceID] = &cacheEntry{twin: next, expires: e.expires}
+	}
+}
+
 // Invalidate drops the station's entry: the next Get reads the registry,
 // even if a read that started earlier is still in flight.
 func (c *TwinCache) Invalidate(deviceID string) {

@@ -161,3 +161,28 @@ func TestTwinCacheInvalidateUnseenKeepsNothing(t *testing.T) {
 	_, _ = c.Get(context.Background(), "0000000000000001")
 	g.Expect(c.Reads()).To(Equal(reads + 1))
 }
+
+// TestCacheReplace: a decided observation replaces the cached twin it was
+// decided on, never a fresher twin nor an invalidation.
+func TestCacheReplace(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	c := NewTwinCache(&slowGetter{pkg: "v1"}, time.Minute)
+	old, err := c.Get(ctx, "0000000000000001")
+	g.Expect(err).NotTo(HaveOccurred())
+	next := *old
+	next.Observation = &twin.Observation{UpdatesServed: 1}
+	c.Replace(old, &next)
+	got, _ := c.Get(ctx, "0000000000000001")
+	g.Expect(got.Observation.UpdatesServed).To(Equal(1), "the next poll sees the update just sent")
+
+	stale := *old
+	c.Replace(old, &stale) // old is no longer what the cache holds
+	got, _ = c.Get(ctx, "0000000000000001")
+	g.Expect(got).To(BeIdenticalTo(&next))
+
+	c.Invalidate("0000000000000001")
+	c.Replace(&next, &stale)
+	got, _ = c.Get(ctx, "0000000000000001")
+	g.Expect(got.Observation).To(BeNil(), "an invalidated entry is read again, not replaced")
+}

@@ -55,6 +55,18 @@ type Outcome struct {
 	Refusal string
 	// RefusedPackage is the package Refusal applies to.
 	RefusedPackage string
+	// Rollout is the UID of the rollout that owns the station, empty for
+	// none: served counts and refusals are recorded for that rollout only.
+	Rollout string
+}
+
+// servedFor is how many times the update to pkg was sent to the station
+// while the rollout uid owned it.
+func servedFor(obs *twin.Observation, pkg, uid string) int {
+	if obs == nil || obs.ServedPackage != pkg || obs.ServedRollout != uid {
+		return 0
+	}
+	return obs.UpdatesServed
 }
 
 // Decision is what to send for one request and what to record.
@@ -122,22 +134,30 @@ func Decide(in Input) (Decision, error) {
 		if err != nil {
 			return Decision{}, fmt.Errorf("twin %s: %w", in.Twin.DeviceID, err)
 		}
-		own, obs := in.Twin.Ownership, in.Twin.Observation
+		own := in.Twin.Ownership
+		rollout := ""
+		if own != nil {
+			rollout = own.UID
+		}
 		switch {
-		case own != nil && own.MaxUpdateAttempts > 0 && obs != nil && obs.ServedPackage == c.Package && obs.UpdatesServed > own.MaxUpdateAttempts:
-			// The station asked again after the rollout's last attempt: it
-			// is counted NotApplied, and sending the update once more per
-			// poll would only cost bandwidth. Nothing is recorded.
+		case own != nil && own.Failed != "":
+			// The rollout counted the station Failed: its outcome is final
+			// and the update is not sent again while the rollout owns the
+			// station (DESIGN.md section 5). Nothing new to record.
+		case own != nil && own.MaxUpdateAttempts > 0 && servedFor(in.Twin.Observation, c.Package, rollout) >= own.MaxUpdateAttempts:
+			// maxUpdateAttempts is the number of sends: the station was
+			// sent the update that often and asks again on another package.
+			d.Outcome = Outcome{Refusal: twin.RefusalNotApplied, RefusedPackage: c.Package, Rollout: rollout}
 		case own != nil && own.Model != "" && own.Model != req.Model:
-			d.Outcome = Outcome{Refusal: twin.RefusalModelMismatch, RefusedPackage: c.Package}
+			d.Outcome = Outcome{Refusal: twin.RefusalModelMismatch, RefusedPackage: c.Package, Rollout: rollout}
 		case up.Signature == nil && len(req.Keys) > 0,
 			up.Signature != nil && !slices.Contains(req.Keys, up.KeyCRC):
 			// A station with keys refuses an unsigned update, and one
 			// without the signing key cannot verify the signature.
-			d.Outcome = Outcome{Refusal: twin.RefusalKeyMismatch, RefusedPackage: c.Package}
+			d.Outcome = Outcome{Refusal: twin.RefusalKeyMismatch, RefusedPackage: c.Package, Rollout: rollout}
 		default:
 			d.Update = up
-			d.Outcome = Outcome{Served: c.Package}
+			d.Outcome = Outcome{Served: c.Package, Rollout: rollout}
 		}
 	}
 
@@ -195,16 +215,16 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 		obs.Keys = []uint32{}
 	}
 	if out.Served != "" {
-		if obs.ServedPackage != out.Served {
-			obs.ServedPackage, obs.UpdatesServed = out.Served, 0
+		if obs.ServedPackage != out.Served || obs.ServedRollout != out.Rollout {
+			obs.ServedPackage, obs.ServedRollout, obs.UpdatesServed = out.Served, out.Rollout, 0
 		}
 		obs.UpdatesServed++
 		if obs.RefusedPackage == out.Served {
-			obs.Refusal, obs.RefusedPackage = "", ""
+			obs.Refusal, obs.RefusedPackage, obs.RefusedRollout = "", "", ""
 		}
 	}
 	if out.Refusal != "" {
-		obs.Refusal, obs.RefusedPackage = out.Refusal, out.RefusedPackage
+		obs.Refusal, obs.RefusedPackage, obs.RefusedRollout = out.Refusal, out.RefusedPackage, out.Rollout
 	}
 	changed = prev == nil || !sameObservation(*prev, obs)
 	stale := prev == nil || now.Sub(prev.LastSeen) >= refresh
@@ -219,6 +239,7 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 func sameObservation(a, b twin.Observation) bool {
 	return a.Station == b.Station && a.Model == b.Model && a.Package == b.Package &&
 		slices.Equal(a.Keys, b.Keys) && a.ServedPackage == b.ServedPackage &&
-		a.UpdatesServed == b.UpdatesServed && a.Refusal == b.Refusal && a.RefusedPackage == b.RefusedPackage &&
+		a.ServedRollout == b.ServedRollout && a.UpdatesServed == b.UpdatesServed && a.Refusal == b.Refusal &&
+		a.RefusedPackage == b.RefusedPackage && a.RefusedRollout == b.RefusedRollout &&
 		(a.CupsCredCRC == nil) == (b.CupsCredCRC == nil) && (a.CupsCredCRC == nil || *a.CupsCredCRC == *b.CupsCredCRC)
 }

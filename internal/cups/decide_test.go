@@ -99,25 +99,43 @@ func TestDecide(t *testing.T) {
 		{name: "update to a station owned by a rollout wakes the controller",
 			twin: func(t *twin.Twin) { t.CUPS.Package = "v2"; t.Observation = fresh; t.Ownership = owned },
 			want: want{update: "v2", record: true, notify: true}},
-		{name: "served maxUpdateAttempts times and asking again: sent once more (that poll makes it NotApplied)",
+		// maxUpdateAttempts is the number of sends (issue 13 item 1).
+		{name: "served maxUpdateAttempts-1 times: sent the last attempt",
+			twin: servedTwin(fresh, owned, "v2", "u1", 2, 3),
+			want: want{update: "v2", record: true, notify: true}},
+		{name: "served maxUpdateAttempts times and asking again: not sent, NotApplied recorded once",
+			twin: servedTwin(fresh, owned, "v2", "u1", 3, 3),
+			want: want{refusal: twin.RefusalNotApplied, record: true, notify: true}},
+		{name: "NotApplied already recorded: not sent, nothing written",
+			twin: func(t *twin.Twin) {
+				servedTwin(fresh, owned, "v2", "u1", 3, 3)(t)
+				t.Observation.Refusal, t.Observation.RefusedPackage, t.Observation.RefusedRollout = twin.RefusalNotApplied, "v2", "u1"
+			},
+			want: want{refusal: twin.RefusalNotApplied}},
+		{name: "maxUpdateAttempts 1: the second ask is NotApplied",
+			twin: servedTwin(fresh, owned, "v2", "u1", 1, 1),
+			want: want{refusal: twin.RefusalNotApplied, record: true, notify: true}},
+		{name: "sends counted for another rollout of the same package do not count",
+			twin: servedTwin(fresh, owned, "v2", "u0", 3, 3),
+			want: want{update: "v2", record: true, notify: true}},
+		{name: "the rollout counted the station Failed (TimedOut): not sent again, nothing written",
 			twin: func(t *twin.Twin) {
 				t.CUPS.Package = "v2"
-				o := *fresh
-				o.ServedPackage, o.UpdatesServed = "v2", 3
-				t.Observation = &o
+				t.Observation = fresh
 				own := *owned
-				own.MaxUpdateAttempts = 3
+				own.Failed = "TimedOut"
 				t.Ownership = &own
 			},
-			want: want{update: "v2", record: true, notify: true}},
-		{name: "past maxUpdateAttempts (NotApplied): not sent again, nothing written",
+			want: want{}},
+		{name: "the rollout counted the station Failed (KeyMismatch): nothing new recorded",
 			twin: func(t *twin.Twin) {
 				t.CUPS.Package = "v2"
+				t.CUPS.KeyChecksum = u32(42)
 				o := *fresh
-				o.ServedPackage, o.UpdatesServed = "v2", 4
+				o.Refusal, o.RefusedPackage, o.RefusedRollout = twin.RefusalKeyMismatch, "v2", "u1"
 				t.Observation = &o
 				own := *owned
-				own.MaxUpdateAttempts = 3
+				own.Failed = "KeyMismatch"
 				t.Ownership = &own
 			},
 			want: want{}},
@@ -242,6 +260,20 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// servedTwin makes a twin owned by owned (with maxUpdateAttempts max) that
+// desires pkg and was sent it n times while the rollout servedBy owned it.
+func servedTwin(fresh *twin.Observation, owned *twin.Ownership, pkg, servedBy string, n, max int) func(*twin.Twin) {
+	return func(t *twin.Twin) {
+		t.CUPS.Package = pkg
+		o := *fresh
+		o.ServedPackage, o.ServedRollout, o.UpdatesServed = pkg, servedBy, n
+		t.Observation = &o
+		own := *owned
+		own.MaxUpdateAttempts = max
+		t.Ownership = &own
+	}
+}
+
 func TestObserveCounts(t *testing.T) {
 	g := NewWithT(t)
 	now := time.Date(2026, 11, 27, 19, 0, 0, 0, time.UTC)
@@ -258,6 +290,9 @@ func TestObserveCounts(t *testing.T) {
 	obs, _, _ := Observe(prev, req, Outcome{Served: "v3"}, now, 0)
 	g.Expect(obs.ServedPackage).To(Equal("v3"))
 	g.Expect(obs.UpdatesServed).To(Equal(1), "a new package restarts the count")
+	other, _, _ := Observe(&obs, req, Outcome{Served: "v3", Rollout: "u2"}, now, 0)
+	g.Expect(other.UpdatesServed).To(Equal(1), "another rollout of the same package restarts the count")
+	g.Expect(other.ServedRollout).To(Equal("u2"))
 
 	refused, _, _ := Observe(&obs, req, Outcome{Refusal: twin.RefusalKeyMismatch, RefusedPackage: "v4"}, now, 0)
 	g.Expect(refused.Refusal).To(Equal(twin.RefusalKeyMismatch))

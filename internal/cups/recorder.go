@@ -118,6 +118,15 @@ func (r *recorder) record(ctx context.Context, deviceID string, req *Request, d 
 		p.notify = notify
 	}
 	r.mu.Unlock()
+	if d.Outcome.Served != "" {
+		// Until the write returns, the cached twin would still hold the
+		// count before this update: a station polling again at once would
+		// be sent one update more than maxUpdateAttempts.
+		next := *cached
+		obs := d.Observation
+		next.Observation = &obs
+		r.cache.Replace(cached, &next)
+	}
 	if queued {
 		return // coalesced into the write already queued
 	}

@@ -11,6 +11,8 @@
 //	tags.stationfleet.observed  Observation: what the CUPS server last saw
 //	tags.stationfleet.credentials  CredentialRecords: the CUPS credentials the
 //	                            station commands issued, with their roles
+//	tags.stationfleet.history   History: the final outcomes earlier rollouts
+//	                            counted for the station (newest first, bounded)
 //
 // The package holds types and pure helpers only; the IoT Hub adapter
 // (internal/iothub) moves them over the wire.
@@ -32,6 +34,8 @@ const (
 	TagRollout = "rollout"
 	// TagObserved is the key, under TagRoot, of the Observation record.
 	TagObserved = "observed"
+	// TagHistory is the key, under TagRoot, of the station's History.
+	TagHistory = "history"
 	// DesiredCUPS is the desired property holding the starter kit's CUPS settings.
 	DesiredCUPS = "cups"
 	// DesiredClientThumbprint is the desired property listing the client
@@ -70,6 +74,9 @@ type Twin struct {
 	// Credentials is tags.stationfleet.credentials: the CUPS credentials the
 	// station commands issued and that are still valid, with their roles.
 	Credentials []CredentialRecord
+	// History is tags.stationfleet.history: what earlier rollouts counted
+	// for the station, newest first.
+	History []HistoryEntry
 }
 
 // Firmware is the four desired fields a rollout writes and abort restores.
@@ -127,6 +134,11 @@ type Ownership struct {
 	// the CUPS server has sent the update more often than that and the
 	// station still asks (it is Failed NotApplied), it is not sent again.
 	MaxUpdateAttempts int `json:"maxUpdateAttempts,omitempty"`
+	// Failed, when set, is the reason (KeyMismatch, ModelMismatch,
+	// NotApplied, TimedOut) for which the rollout counted the station
+	// Failed. The outcome is final: the CUPS server does not send the
+	// update to the station again while this record exists.
+	Failed string `json:"failed,omitempty"`
 	// Previous holds the four firmware fields before this rollout wrote them,
 	// so that abort can restore them.
 	Previous Firmware `json:"previous"`
@@ -138,6 +150,10 @@ type Ownership struct {
 const (
 	RefusalKeyMismatch   = "KeyMismatch"
 	RefusalModelMismatch = "ModelMismatch"
+	// RefusalNotApplied: the station asked again, still on another
+	// package, after it was sent the update the owning rollout's
+	// maxUpdateAttempts times.
+	RefusalNotApplied = "NotApplied"
 )
 
 // Observation is what the CUPS server last saw of a station
@@ -157,13 +173,22 @@ type Observation struct {
 	Keys []uint32 `json:"keys"`
 	// ServedPackage is the package UpdatesServed counts updates of.
 	ServedPackage string `json:"servedPackage,omitempty"`
+	// ServedRollout is the UID of the rollout that owned the station when
+	// the updates UpdatesServed counts were sent, empty when none did. A
+	// count belongs to one rollout: the next rollout starts from zero.
+	ServedRollout string `json:"servedRollout,omitempty"`
 	// UpdatesServed is how many times an update to ServedPackage was sent.
 	UpdatesServed int `json:"updatesServed,omitempty"`
 	// Refusal is the reason the last update to RefusedPackage was withheld
-	// (RefusalKeyMismatch, RefusalModelMismatch), empty when none.
+	// (RefusalKeyMismatch, RefusalModelMismatch, RefusalNotApplied), empty
+	// when none.
 	Refusal string `json:"refusal,omitempty"`
 	// RefusedPackage is the package Refusal applies to.
 	RefusedPackage string `json:"refusedPackage,omitempty"`
+	// RefusedRollout is the UID of the rollout that owned the station when
+	// the update was withheld, empty when none did. A refusal is about that
+	// rollout only (an aborted rollout's KeyMismatch is not the next one's).
+	RefusedRollout string `json:"refusedRollout,omitempty"`
 	// CupsCredCRC is the cupsCredCrc the station reported: the CRC32 of its
 	// regular CUPS credential set (the station reports the regular set's
 	// CRC even when it connected with its backup). Nil in records written
@@ -273,6 +298,61 @@ func CredentialsPatch(recs []CredentialRecord, thumbprints, tokens []string, cup
 	return p
 }
 
+// MaxHistory bounds a station's History: a twin is at most 8 KiB of tags in
+// IoT Hub, and the latest few rollouts are what a person asks about.
+const MaxHistory = 5
+
+// HistoryEntry is what one earlier rollout counted for a station, written
+// by the controller when the rollout let the station go: in the patch of a
+// later rollout that took it over, or in abort's restore.
+type HistoryEntry struct {
+	// Rollout is the rollout as "namespace/name".
+	Rollout string `json:"name"`
+	// UID is the rollout's metadata.uid.
+	UID string `json:"uid"`
+	// Batch is the step number whose batch wrote the station.
+	Batch int `json:"batch"`
+	// Outcome is what the rollout counted: Updated, Failed, or InProgress
+	// (it had no outcome yet, e.g. when the rollout was aborted).
+	Outcome string `json:"outcome"`
+	// Reason is the failure reason when Outcome is Failed.
+	Reason string `json:"reason,omitempty"`
+	// UpdatesServed is how many times CUPS sent the station this rollout's
+	// update.
+	UpdatesServed int `json:"updatesServed,omitempty"`
+	// Restored is true when the station's previous firmware fields were put
+	// back as the rollout let it go.
+	Restored bool `json:"restored,omitempty"`
+	// At is when the rollout let the station go.
+	At time.Time `json:"at"`
+}
+
+// Find returns the entry of the rollout uid in h, nil when none.
+func Find(h []HistoryEntry, uid string) *HistoryEntry {
+	for i := range h {
+		if h[i].UID == uid {
+			return &h[i]
+		}
+	}
+	return nil
+}
+
+// WithHistory returns h with e first (replacing an older entry of the same
+// rollout), at most MaxHistory entries.
+func WithHistory(h []HistoryEntry, e HistoryEntry) []HistoryEntry {
+	out := make([]HistoryEntry, 0, min(len(h)+1, MaxHistory))
+	out = append(out, e)
+	for _, o := range h {
+		if len(out) == MaxHistory {
+			break
+		}
+		if o.UID != e.UID {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // Patch is a JSON merge patch (RFC 7386) to a twin's tags and desired
 // properties. A nil value deletes the key.
 type Patch struct {
@@ -315,6 +395,31 @@ func OwnershipPatch(own *Ownership) *Patch {
 		ownVal = toJSONMap(own)
 	}
 	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagRollout: ownVal}}}
+}
+
+// FailedPatch returns the patch that records, in the ownership record, the
+// reason for which the owning rollout counted the station Failed (only that
+// key: the rest of the record stays as written).
+func FailedPatch(reason string) *Patch {
+	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagRollout: map[string]any{"failed": reason}}}}
+}
+
+// SetHistory makes the patch also replace the station's history with h.
+func (p *Patch) SetHistory(h []HistoryEntry) *Patch {
+	if p.Tags == nil {
+		p.Tags = map[string]any{}
+	}
+	root, _ := p.Tags[TagRoot].(map[string]any)
+	if root == nil {
+		root = map[string]any{}
+		p.Tags[TagRoot] = root
+	}
+	list := make([]any, len(h))
+	for i := range h {
+		list[i] = toJSONMap(h[i])
+	}
+	root[TagHistory] = list
+	return p
 }
 
 // ObservationPatch returns the patch that replaces the observation record.
@@ -379,6 +484,11 @@ func Decode(deviceID, etag string, tags, desired map[string]any) (*Twin, error) 
 		if o, ok := root[TagCredentials]; ok && o != nil {
 			if err := remarshal(o, &t.Credentials); err != nil {
 				return nil, fmt.Errorf("twin %s: tags.%s.%s: %w", deviceID, TagRoot, TagCredentials, err)
+			}
+		}
+		if o, ok := root[TagHistory]; ok && o != nil {
+			if err := remarshal(o, &t.History); err != nil {
+				return nil, fmt.Errorf("twin %s: tags.%s.%s: %w", deviceID, TagRoot, TagHistory, err)
 			}
 		}
 		if o, ok := root[TagObserved]; ok && o != nil {

@@ -137,8 +137,9 @@ func TestRolloutHaltsOnFailures(t *testing.T) {
 	g.Expect(int32(written)).To(Equal(r.Status.Targets - r.Status.Pending))
 	w.expectWrittenOnce(g, r, written)
 
-	// Deleting the halted rollout releases every station it wrote and
-	// leaves their firmware as it is.
+	// Deleting the halted rollout releases every station it wrote (the
+	// Updated ones keep the new firmware, the others get their previous
+	// firmware back).
 	g.Expect(testEnv.Client.Delete(context.Background(), r)).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(testEnv.Client.Get(context.Background(), client.ObjectKeyFromObject(r), &fwv1.FirmwareRollout{}))
