@@ -246,14 +246,19 @@ func (a *app) stationRevokeCommand(sf *stationFlags) *cobra.Command {
 		Short: "Invalidate a station's credentials at once",
 		Long: `revoke removes credentials from the twin's allow-lists
 (desired.clientThumbprint, tags.stationfleet.tokens): the CUPS server refuses
-them from its next twin read (within its cache TTL, 5 s by default). Without
---credential it revokes every credential of the station.
+them from its next twin read (within its cache TTL, 5 s by default).
 
-The station's backup (and boot) credential is kept unless --include-backup is
-given, and revoke says so: a station falls back to it after failures on its
-regular set, and, connected through it, receives the credential desired in
-its twin (issue one with rotate). With --include-backup the station has no
-credential left to get in with: it must be enrolled again on site.`,
+Without --credential it revokes every credential of the station, its backup
+and boot credentials and allow-list entries stationfleet did not issue
+included: for a gateway that is lost, stolen or retired. The station has no
+credential left to get in with and must be enrolled again on site.
+
+With --credential it revokes only those, and keeps the station's backup (and
+boot) credential unless --include-backup is given, and says so: a station
+falls back to its backup after failures on its regular set and, connected
+through it, receives the credential desired in its twin (issue one with
+rotate). A station copies its regular set to its backup only once in its
+life, so the backup is usually the credential add issued.`,
 		Args: exactArgs(1, "EUI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			eui, err := parseStationEUI(args[0])
@@ -266,24 +271,31 @@ credential left to get in with: it must be enrolled again on site.`,
 		},
 	}
 	cmd.Flags().IntSliceVar(&o.ids, "credential", nil, "Revoke only these credentials (ids from `station show`); repeatable.")
-	cmd.Flags().BoolVar(&o.includeBackup, "include-backup", false, "Also revoke the station's backup and boot credentials: it can then no longer fall back.")
+	cmd.Flags().BoolVar(&o.includeBackup, "include-backup", false, "With --credential: also revoke the named credentials when the station holds them as its backup or boot set; it can then no longer fall back.")
 	return cmd
 }
 
 func (a *app) revoke(ctx context.Context, reg *iothub.Client, deviceID string, o *revokeOptions) error {
-	var revoked, kept []twin.CredentialRecord
+	var revoked, kept, fallbacks []twin.CredentialRecord
 	var foreignCount int
+	all := len(o.ids) == 0 // the whole station: a lost, stolen or retired gateway
 	_, err := reg.Update(ctx, deviceID, func(t *twin.Twin) (*twin.Patch, error) {
 		live, retired := stationcreds.Settle(t.Credentials, observedCRC(t))
-		out, rev, kp, err := stationcreds.Revoke(live, o.ids, o.includeBackup)
+		out, rev, kp, err := stationcreds.Revoke(live, o.ids, o.includeBackup || all)
 		if err != nil {
 			return nil, err
 		}
 		revoked, kept = rev, kp
+		fallbacks = nil
+		for _, r := range out {
+			if stationcreds.IsFallback(r) && !slices.ContainsFunc(kp, func(k twin.CredentialRecord) bool { return k.ID == r.ID }) {
+				fallbacks = append(fallbacks, r)
+			}
+		}
 		removed := append(slices.Clone(retired), rev...)
 		tp, tok := stationcreds.AllowLists(t.ClientThumbprints, t.TokenSHA256, out, removed)
 		foreignCount = 0
-		if len(o.ids) == 0 && o.includeBackup {
+		if all {
 			// Everything: also what stationfleet did not issue.
 			foreignCount = len(tp) + len(tok)
 			tp, tok = nil, nil
@@ -314,7 +326,10 @@ func (a *app) revoke(ctx context.Context, reg *iothub.Client, deviceID string, o
 	for _, r := range kept {
 		fmt.Fprintf(w, "kept credential %s: the station's %s, so it can still fall back and get in; add --include-backup to revoke it too\n", describe(r), rolesOf(r))
 	}
-	if o.includeBackup && slices.ContainsFunc(revoked, stationcreds.IsFallback) {
+	for _, r := range fallbacks {
+		fmt.Fprintf(w, "credential %s stays valid: the station's %s, so it can still fall back and get in\n", describe(r), rolesOf(r))
+	}
+	if slices.ContainsFunc(revoked, stationcreds.IsFallback) {
 		fmt.Fprintf(a.Streams.ErrOut, "WARNING: station %s's backup credential is revoked: it can no longer fall back, and once its regular credential is gone it must be enrolled again on site\n", deviceID)
 	}
 	return nil

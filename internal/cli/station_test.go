@@ -206,12 +206,12 @@ func TestStationEnrollPollRotateRevoke(t *testing.T) {
 			g.Expect(r.out).To(MatchRegexp(`credential 1 .*: backup\n`))
 			g.Expect(r.out).To(MatchRegexp(`credential 2 .*: regular\n`))
 
-			// Revoke: the regular credential is refused at once; the
-			// backup is kept, and says so.
-			r = w.station(t, "revoke", enrollEUI)
+			// Revoke the regular credential: refused at once; the backup
+			// is kept, and revoke says so.
+			r = w.station(t, "revoke", enrollEUI, "--credential", "2")
 			g.Expect(r.code).To(Equal(0), r.errOut)
 			g.Expect(r.out).To(ContainSubstring("revoked credential 2"))
-			g.Expect(r.out).To(ContainSubstring("kept credential 1"))
+			g.Expect(r.out).To(MatchRegexp(`credential 1 .* stays valid: the station's backup`))
 			res = poll(t, station)
 			g.Expect(statusOf(res)).To(Equal(403), "the revoked regular credential is refused")
 			g.Expect(res.NextCredSet).To(Equal(stationsim.CredSetBackup))
@@ -219,8 +219,11 @@ func TestStationEnrollPollRotateRevoke(t *testing.T) {
 			g.Expect(res.CredSet).To(Equal(stationsim.CredSetBackup))
 			g.Expect(res.Err).NotTo(HaveOccurred(), "the backup still gets in")
 
-			r = w.station(t, "revoke", enrollEUI, "--include-backup")
+			// Revoke the station (a stolen gateway): every credential,
+			// the backup included, is invalid at once.
+			r = w.station(t, "revoke", enrollEUI)
 			g.Expect(r.code).To(Equal(0), r.errOut)
+			g.Expect(r.out).To(ContainSubstring("revoked credential 1"))
 			g.Expect(r.errOut).To(ContainSubstring("can no longer fall back"))
 			for range 3 { // regular, backup, boot (none)
 				g.Expect(poll(t, station).Err).To(HaveOccurred(), "no credential set gets in")
