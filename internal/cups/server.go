@@ -383,8 +383,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return OutcomeError
 	}
-	if d.Record {
-		s.rec.record(ctx, deviceID, req, d, now, t, lg.get())
+	// An update counts as sent (towards maxUpdateAttempts) only once its
+	// blob is open and the answer starts: a blob store outage answered
+	// with a 503 must not use up a station's attempts.
+	commit := func(sent bool) {
+		if !sent && d.Update != nil {
+			d.Outcome.Served = ""
+			var changed bool
+			d.Observation, d.Record, changed = Observe(t.Observation, req, d.Outcome, now, s.opts.ObservationRefresh)
+			d.Notify = changed && t.Ownership != nil
+		}
+		if d.Record {
+			s.rec.record(ctx, deviceID, req, d, now, t, lg.get())
+		}
+	}
+	if d.Update == nil {
+		commit(true)
 	}
 	if d.IsNoChange() {
 		h := w.Header()
@@ -400,7 +414,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		}
 		return OutcomeNoChange
 	}
-	return s.respond(ctx, w, d, lg.get())
+	if d.Update == nil {
+		return s.respond(ctx, w, d, lg.get(), func(bool) {})
+	}
+	return s.respond(ctx, w, d, lg.get(), commit)
 }
 
 var (
@@ -519,8 +536,10 @@ func (s *Server) refuse(w http.ResponseWriter, status int) string {
 	}
 }
 
-// respond opens the blobs the decision needs and streams the response.
-func (s *Server) respond(ctx context.Context, w http.ResponseWriter, d Decision, log logr.Logger) string {
+// respond opens the blobs the decision needs and streams the response. It
+// calls commit(true) once the answer is about to be sent, or commit(false)
+// when it fails before that (a blob that cannot be opened).
+func (s *Server) respond(ctx context.Context, w http.ResponseWriter, d Decision, log logr.Logger, commit func(sent bool)) string {
 	resp := Response{CupsURI: d.CupsURI, TcURI: d.TcURI}
 	var closers []io.Closer
 	defer func() {
@@ -544,18 +563,21 @@ func (s *Server) respond(ctx context.Context, w http.ResponseWriter, d Decision,
 	var ok bool
 	if d.CupsCredURL != "" {
 		if resp.CupsCred, ok = open("cupsCredential", d.CupsCredURL); !ok {
+			commit(false)
 			http.Error(w, "blob store unavailable", http.StatusServiceUnavailable)
 			return OutcomeError
 		}
 	}
 	if d.TcCredURL != "" {
 		if resp.TcCred, ok = open("tcCredential", d.TcCredURL); !ok {
+			commit(false)
 			http.Error(w, "blob store unavailable", http.StatusServiceUnavailable)
 			return OutcomeError
 		}
 	}
 	if d.Update != nil {
 		if resp.Update, ok = open("firmware", d.Update.URL); !ok {
+			commit(false)
 			http.Error(w, "blob store unavailable", http.StatusServiceUnavailable)
 			return OutcomeError
 		}
@@ -564,9 +586,11 @@ func (s *Server) respond(ctx context.Context, w http.ResponseWriter, d Decision,
 	n, err := resp.Len()
 	if err != nil {
 		log.Error(err, "response exceeds what a station accepts")
+		commit(false)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return OutcomeError
 	}
+	commit(true)
 	h := w.Header()
 	h["Content-Type"] = octetStream
 	h["Content-Length"] = []string{strconv.FormatInt(n, 10)}

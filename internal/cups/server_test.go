@@ -399,3 +399,35 @@ func TestServerReloadsRotatedCertificate(t *testing.T) {
 	_, err = post(client(oldCA, nil), h.url, body, "Authorization: Bearer "+tokenA)
 	g.Expect(err).To(HaveOccurred(), "the old certificate is gone")
 }
+
+// TestBlobOutageIsNotASend: while the firmware blob cannot be opened, the
+// station gets a 503 and its attempts (maxUpdateAttempts) are not used up;
+// once the store is back it is sent the update, counted once.
+func TestBlobOutageIsNotASend(t *testing.T) {
+	g := NewWithT(t)
+	store := newMemStore()
+	tw := fleetTwinA(t)
+	tw.CUPS.CupsCredCRC, tw.CUPS.TcCredCRC = u32(noCredCRC), u32(noCredCRC)
+	tw.Ownership = &twin.Ownership{Rollout: "ns/fw-2-0-7", UID: "uid-1", Batch: 1, MaxUpdateAttempts: 1}
+	store.put(tw)
+	blobs := newMemBlobs() // the firmware is not there yet: the store is "down"
+	h := startServer(t, Options{Insecure: true}, store, blobs)
+	body := readVector(t, "request-package-v1.json")
+	for range 3 {
+		r, err := post(client(nil, nil), h.url, body)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(r.status).To(Equal(http.StatusServiceUnavailable))
+	}
+	blobs.put("mem://fw/2.0.7", readVector(t, "update.bin"))
+	r, err := post(client(nil, nil), h.url, body)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.status).To(Equal(http.StatusOK))
+	g.Expect(len(r.body)).To(BeNumerically(">", noChangeBodySize), "the update is sent once the store is back")
+	g.Eventually(func() int {
+		got, err := store.Get(context.Background(), stationA)
+		if err != nil || got.Observation == nil {
+			return -1
+		}
+		return got.Observation.UpdatesServed
+	}).Should(Equal(1), "only the answer that carried the update counts as a send")
+}
