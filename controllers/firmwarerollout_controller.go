@@ -543,6 +543,7 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 	}
 	batches := map[int]*agg{}
 	failedNow := map[string]outcome{}
+	firstTime := map[string]bool{} // counted Failed for the first time: no failure mark yet
 	for i, s := range v.all {
 		o := v.outs[i]
 		switch o.state {
@@ -559,6 +560,9 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 		case fwv1.OutcomeFailed:
 			st.Failed++
 			failedNow[s.id] = o
+			if s.failed == "" {
+				firstTime[s.id] = true
+			}
 		}
 		a := batches[s.batch]
 		if a == nil {
@@ -605,7 +609,11 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 	sort.Slice(out, func(i, j int) bool { return out[i].Step < out[j].Step })
 	st.Batches = out
 
-	// The failure list keeps the time each failure was first noticed.
+	// The failure list keeps the time each failure was first noticed. A
+	// station enters it, with an Event, only when counted Failed for the
+	// first time (before markFailed records it in its twin): one that fell
+	// off the bounded list, or was counted before a restart, is not
+	// announced again.
 	var failures []fwv1.StationFailure
 	known := map[string]bool{}
 	for _, f := range st.Failures {
@@ -617,7 +625,7 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 	}
 	var fresh []string
 	for id := range failedNow {
-		if !known[id] {
+		if !known[id] && firstTime[id] {
 			fresh = append(fresh, id)
 		}
 	}

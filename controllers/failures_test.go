@@ -1,0 +1,73 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+)
+
+// TestFailureAnnouncedOnce: each failed station gets one Warning Event, when
+// it is first counted Failed; a station that fell off the bounded failure
+// list, or was announced before, is not announced again on later passes
+// (a halted rollout with a few hundred failures used to repeat 20 Events and
+// log lines on every reconcile).
+func TestFailureAnnouncedOnce(t *testing.T) {
+	g := NewWithT(t)
+	rec := events.NewFakeRecorder(1000)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	r := &FirmwareRolloutReconciler{Recorder: rec, Now: func() time.Time { return now }}
+	obj := &fwv1.FirmwareRollout{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "fw", UID: "uid-1"}}
+	v := &stationView{}
+	fail := func(n int) {
+		for range n {
+			v.all = append(v.all, station{id: fmt.Sprintf("0016C0FFFE%06X", len(v.all)), ownerUID: "uid-1", ownerName: "ns/fw", batch: 1, writtenAt: now})
+			v.outs = append(v.outs, outcome{state: fwv1.OutcomeFailed, reason: "NotApplied", message: "served the update 3 times"})
+		}
+	}
+	drain := func() int {
+		n := 0
+		for {
+			select {
+			case <-rec.Events:
+				n++
+			default:
+				return n
+			}
+		}
+	}
+	markAll := func() { // what markFailed records in the twins
+		for i := range v.all {
+			v.all[i].failed = "NotApplied"
+		}
+	}
+
+	fail(fwv1.MaxFailuresListed + 5)
+	r.updateCounts(context.Background(), obj, v)
+	g.Expect(drain()).To(Equal(fwv1.MaxFailuresListed+1), "one Event per station up to the list's size, then one summing up the rest")
+	g.Expect(obj.Status.Failures).To(HaveLen(fwv1.MaxFailuresListed))
+	g.Expect(obj.Status.Failed).To(BeEquivalentTo(fwv1.MaxFailuresListed + 5))
+	markAll()
+
+	for range 3 {
+		now = now.Add(5 * time.Second)
+		r.updateCounts(context.Background(), obj, v)
+	}
+	g.Expect(drain()).To(BeZero(), "no station is announced twice")
+	for _, f := range obj.Status.Failures {
+		g.Expect(f.Time.Time).To(Equal(now.Add(-15*time.Second)), "the list keeps when each failure was first noticed")
+	}
+
+	now = now.Add(5 * time.Second)
+	fail(1)
+	r.updateCounts(context.Background(), obj, v)
+	g.Expect(drain()).To(Equal(1), "a new failure is announced")
+	g.Expect(obj.Status.Failures[0].DeviceID).To(Equal(v.all[len(v.all)-1].id))
+	g.Expect(obj.Status.Failed).To(BeEquivalentTo(fwv1.MaxFailuresListed + 6))
+}
