@@ -64,6 +64,14 @@ func TestFailureAnnouncedOnce(t *testing.T) {
 		g.Expect(f.Time.Time).To(Equal(now.Add(-15*time.Second)), "the list keeps when each failure was first noticed")
 	}
 
+	// A pass whose status patch was lost (a conflict) listed stations that
+	// are marked in their twins since: the next pass lists them again,
+	// without announcing them again.
+	obj.Status.Failures = nil
+	r.updateCounts(context.Background(), obj, v)
+	g.Expect(drain()).To(BeZero())
+	g.Expect(obj.Status.Failures).To(HaveLen(fwv1.MaxFailuresListed), "the list is refilled")
+
 	now = now.Add(5 * time.Second)
 	fail(1)
 	r.updateCounts(context.Background(), obj, v)

@@ -543,7 +543,8 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 	}
 	batches := map[int]*agg{}
 	failedNow := map[string]outcome{}
-	firstTime := map[string]bool{} // counted Failed for the first time: no failure mark yet
+	firstTime := map[string]bool{}      // counted Failed for the first time: no failure mark yet
+	writtenAt := map[string]time.Time{} // of the other failed stations
 	for i, s := range v.all {
 		o := v.outs[i]
 		switch o.state {
@@ -562,6 +563,8 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 			failedNow[s.id] = o
 			if s.failed == "" {
 				firstTime[s.id] = true
+			} else {
+				writtenAt[s.id] = s.writtenAt
 			}
 		}
 		a := batches[s.batch]
@@ -610,10 +613,12 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 	st.Batches = out
 
 	// The failure list keeps the time each failure was first noticed. A
-	// station enters it, with an Event, only when counted Failed for the
-	// first time (before markFailed records it in its twin): one that fell
-	// off the bounded list, or was counted before a restart, is not
-	// announced again.
+	// station counted Failed for the first time (before markFailed records
+	// it in its twin) enters it now, with an Event. One counted before (it
+	// fell off the bounded list, or the pass that listed it lost its status
+	// patch) is not announced again and enters with the time it was written,
+	// an earlier time than its failure's, so it never pushes a newer
+	// failure off the list.
 	var failures []fwv1.StationFailure
 	known := map[string]bool{}
 	for _, f := range st.Failures {
@@ -625,9 +630,15 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 	}
 	var fresh []string
 	for id := range failedNow {
-		if !known[id] && firstTime[id] {
-			fresh = append(fresh, id)
+		if known[id] {
+			continue
 		}
+		if !firstTime[id] {
+			o := failedNow[id]
+			failures = append(failures, fwv1.StationFailure{DeviceID: id, Reason: o.reason, Message: o.message, Time: metav1.NewTime(writtenAt[id])})
+			continue
+		}
+		fresh = append(fresh, id)
 	}
 	sort.Strings(fresh)
 	for i, id := range fresh {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stationfleet/stationfleet/internal/signing"
+	"github.com/stationfleet/stationfleet/internal/stationcreds"
 )
 
 // Key file names keygen writes for index N.
@@ -119,23 +120,11 @@ func (a *app) keygen(dir string, index int) error {
 
 // writeNew creates path exclusively (never replacing a file) with mode.
 func writeNew(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s already exists: keygen never overwrites keys; choose another --index or --dir", path)
-		}
-		return fmt.Errorf("create %s: %w", path, err)
+	err := stationcreds.WriteExclusive(path, data, mode)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists: keygen never overwrites keys; choose another --index or --dir", path)
 	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		_ = os.Remove(path)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(path)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return err
 }
 
 func (a *app) signCommand() *cobra.Command {

@@ -123,15 +123,34 @@ func (c *TwinCache) store(deviceID string, t *twin.Twin, err error, startSeq uin
 	c.entries[deviceID] = &cacheEntry{twin: t, err: err, expires: c.now().Add(c.ttl)}
 }
 
-// Put stores a twin known to be current (one the registry just returned from
-// a write), replacing any entry.
-func (c *TwinCache) Put(t *twin.Twin) {
+// BeginWrite marks a registry write of the station in flight and returns
+// the sequence to hand to EndWrite: an Invalidate while it runs leaves a
+// tombstone, so EndWrite never lays the write's twin over a newer one that
+// another writer (the controller, an operator) made meanwhile.
+func (c *TwinCache) BeginWrite(deviceID string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inflight[deviceID]++
+	return c.seq.Load()
+}
+
+// EndWrite ends a write BeginWrite started and stores t, the twin the
+// registry returned from it (nil when the write failed), unless the
+// station was invalidated since the write began: then the next Get reads
+// the registry.
+func (c *TwinCache) EndWrite(deviceID string, t *twin.Twin, start uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inflight[deviceID]--; c.inflight[deviceID] <= 0 {
+		delete(c.inflight, deviceID)
+	}
 	if c.ttl < 0 || t == nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.entries[t.DeviceID] = &cacheEntry{twin: t, expires: c.now().Add(c.ttl)}
+	if e, ok := c.entries[deviceID]; ok && e.invalidated > start {
+		return
+	}
+	c.entries[deviceID] = &cacheEntry{twin: t, expires: c.now().Add(c.ttl)}
 }
 
 // Replace stores next in place of old when the entry still holds exactly

@@ -186,3 +186,32 @@ func TestCacheReplace(t *testing.T) {
 	got, _ = c.Get(ctx, "0000000000000001")
 	g.Expect(got.Observation).To(BeNil(), "an invalidated entry is read again, not replaced")
 }
+
+// TestTwinCacheWriteRacingAnotherWriter: the CUPS server's observation
+// write returns the twin as of its own patch; when the controller (or an
+// operator) wrote the twin after it and invalidated the station meanwhile,
+// that older twin must not be cached over the newer one (a credential
+// rotation or a firmware change would be answered stale for a whole TTL).
+func TestTwinCacheWriteRacingAnotherWriter(t *testing.T) {
+	g := NewWithT(t)
+	getter := &slowGetter{pkg: "v2"}
+	c := NewTwinCache(getter, time.Hour)
+	const id = "0000000000000001"
+
+	start := c.BeginWrite(id) // the observation write starts (no entry cached)
+	c.Invalidate(id)          // the controller writes v2 and invalidates
+	older := &twin.Twin{DeviceID: id, CUPS: twin.CUPS{Firmware: twin.Firmware{Package: "v1"}}}
+	c.EndWrite(id, older, start) // the observation write returns the twin before v2
+	tw, err := c.Get(context.Background(), id)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tw.CUPS.Package).To(Equal("v2"), "the next poll sees the newer twin")
+
+	// Without a competing writer, the written twin is cached as is.
+	start = c.BeginWrite(id)
+	written := &twin.Twin{DeviceID: id, CUPS: twin.CUPS{Firmware: twin.Firmware{Package: "v3"}}}
+	c.EndWrite(id, written, start)
+	tw, err = c.Get(context.Background(), id)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tw.CUPS.Package).To(Equal("v3"))
+	g.Expect(getter.reads.Load()).To(BeEquivalentTo(1), "served from what the write returned")
+}

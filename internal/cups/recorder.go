@@ -153,6 +153,7 @@ func (r *recorder) write(ctx context.Context, deviceID string) {
 	}
 	defer r.busy.Add(-1)
 	var changed bool // something besides LastSeen changed in the twin as written
+	start := r.cache.BeginWrite(deviceID)
 	written, err := r.store.Update(ctx, deviceID, func(t *twin.Twin) (*twin.Patch, error) {
 		prev, record := t.Observation, false
 		changed = false
@@ -166,12 +167,13 @@ func (r *recorder) write(ctx context.Context, deviceID string) {
 		return twin.ObservationPatch(*prev), nil
 	})
 	if err != nil {
+		r.cache.EndWrite(deviceID, nil, start)
 		r.m.obsWrites.WithLabelValues("error").Inc()
 		p.log.Error(err, "record station observation")
 		return
 	}
 	r.m.obsWrites.WithLabelValues("ok").Inc()
-	r.cache.Put(written)
+	r.cache.EndWrite(deviceID, written, start)
 	// Wake the controller only for news: a request decided on a stale
 	// cached twin may find the registry already up to date.
 	if changed && p.notify != "" && r.notifier != nil {

@@ -82,7 +82,7 @@ func WriteNew(dir string, files []File) ([]string, error) {
 	}
 	for _, f := range files {
 		p := filepath.Join(dir, f.Name)
-		if err := writeExclusive(p, f.Data); err != nil {
+		if err := WriteExclusive(p, f.Data, 0o600); err != nil {
 			undo()
 			return nil, err
 		}
@@ -91,8 +91,11 @@ func WriteNew(dir string, files []File) ([]string, error) {
 	return written, nil
 }
 
-func writeExclusive(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// WriteExclusive creates path with mode, never replacing an existing file
+// (the error then wraps fs.ErrExist), and removes what it wrote when the
+// write fails.
+func WriteExclusive(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
