@@ -612,53 +612,7 @@ func (r *FirmwareRolloutReconciler) updateCounts(ctx context.Context, obj *fwv1.
 	sort.Slice(out, func(i, j int) bool { return out[i].Step < out[j].Step })
 	st.Batches = out
 
-	// The failure list keeps the time each failure was first noticed. A
-	// station counted Failed for the first time (before markFailed records
-	// it in its twin) enters it now, with an Event. One counted before (it
-	// fell off the bounded list, or the pass that listed it lost its status
-	// patch) is not announced again and enters with the time it was written,
-	// an earlier time than its failure's, so it never pushes a newer
-	// failure off the list.
-	var failures []fwv1.StationFailure
-	known := map[string]bool{}
-	for _, f := range st.Failures {
-		if o, ok := failedNow[f.DeviceID]; ok && o.reason == f.Reason {
-			f.Message = o.message
-			failures = append(failures, f)
-			known[f.DeviceID] = true
-		}
-	}
-	var fresh []string
-	for id := range failedNow {
-		if known[id] {
-			continue
-		}
-		if !firstTime[id] {
-			o := failedNow[id]
-			failures = append(failures, fwv1.StationFailure{DeviceID: id, Reason: o.reason, Message: o.message, Time: metav1.NewTime(writtenAt[id])})
-			continue
-		}
-		fresh = append(fresh, id)
-	}
-	sort.Strings(fresh)
-	for i, id := range fresh {
-		o := failedNow[id]
-		failures = append([]fwv1.StationFailure{{DeviceID: id, Reason: o.reason, Message: o.message, Time: now}}, failures...)
-		// One Event per failed station, but not thousands at once: past
-		// fwv1.MaxFailuresListed the rest are summed up in one.
-		switch {
-		case i < fwv1.MaxFailuresListed:
-			r.event(ctx, obj, corev1.EventTypeWarning, fwv1.ReasonStationFailed, fmt.Sprintf("station %s failed: %s: %s", id, o.reason, o.message))
-		case i == fwv1.MaxFailuresListed:
-			r.event(ctx, obj, corev1.EventTypeWarning, fwv1.ReasonStationFailed,
-				fmt.Sprintf("%d more stations failed; see kubectl stationfleet stations %s --outcome Failed", len(fresh)-i, obj.Name))
-		}
-	}
-	sort.SliceStable(failures, func(i, j int) bool { return failures[i].Time.After(failures[j].Time.Time) })
-	if len(failures) > fwv1.MaxFailuresListed {
-		failures = failures[:fwv1.MaxFailuresListed]
-	}
-	st.Failures = failures
+	r.updateFailureList(ctx, obj, failedNow, firstTime, writtenAt)
 }
 
 // reconcileSteps walks the strategy's steps as far as it can in this
