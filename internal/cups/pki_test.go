@@ -2,19 +2,12 @@ package cups
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha1" //nolint:gosec // thumbprints
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stationfleet/stationfleet/internal/testutil/testpki"
 )
@@ -28,25 +21,11 @@ type testCA struct {
 
 func newTestCA(t testing.TB, name string) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testpki.NewCA(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &testCA{cert: ca.Cert, key: ca.Key, pem: ca.PEM()}
 }
 
 // issued is a certificate the test CA signed, with its key.
@@ -64,44 +43,32 @@ type issued struct {
 // client certificate with the given common name.
 func (ca *testCA) issue(t testing.TB, cn string, server bool) *issued {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
+	pki := &testpki.CA{Cert: ca.cert, Key: ca.key}
+	issue := func() (*testpki.Issued, error) { return pki.IssueClient(cn) }
 	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		// Named as a real station needs it: "127.0.0.1" and "localhost"
 		// as dNSNames (mbedTLS ignores iPAddress entries), 127.0.0.1 also
 		// as an iPAddress for Go clients.
+		tmpl := &x509.Certificate{
+			Subject:     pkix.Name{CommonName: cn},
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
 		testpki.ServerNames(tmpl)
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		issue = func() (*testpki.Issued, error) { return pki.Sign(tmpl) }
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	c, err := issue()
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &issued{
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
-		certDER: der,
-		keyDER:  kder,
-	}
-	sum := sha1.Sum(der) //nolint:gosec // thumbprint
-	out.thumbprint = hex.EncodeToString(sum[:])
-	out.tls, err = tls.X509KeyPair(out.certPEM, out.keyPEM)
-	if err != nil {
+	return toIssued(t, c)
+}
+
+func toIssued(t testing.TB, c *testpki.Issued) *issued {
+	t.Helper()
+	out := &issued{certPEM: c.CertPEM(), keyPEM: c.KeyPEM(), certDER: c.DER(), keyDER: c.KeyDER, thumbprint: c.Thumbprint()}
+	var err error
+	if out.tls, err = tls.X509KeyPair(out.certPEM, out.keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	return out
