@@ -898,7 +898,7 @@ func (r *FirmwareRolloutReconciler) preflight(ctx context.Context, obj *fwv1.Fir
 		}
 		retry := r.Options.PreflightRetry
 		var t interface{ Transient() bool }
-		if errors.As(err, &t) && t.Transient() {
+		if errors.Is(err, ErrFirmwareUnavailable) || errors.As(err, &t) && t.Transient() {
 			retry = r.Options.StatusResync
 		}
 		return false, ctrl.Result{RequeueAfter: jitter(retry)}

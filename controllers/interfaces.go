@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
@@ -29,11 +30,16 @@ type TwinRegistry interface {
 // internal/firmware implements it.
 type FirmwareChecker interface {
 	// Check returns nil when the firmware is good; otherwise an error whose
-	// message tells a person what to fix. An error with a method
-	// Transient() bool that returns true (a store outage) is retried; every
-	// other error stalls the rollout.
+	// message tells a person what to fix. An error wrapping
+	// ErrFirmwareUnavailable (a store outage) is retried soon; every other
+	// error stalls the rollout until it is checked again.
 	Check(ctx context.Context, ref FirmwareRef) error
 }
+
+// ErrFirmwareUnavailable is wrapped by a FirmwareChecker's error when the
+// firmware could not be checked because its store was unavailable: the
+// check is retried after StatusResync instead of PreflightRetry.
+var ErrFirmwareUnavailable = errors.New("firmware store unavailable")
 
 // FirmwareRef is what FirmwareChecker needs to know about a rollout's firmware.
 type FirmwareRef struct {
