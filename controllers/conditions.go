@@ -7,18 +7,6 @@ import (
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 )
 
-// summary is what the reconcile found, from which the kstatus conditions are
-// derived in one place.
-type summary struct {
-	phase   fwv1.RolloutPhase
-	reason  string
-	message string
-	// stalled marks a state only a person can end (bad firmware, halted).
-	stalled bool
-	// err is a transient error the reconcile returned, if any.
-	err error
-}
-
 // setConditions writes the kstatus conditions for s into conds: Ready always;
 // Reconciling only while the rollout is making progress; Stalled only while
 // it cannot. It is a pure function of its inputs.

@@ -7,6 +7,7 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -18,32 +19,32 @@ import (
 // It is one ETag-guarded write per failed station, once; the failure is
 // re-checked on the fresh twin, so a station that reported the new package
 // meanwhile is not marked.
-func (r *FirmwareRolloutReconciler) markFailed(ctx context.Context, obj *fwv1.FirmwareRollout, v *stationView) error {
-	uid := string(obj.UID)
+func (r *FirmwareRolloutReconciler) markFailed(ctx context.Context, s *rolloutScope) error {
+	obj, v, uid := s.obj, s.view, s.uid()
 	var todo []int
-	for i, s := range v.all {
-		if s.ownerUID == uid && s.failed == "" && v.outs[i].state == fwv1.OutcomeFailed {
+	for i, st := range v.all {
+		if st.OwnerUID == uid && st.Failed == "" && v.outs[i].State == fwv1.OutcomeFailed {
 			todo = append(todo, i)
 		}
 	}
 	if len(todo) == 0 {
 		return nil
 	}
-	p := r.evalParams(obj)
+	p := s.params()
 	marked := make([]string, len(todo))
-	errs := parallel(len(todo), r.Options.WriteConcurrency, func(j int) error {
-		id := v.all[todo[j]].id
+	errs := fanOut(len(todo), r.Options.WriteConcurrency, func(j int) error {
+		id := v.all[todo[j]].ID
 		_, err := r.Registry.Update(ctx, id, func(t *twin.Twin) (*twin.Patch, error) {
 			marked[j] = ""
 			if t.Ownership == nil || t.Ownership.UID != uid || t.Ownership.Failed != "" {
 				return nil, nil
 			}
-			o := evaluate(newStation(t, uid), p)
-			if o.state != fwv1.OutcomeFailed {
+			o := rules.Evaluate(rules.NewStation(t, uid), p)
+			if o.State != fwv1.OutcomeFailed {
 				return nil, nil
 			}
-			marked[j] = o.reason
-			return twin.FailedPatch(o.reason), nil
+			marked[j] = o.Reason
+			return twin.FailedPatch(o.Reason), nil
 		})
 		if err != nil {
 			marked[j] = ""
@@ -55,10 +56,10 @@ func (r *FirmwareRolloutReconciler) markFailed(ctx context.Context, obj *fwv1.Fi
 		if marked[j] == "" {
 			continue
 		}
-		v.all[i].failed = intern(marked[j])
+		v.all[i].Failed = rules.Intern(marked[j])
 		r.rememberOwned(obj, v.all[i])
 		if r.Cache != nil {
-			r.Cache.Invalidate(v.all[i].id)
+			r.Cache.Invalidate(v.all[i].ID)
 		}
 	}
 	return kerrors.NewAggregate(errs)

@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
 )
 
 // TestFailureAnnouncedOnce: each failed station gets one Warning Event, when
@@ -18,17 +19,17 @@ import (
 // list, or was announced before, is not announced again on later passes
 // (a halted rollout with a few hundred failures used to repeat 20 Events and
 // log lines on every reconcile).
-func TestFailureAnnouncedOnce(t *testing.T) {
+func TestUnitFailureAnnouncedOnce(t *testing.T) {
 	g := NewWithT(t)
 	rec := events.NewFakeRecorder(1000)
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	r := &FirmwareRolloutReconciler{Recorder: rec, Now: func() time.Time { return now }}
+	r := &FirmwareRolloutReconciler{Recorder: rec}
 	obj := &fwv1.FirmwareRollout{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "fw", UID: "uid-1"}}
 	v := &stationView{}
 	fail := func(n int) {
 		for range n {
-			v.all = append(v.all, station{id: fmt.Sprintf("0016C0FFFE%06X", len(v.all)), ownerUID: "uid-1", ownerName: "ns/fw", batch: 1, writtenAt: now})
-			v.outs = append(v.outs, outcome{state: fwv1.OutcomeFailed, reason: "NotApplied", message: "served the update 3 times"})
+			v.all = append(v.all, rules.Station{ID: fmt.Sprintf("0016C0FFFE%06X", len(v.all)), OwnerUID: "uid-1", OwnerName: "ns/fw", Batch: 1, WrittenAt: now})
+			v.outs = append(v.outs, rules.Outcome{State: fwv1.OutcomeFailed, Reason: "NotApplied", Message: "served the update 3 times"})
 		}
 	}
 	drain := func() int {
@@ -44,12 +45,12 @@ func TestFailureAnnouncedOnce(t *testing.T) {
 	}
 	markAll := func() { // what markFailed records in the twins
 		for i := range v.all {
-			v.all[i].failed = "NotApplied"
+			v.all[i].Failed = "NotApplied"
 		}
 	}
 
 	fail(fwv1.MaxFailuresListed + 5)
-	r.updateCounts(context.Background(), obj, v)
+	r.updateStatus(context.Background(), &rolloutScope{obj: obj, view: v, now: now})
 	g.Expect(drain()).To(Equal(fwv1.MaxFailuresListed+1), "one Event per station up to the list's size, then one summing up the rest")
 	g.Expect(obj.Status.Failures).To(HaveLen(fwv1.MaxFailuresListed))
 	g.Expect(obj.Status.Failed).To(BeEquivalentTo(fwv1.MaxFailuresListed + 5))
@@ -57,7 +58,7 @@ func TestFailureAnnouncedOnce(t *testing.T) {
 
 	for range 3 {
 		now = now.Add(5 * time.Second)
-		r.updateCounts(context.Background(), obj, v)
+		r.updateStatus(context.Background(), &rolloutScope{obj: obj, view: v, now: now})
 	}
 	g.Expect(drain()).To(BeZero(), "no station is announced twice")
 	for _, f := range obj.Status.Failures {
@@ -68,14 +69,14 @@ func TestFailureAnnouncedOnce(t *testing.T) {
 	// are marked in their twins since: the next pass lists them again,
 	// without announcing them again.
 	obj.Status.Failures = nil
-	r.updateCounts(context.Background(), obj, v)
+	r.updateStatus(context.Background(), &rolloutScope{obj: obj, view: v, now: now})
 	g.Expect(drain()).To(BeZero())
 	g.Expect(obj.Status.Failures).To(HaveLen(fwv1.MaxFailuresListed), "the list is refilled")
 
 	now = now.Add(5 * time.Second)
 	fail(1)
-	r.updateCounts(context.Background(), obj, v)
+	r.updateStatus(context.Background(), &rolloutScope{obj: obj, view: v, now: now})
 	g.Expect(drain()).To(Equal(1), "a new failure is announced")
-	g.Expect(obj.Status.Failures[0].DeviceID).To(Equal(v.all[len(v.all)-1].id))
+	g.Expect(obj.Status.Failures[0].DeviceID).To(Equal(v.all[len(v.all)-1].ID))
 	g.Expect(obj.Status.Failed).To(BeEquivalentTo(fwv1.MaxFailuresListed + 6))
 }

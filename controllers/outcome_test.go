@@ -11,8 +11,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
-	"github.com/stationfleet/stationfleet/controllers"
 	"github.com/stationfleet/stationfleet/internal/embedded"
+	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/signing"
 	"github.com/stationfleet/stationfleet/internal/stationsim"
 	"github.com/stationfleet/stationfleet/internal/twin"
@@ -136,7 +136,7 @@ func TestAbortThenTakeoverKeepHistory(t *testing.T) {
 	a := w.waitPhase("a", fwv1.PhaseAborted, 30*time.Second)
 	tw := w.twinOf(w.id(0))
 	g.Expect(tw.Observation.Refusal).To(Equal(twin.RefusalKeyMismatch))
-	o := controllers.EvaluateStation(tw, a, nil, time.Now())
+	o := rules.EvaluateStation(tw, a, nil, time.Now())
 	g.Expect(o.State).To(Equal(fwv1.OutcomeFailed))
 	g.Expect(o.Reason).To(Equal(fwv1.FailureKeyMismatch))
 	g.Expect(o.FromHistory).To(BeTrue())
@@ -169,13 +169,13 @@ func TestAbortThenTakeoverKeepHistory(t *testing.T) {
 	for i := range w.specs {
 		tw := w.twinOf(w.id(i))
 		g.Expect(tw.Ownership.Rollout).To(Equal(w.ns + "/c"))
-		o := controllers.EvaluateStation(tw, rb, map[string]bool{}, time.Now())
+		o := rules.EvaluateStation(tw, rb, map[string]bool{}, time.Now())
 		g.Expect(o.State).To(Equal(fwv1.OutcomeUpdated), "station %d as b counted it", i)
 		g.Expect(o.Batch).To(Equal(1))
 		g.Expect(tw.History).To(HaveLen(2), "station %d: b (takeover) and a (abort)", i)
 	}
 	// Station 0 was sent the update once, by b (a never sent it: KeyMismatch).
-	o = controllers.EvaluateStation(w.twinOf(w.id(0)), rb, map[string]bool{}, time.Now())
+	o = rules.EvaluateStation(w.twinOf(w.id(0)), rb, map[string]bool{}, time.Now())
 	g.Expect(o.UpdatesServed).To(Equal(1))
 	g.Expect(meta.IsStatusConditionTrue(w.get("c").Status.Conditions, fwv1.ConditionReady)).To(BeTrue())
 }

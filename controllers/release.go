@@ -10,11 +10,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -52,7 +52,7 @@ func claimPatch(t *twin.Twin, fw twin.Firmware, own twin.Ownership, byUID map[st
 	p := twin.FirmwarePatch(fw, &mine)
 	if o := t.Ownership; o != nil && o.UID != own.UID {
 		if prior := byUID[o.UID]; prior != nil {
-			p.SetHistory(twin.WithHistory(t.History, historyEntry(t, prior, now, false)))
+			p.SetHistory(twin.WithHistory(t.History, rules.HistoryEntry(t, prior, now, false)))
 		}
 	}
 	return p
@@ -62,7 +62,7 @@ func claimPatch(t *twin.Twin, fw twin.Firmware, own twin.Ownership, byUID map[st
 func releasePatch(t *twin.Twin, obj *fwv1.FirmwareRollout, mode releaseMode, now time.Time) *twin.Patch {
 	if mode == releaseAbort {
 		p := twin.FirmwarePatch(t.Ownership.Previous, nil)
-		return p.SetHistory(twin.WithHistory(t.History, historyEntry(t, obj, now, true)))
+		return p.SetHistory(twin.WithHistory(t.History, rules.HistoryEntry(t, obj, now, true)))
 	}
 	// A station that runs the rollout's package keeps it: restoring the
 	// previous fields would make CUPS send it the old firmware.
@@ -74,51 +74,57 @@ func releasePatch(t *twin.Twin, obj *fwv1.FirmwareRollout, mode releaseMode, now
 
 // reconcileAbort restores, on every station this rollout wrote, the four
 // firmware fields it had before, and releases it.
-func (r *FirmwareRolloutReconciler) reconcileAbort(ctx context.Context, obj *fwv1.FirmwareRollout, sum *summary) (ctrl.Result, error) {
+func (r *FirmwareRolloutReconciler) reconcileAbort(ctx context.Context, s *rolloutScope) error {
+	obj := s.obj
+	if !obj.Spec.Abort {
+		return nil
+	}
 	if obj.Status.Phase != fwv1.PhaseAborting {
 		r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonAborting, "abort requested: restoring the previous firmware on every station this rollout wrote")
 	}
-	*sum = summary{phase: fwv1.PhaseAborting, reason: fwv1.ReasonAborting, message: "restoring the previous firmware on the stations this rollout wrote"}
-	restored, err := r.releaseOwned(ctx, obj, releaseAbort)
+	s.phase = fwv1.PhaseAborting
+	restored, err := r.releaseOwned(ctx, s, releaseAbort)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
-	now := metav1.NewTime(r.Now())
+	now := metav1.NewTime(s.now)
 	obj.Status.CompletionTime = &now
 	obj.Status.InProgress = 0
 	msg := fmt.Sprintf("aborted: the previous firmware is restored on %d stations", restored)
-	*sum = summary{phase: fwv1.PhaseAborted, reason: fwv1.ReasonAborted, message: msg}
 	r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonAborted, msg)
 	r.forget(obj)
-	return ctrl.Result{}, nil
+	return &Finished{Phase: fwv1.PhaseAborted, Reason: fwv1.ReasonAborted, Message: msg}
 }
 
-// reconcileDelete releases every station this rollout owns (Updated
-// stations keep the new firmware, the others get their previous firmware
-// back) and then removes the finalizer. It reports whether the object is
-// gone.
-func (r *FirmwareRolloutReconciler) reconcileDelete(ctx context.Context, obj *fwv1.FirmwareRollout) (bool, error) {
-	if !controllerutil.ContainsFinalizer(obj, fwv1.Finalizer) {
-		return true, nil
+// reconcileDelete releases every station a rollout being deleted owns
+// (Updated stations keep the new firmware, the others get their previous
+// firmware back) and then removes the finalizer; the rollout is then gone.
+func (r *FirmwareRolloutReconciler) reconcileDelete(ctx context.Context, s *rolloutScope) error {
+	obj := s.obj
+	if obj.DeletionTimestamp.IsZero() {
+		return nil
 	}
-	if _, err := r.releaseOwned(ctx, obj, releaseDelete); err != nil {
-		return false, err
+	if !controllerutil.ContainsFinalizer(obj, fwv1.Finalizer) {
+		return errObjectGone
+	}
+	if _, err := r.releaseOwned(ctx, s, releaseDelete); err != nil {
+		return err
 	}
 	patchBase := obj.DeepCopy()
 	controllerutil.RemoveFinalizer(obj, fwv1.Finalizer)
 	if err := r.Patch(ctx, obj, client.MergeFrom(patchBase)); err != nil && !apierrors.IsNotFound(err) {
-		return false, fmt.Errorf("remove finalizer: %w", err)
+		return fmt.Errorf("remove finalizer: %w", err)
 	}
 	r.forget(obj)
 	rolloutStations.forget(obj)
-	return true, nil
+	return errObjectGone
 }
 
 // releaseOwned removes this rollout's ownership record from every station
 // that holds it and restores firmware fields as mode says. It returns how
 // many stations it changed.
-func (r *FirmwareRolloutReconciler) releaseOwned(ctx context.Context, obj *fwv1.FirmwareRollout, mode releaseMode) (int, error) {
-	uid := string(obj.UID)
+func (r *FirmwareRolloutReconciler) releaseOwned(ctx context.Context, s *rolloutScope, mode releaseMode) (int, error) {
+	obj, uid := s.obj, s.uid()
 	var ids []string
 	if err := r.Registry.Query(ctx, twin.Selector{OwnerUID: uid}, func(page []*twin.Twin) error {
 		for _, t := range page {
@@ -128,9 +134,9 @@ func (r *FirmwareRolloutReconciler) releaseOwned(ctx context.Context, obj *fwv1.
 	}); err != nil {
 		return 0, fmt.Errorf("query stations owned by %s/%s: %w", obj.Namespace, obj.Name, err)
 	}
-	now := r.Now()
+	now := s.now
 	changed := make([]bool, len(ids))
-	errs := parallel(len(ids), r.Options.WriteConcurrency, func(i int) error {
+	errs := fanOut(len(ids), r.Options.WriteConcurrency, func(i int) error {
 		_, err := r.Registry.Update(ctx, ids[i], func(t *twin.Twin) (*twin.Patch, error) {
 			changed[i] = t.Ownership != nil && t.Ownership.UID == uid
 			if !changed[i] {

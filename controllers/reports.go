@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -88,11 +87,13 @@ func (r stationReports) String() string {
 // relayed) to loadStations, which re-reads just their twins, and removes
 // the annotation. The removal is guarded by the resourceVersion: when a
 // relay added stations meanwhile, it fails, and the relay's change wakes
-// the rollout again. base is the reconcile's patch base, kept in step.
-func (r *FirmwareRolloutReconciler) takeReports(ctx context.Context, obj, base *fwv1.FirmwareRollout) {
+// the rollout again. The scope's patch base is kept in step. It never ends
+// the pass: a report not taken now is read at the next full resync.
+func (r *FirmwareRolloutReconciler) takeReports(ctx context.Context, s *rolloutScope) error {
+	obj, base := s.obj, s.base
 	v, ok := obj.Annotations[fwv1.ReportedStationsAnnotation]
 	if !ok {
-		return
+		return nil
 	}
 	log := ctrl.LoggerFrom(ctx)
 	key := obj.Namespace + "/" + obj.Name
@@ -122,17 +123,7 @@ func (r *FirmwareRolloutReconciler) takeReports(ctx context.Context, obj, base *
 		*obj = *patchBase
 		log.V(1).Info("could not remove the report annotation; the stations are read again next time", "error", err.Error())
 	}
-}
-
-// forceFullRead makes the next loadStations query every station the
-// rollout owns instead of re-reading marked twins only.
-func (r *FirmwareRolloutReconciler) forceFullRead(obj *fwv1.FirmwareRollout) {
-	if vi, ok := r.owned.Load(string(obj.UID)); ok {
-		ov := vi.(*ownedView)
-		ov.mu.Lock()
-		ov.fullAt = time.Time{}
-		ov.mu.Unlock()
-	}
+	return nil
 }
 
 // annotationsChanged is AnnotationChangedPredicate, except that removing

@@ -2,12 +2,16 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
@@ -31,10 +36,37 @@ import (
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
-var testEnv *kubetest.Env
+// testEnv is the real API server the behaviour tests share. It starts with
+// the first test that needs it (newWorld), so that the phase tests
+// (TestUnit*, fakes only) run in milliseconds without one.
+var (
+	testEnv      *kubetest.Env
+	testEnvOnce  sync.Once
+	testEnvError error
+)
 
 func TestMain(m *testing.M) {
-	os.Exit(kubetest.Main(m, &testEnv))
+	if os.Getenv("STATIONFLEET_TEST_LOG") != "" {
+		ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
+	} else {
+		ctrl.SetLogger(logr.Discard())
+	}
+	code := m.Run()
+	if testEnv != nil {
+		if err := testEnv.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "kubetest: stop: %v\n", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// startEnv starts the shared API server once, or fails t.
+func startEnv(t *testing.T) {
+	t.Helper()
+	testEnvOnce.Do(func() { testEnv, testEnvError = kubetest.Start() })
+	if testEnvError != nil {
+		t.Fatalf("start the API server: %v", testEnvError)
+	}
 }
 
 // pollInterval is how often simulated stations poll CUPS in these tests.
@@ -68,6 +100,7 @@ type world struct {
 func newWorld(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec)) *world {
 	t.Helper()
 	g := NewWithT(t)
+	startEnv(t)
 	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir()}
 	w.hub = hubsim.Start(t, hubsim.Options{})
 	var err error

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
-	"github.com/stationfleet/stationfleet/controllers"
+	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -24,7 +24,7 @@ func newOutcomeParams(obj *fwv1.FirmwareRollout, active map[string]bool, now tim
 }
 
 // evaluateTwin classifies a station with the controller's own rule
-// (controllers.EvaluateStation), so the table shows what the rollout counts.
-func evaluateTwin(t *twin.Twin, p outcomeParams) controllers.StationOutcome {
-	return controllers.EvaluateStation(t, p.obj, p.active, p.now)
+// (rules.EvaluateStation), so the table shows what the rollout counts.
+func evaluateTwin(t *twin.Twin, p outcomeParams) rules.StationOutcome {
+	return rules.EvaluateStation(t, p.obj, p.active, p.now)
 }

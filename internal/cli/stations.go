@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
-	"github.com/stationfleet/stationfleet/controllers"
 	"github.com/stationfleet/stationfleet/internal/iothub"
+	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -100,7 +100,7 @@ func (o *hubOptions) connect(extra ...iothub.Option) (*iothub.Client, error) {
 type stationRow struct {
 	id      string
 	batch   int
-	outcome controllers.StationOutcome
+	outcome rules.StationOutcome
 	// pkg is the package the station last reported ("" when never seen).
 	pkg string
 	// served is how many times CUPS sent this rollout's package.
@@ -196,7 +196,7 @@ func (a *app) activeRollouts(ctx context.Context, c client.Client, ns string) (m
 	if err != nil {
 		return nil, fmt.Errorf("list FirmwareRollouts: %w", err)
 	}
-	return controllers.ActiveRollouts(list.Items), nil
+	return rules.ActiveRollouts(list.Items), nil
 }
 
 // twinQuerier is the part of the registry stations needs.

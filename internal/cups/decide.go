@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -144,7 +145,7 @@ func Decide(in Input) (Decision, error) {
 			// The rollout counted the station Failed: its outcome is final
 			// and the update is not sent again while the rollout owns the
 			// station (DESIGN.md section 5). Nothing new to record.
-		case own != nil && own.MaxUpdateAttempts > 0 && servedFor(in.Twin.Observation, c.Package, rollout) >= own.MaxUpdateAttempts:
+		case own != nil && rules.AttemptsUsedUp(servedFor(in.Twin.Observation, c.Package, rollout), own.MaxUpdateAttempts):
 			// maxUpdateAttempts is the number of sends: the station was
 			// sent the update that often and asks again on another package.
 			d.Outcome = Outcome{Refusal: twin.RefusalNotApplied, RefusedPackage: c.Package, Rollout: rollout}

@@ -1,4 +1,4 @@
-package controllers
+package rules
 
 import (
 	"fmt"
@@ -14,35 +14,35 @@ import (
 
 func TestEvaluate(t *testing.T) {
 	written := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	p := evalParams{pkg: "2.0.7", maxUpdateAttempts: 3, progressDeadline: time.Hour, now: written.Add(30 * time.Minute)}
+	p := Params{Package: "2.0.7", MaxUpdateAttempts: 3, ProgressDeadline: time.Hour, Now: written.Add(30 * time.Minute)}
 	cases := []struct {
 		name   string
-		s      station
-		p      evalParams
+		s      Station
+		p      Params
 		state  fwv1.StationOutcome
 		reason string
 	}{
-		{"reported the new package", station{pkg: "2.0.7", writtenAt: written}, p, fwv1.OutcomeUpdated, ""},
-		{"not yet polled", station{pkg: "2.0.6", writtenAt: written}, p, fwv1.OutcomeInProgress, ""},
-		{"key mismatch for this package", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalKeyMismatch, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureKeyMismatch},
-		{"key mismatch for an older package", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalKeyMismatch, refusedPackage: "2.0.5"}, p, fwv1.OutcomeInProgress, ""},
-		{"model mismatch", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalModelMismatch, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureModelMismatch},
-		{"served maxUpdateAttempts times, may still apply", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 3}, p, fwv1.OutcomeInProgress, ""},
-		{"asked again after maxUpdateAttempts sends (CUPS recorded NotApplied)", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 3, refusal: twin.RefusalNotApplied, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
-		{"served more than maxUpdateAttempts by a CUPS server that did not know the limit", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 4}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
-		{"counted Failed earlier: final, even past a report of the package", station{pkg: "2.0.7", writtenAt: written, failed: fwv1.FailureTimedOut}, p, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
-		{"served counts of another package do not count", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.5", updatesServed: 9}, p, fwv1.OutcomeInProgress, ""},
-		{"past the progress deadline", station{pkg: "2.0.6", writtenAt: written}, evalParams{pkg: "2.0.7", maxUpdateAttempts: 3, progressDeadline: time.Hour, now: written.Add(time.Hour)}, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
-		{"updated wins over a late deadline", station{pkg: "2.0.7", writtenAt: written}, evalParams{pkg: "2.0.7", progressDeadline: time.Hour, now: written.Add(48 * time.Hour)}, fwv1.OutcomeUpdated, ""},
+		{"reported the new package", Station{Package: "2.0.7", WrittenAt: written}, p, fwv1.OutcomeUpdated, ""},
+		{"not yet polled", Station{Package: "2.0.6", WrittenAt: written}, p, fwv1.OutcomeInProgress, ""},
+		{"key mismatch for this package", Station{Package: "2.0.6", WrittenAt: written, Refusal: twin.RefusalKeyMismatch, RefusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureKeyMismatch},
+		{"key mismatch for an older package", Station{Package: "2.0.6", WrittenAt: written, Refusal: twin.RefusalKeyMismatch, RefusedPackage: "2.0.5"}, p, fwv1.OutcomeInProgress, ""},
+		{"model mismatch", Station{Package: "2.0.6", WrittenAt: written, Refusal: twin.RefusalModelMismatch, RefusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureModelMismatch},
+		{"served maxUpdateAttempts times, may still apply", Station{Package: "2.0.6", WrittenAt: written, ServedPackage: "2.0.7", UpdatesServed: 3}, p, fwv1.OutcomeInProgress, ""},
+		{"asked again after maxUpdateAttempts sends (CUPS recorded NotApplied)", Station{Package: "2.0.6", WrittenAt: written, ServedPackage: "2.0.7", UpdatesServed: 3, Refusal: twin.RefusalNotApplied, RefusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
+		{"served more than maxUpdateAttempts by a CUPS server that did not know the limit", Station{Package: "2.0.6", WrittenAt: written, ServedPackage: "2.0.7", UpdatesServed: 4}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
+		{"counted Failed earlier: final, even past a report of the package", Station{Package: "2.0.7", WrittenAt: written, Failed: fwv1.FailureTimedOut}, p, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
+		{"served counts of another package do not count", Station{Package: "2.0.6", WrittenAt: written, ServedPackage: "2.0.5", UpdatesServed: 9}, p, fwv1.OutcomeInProgress, ""},
+		{"past the progress deadline", Station{Package: "2.0.6", WrittenAt: written}, Params{Package: "2.0.7", MaxUpdateAttempts: 3, ProgressDeadline: time.Hour, Now: written.Add(time.Hour)}, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
+		{"updated wins over a late deadline", Station{Package: "2.0.7", WrittenAt: written}, Params{Package: "2.0.7", ProgressDeadline: time.Hour, Now: written.Add(48 * time.Hour)}, fwv1.OutcomeUpdated, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
-			o := evaluate(tc.s, tc.p)
-			g.Expect(o.state).To(Equal(tc.state))
-			g.Expect(o.reason).To(Equal(tc.reason))
-			if o.state == fwv1.OutcomeFailed {
-				g.Expect(o.message).NotTo(BeEmpty())
+			o := Evaluate(tc.s, tc.p)
+			g.Expect(o.State).To(Equal(tc.state))
+			g.Expect(o.Reason).To(Equal(tc.reason))
+			if o.State == fwv1.OutcomeFailed {
+				g.Expect(o.Message).NotTo(BeEmpty())
 			}
 		})
 	}
@@ -80,7 +80,7 @@ func TestEvaluateStationFromHistory(t *testing.T) {
 	tw := &twin.Twin{DeviceID: "0000000000000001", CUPS: twin.CUPS{Firmware: twin.Firmware{Package: "2.0.7"}},
 		Ownership:   &twin.Ownership{UID: "uid-a", Rollout: "ns/a", Batch: 2, WrittenAt: now.Add(-time.Hour)},
 		Observation: &twin.Observation{Package: "2.0.7", ServedPackage: "2.0.7", ServedRollout: "uid-a", UpdatesServed: 1}}
-	e := historyEntry(tw, a, now, false)
+	e := HistoryEntry(tw, a, now, false)
 	g.Expect(e).To(Equal(twin.HistoryEntry{Rollout: "ns/a", UID: "uid-a", Batch: 2, Outcome: "Updated", UpdatesServed: 1, At: now}))
 
 	tw.History = twin.WithHistory(nil, e)
@@ -120,37 +120,37 @@ func TestBatchSizeAndFailureLimit(t *testing.T) {
 		{i(50), 10, 10, 10, 50},
 	}
 	for _, tc := range cases {
-		n, err := batchSize(&tc.v, tc.targets, tc.unwritten)
+		n, err := BatchSize(&tc.v, tc.targets, tc.unwritten)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(n).To(Equal(tc.want), "batch %s of %d", tc.v.String(), tc.targets)
-		l, err := failureLimit(&tc.v, tc.targets)
+		l, err := FailureLimit(&tc.v, tc.targets)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(l).To(Equal(tc.wantLimit), "limit %s of %d", tc.v.String(), tc.targets)
 	}
-	l, err := failureLimit(nil, 100)
+	l, err := FailureLimit(nil, 100)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(l).To(BeNumerically(">", 1<<30))
 }
 
 func TestSpreadOrderIsStableAndSpread(t *testing.T) {
 	g := NewWithT(t)
-	var ss []station
+	var ss []Station
 	for _, id := range []string{"0000000000000001", "0000000000000002", "0000000000000003", "0000000000000004", "0000000000000005", "0000000000000006"} {
-		ss = append(ss, station{id: id, order: spreadOrder("uid-a", id)})
+		ss = append(ss, Station{ID: id, Order: SpreadOrder("uid-a", id)})
 	}
-	sortStations(ss)
-	first := ss[0].id
+	SortStations(ss)
+	first := ss[0].ID
 	// Same rollout, same order after a restart.
-	again := append([]station(nil), ss...)
+	again := append([]Station(nil), ss...)
 	for i := range again {
-		again[i].order = spreadOrder("uid-a", again[i].id)
+		again[i].Order = SpreadOrder("uid-a", again[i].ID)
 	}
-	sortStations(again)
-	g.Expect(again[0].id).To(Equal(first))
+	SortStations(again)
+	g.Expect(again[0].ID).To(Equal(first))
 	// Not alphabetical: some permutation differs from sorted ids.
 	alphabetical := true
 	for i := 1; i < len(ss); i++ {
-		if ss[i-1].id > ss[i].id {
+		if ss[i-1].ID > ss[i].ID {
 			alphabetical = false
 		}
 	}

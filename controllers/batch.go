@@ -1,0 +1,127 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// claim is the result of one station's write in a batch.
+type claim struct {
+	i       int // position in the station view
+	s       rules.Station
+	written bool   // this rollout owns it now (written now or before a restart)
+	skipped string // the active rollout that owns it instead
+	err     error
+}
+
+// writeBatch writes the rollout's firmware and ownership into up to need
+// unwritten stations, in spread order, skipping those another active rollout
+// claimed meanwhile. Each write is conditional on the twin's ETag, and a
+// station already owned by this rollout is never written again. It returns
+// when to come back.
+func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutScope, step, need int) (time.Duration, error) {
+	v := s.view
+	need = min(need, r.Options.MaxWritesPerReconcile)
+	own := twin.Ownership{Rollout: s.key(), UID: s.uid(), Batch: step, Model: s.obj.Spec.Firmware.Model,
+		MaxUpdateAttempts: s.params().MaxUpdateAttempts, WrittenAt: s.now.UTC().Truncate(time.Second)}
+	written := 0
+	var errs []error
+	for len(v.unwritten) > 0 && written < need && len(errs) == 0 {
+		n := min(need-written, len(v.unwritten))
+		chunk := v.unwritten[:n]
+		v.unwritten = v.unwritten[n:]
+		claims := make([]claim, len(chunk))
+		fanOut(len(chunk), r.Options.WriteConcurrency, func(j int) error {
+			claims[j] = r.claim(ctx, s, chunk[j], own)
+			return nil
+		})
+		for _, c := range claims {
+			if c.err != nil {
+				errs = append(errs, fmt.Errorf("write twin %s: %w", c.s.ID, c.err))
+				v.unwritten = append(v.unwritten, c.i)
+				continue
+			}
+			if r.applyClaim(s, c) {
+				written++
+			}
+		}
+	}
+	// The cached selection is kept: the stations written here are in the
+	// owned view, which loadStations lays over it. Querying the whole
+	// selection again after every MaxWritesPerReconcile writes made a
+	// rollout's cost grow with the square of the fleet (DESIGN.md section 9).
+	if len(errs) > 0 {
+		return 0, kerrors.NewAggregate(errs)
+	}
+	if written >= need && len(v.unwritten) > 0 && need == r.Options.MaxWritesPerReconcile {
+		return time.Millisecond, nil // more of this batch to write
+	}
+	return r.requeueWhileInFlight(s), nil
+}
+
+// claim writes the firmware and ownership own into the twin of the
+// station at position i of the view, unless another active rollout owns
+// it or this one already does.
+func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, i int, own twin.Ownership) claim {
+	c := claim{i: i, s: s.view.all[i]}
+	fw := desiredFirmware(s.obj)
+	_, c.err = r.Registry.Update(ctx, c.s.ID, func(t *twin.Twin) (*twin.Patch, error) {
+		c.written, c.skipped = false, ""
+		if o := t.Ownership; o != nil {
+			if o.UID == own.UID {
+				c.written = true // written before a restart: never twice
+				c.s.Batch, c.s.WrittenAt = o.Batch, o.WrittenAt
+				return nil, nil
+			}
+			if s.active[o.UID] {
+				c.skipped = o.Rollout
+				return nil, nil
+			}
+		}
+		c.written = true
+		c.s.Batch, c.s.WrittenAt = own.Batch, own.WrittenAt
+		return claimPatch(t, fw, own, s.byUID, s.now), nil
+	})
+	return c
+}
+
+// applyClaim lays a successful claim over the station view; it reports
+// whether the rollout owns the station now.
+func (r *FirmwareRolloutReconciler) applyClaim(s *rolloutScope, c claim) bool {
+	v := s.view
+	switch {
+	case c.skipped != "":
+		v.outs[c.i] = rules.Outcome{State: fwv1.OutcomeSkipped, Reason: fwv1.SkipOwnedElsewhere, Message: "owned by the active rollout " + c.skipped}
+		v.all[c.i] = c.s
+		return false
+	case c.written:
+		c.s.OwnerUID, c.s.OwnerName = s.uid(), s.key()
+		v.all[c.i] = c.s
+		r.rememberOwned(s.obj, c.s)
+		v.outs[c.i] = rules.Evaluate(c.s, s.params())
+		twinWrites.Inc()
+		if r.Cache != nil {
+			r.Cache.Invalidate(c.s.ID)
+		}
+		return true
+	}
+	return false
+}
+
+// desiredFirmware is the four firmware fields the rollout writes.
+func desiredFirmware(obj *fwv1.FirmwareRollout) twin.Firmware {
+	crc := uint32(obj.Spec.Firmware.KeyChecksum)
+	return twin.Firmware{
+		Package:     obj.Spec.Firmware.Package,
+		URL:         obj.Spec.Firmware.URL,
+		Signature:   obj.Spec.Firmware.Signature,
+		KeyChecksum: &crc,
+	}
+}

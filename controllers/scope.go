@@ -1,0 +1,69 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
+)
+
+// rolloutScope is what one pass over a rollout works on: the object and the
+// copy its status patch is computed from, the clock of the pass, and, once
+// loadStations ran, the station view and the other rollouts.
+type rolloutScope struct {
+	obj  *fwv1.FirmwareRollout
+	base *fwv1.FirmwareRollout // the object as read: the status patch's base
+	now  time.Time
+
+	// view is every station the rollout concerns, classified (loadStations).
+	view *stationView
+	// active holds the UIDs of the rollouts that still hold their stations
+	// (rules.ActiveRollouts) and byUID every rollout (loadStations).
+	active map[string]bool
+	byUID  map[string]*fwv1.FirmwareRollout
+
+	// phase is the phase the pass has reached, shown if a transient error
+	// ends it (a Waiting, Stalling or Finished outcome names its own).
+	phase fwv1.RolloutPhase
+}
+
+func newScope(obj *fwv1.FirmwareRollout, now time.Time) *rolloutScope {
+	return &rolloutScope{obj: obj, base: obj.DeepCopy(), now: now}
+}
+
+// uid is the rollout's UID as the twins' ownership records hold it.
+func (s *rolloutScope) uid() string { return string(s.obj.UID) }
+
+// key is the rollout's "namespace/name".
+func (s *rolloutScope) key() string { return s.obj.Namespace + "/" + s.obj.Name }
+
+// params are the rules' evaluation parameters of the rollout in this pass.
+func (s *rolloutScope) params() rules.Params { return rules.ParamsFor(s.obj, s.now) }
+
+// reached is the phase to show when a transient error ends the pass.
+func (s *rolloutScope) reached() fwv1.RolloutPhase {
+	switch {
+	case s.phase != "":
+		return s.phase
+	case s.obj.Status.Phase != "":
+		return s.obj.Status.Phase
+	default:
+		return fwv1.PhasePending
+	}
+}
+
+// phase is one step of a pass. It returns nil to let the next phase run, a
+// *Waiting, *Stalling or *Finished to end the pass with that outcome,
+// errObjectGone when the rollout is gone, or an error to retry.
+type phase func(ctx context.Context, s *rolloutScope) error
+
+// runPhases runs the phases in order until one returns an error.
+func runPhases(ctx context.Context, s *rolloutScope, phases []phase) error {
+	for _, p := range phases {
+		if err := p(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}

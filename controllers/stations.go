@@ -1,0 +1,226 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// stationView is every station the rollout concerns, classified.
+type stationView struct {
+	all       []rules.Station // selected or owned by this rollout, in spread order
+	outs      []rules.Outcome // the outcome of all[i]
+	unwritten []int           // positions in all of the targets not yet written nor skipped, in order
+}
+
+// newStationView classifies the stations the rollout owns and those its
+// selector matches, for the rollout uid: the owned view is fresher, and a
+// selected station whose ownership the owned view does not have was
+// released, so it is unwritten.
+func newStationView(uid string, owned map[string]rules.Station, selected []target, active map[string]bool, p rules.Params) *stationView {
+	v := &stationView{all: make([]rules.Station, 0, len(owned)+len(selected))}
+	for _, s := range owned {
+		v.all = append(v.all, s)
+	}
+	for _, t := range selected {
+		if _, ok := owned[t.id]; ok {
+			continue
+		}
+		s := rules.Station{ID: t.id, Order: t.order}
+		if t.ownerUID != uid {
+			s.OwnerUID, s.OwnerName = t.ownerUID, t.ownerName
+		}
+		v.all = append(v.all, s)
+	}
+	rules.SortStations(v.all)
+	v.outs = make([]rules.Outcome, len(v.all))
+	for i, s := range v.all {
+		o := rules.Classify(s, uid, active, p)
+		v.outs[i] = o
+		if o.State == fwv1.OutcomePending {
+			v.unwritten = append(v.unwritten, i)
+		}
+	}
+	return v
+}
+
+// loadStations reads the stations this rollout owns and the stations its
+// selector matches, and classifies them. Owned stations come from an
+// in-memory view that a full registry query refreshes every StatusResync; in
+// between, only the stations the CUPS server reported on are read again (one
+// twin read each instead of a query over the whole rollout). The selector's
+// result is cached for TargetResync and refreshed at each step.
+func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, s *rolloutScope) error {
+	owned, err := r.ownedStations(ctx, s)
+	if err != nil {
+		return err
+	}
+	selected, err := r.selected(ctx, s)
+	if err != nil {
+		return err
+	}
+	var list fwv1.FirmwareRolloutList
+	if err := r.List(ctx, &list); err != nil {
+		return fmt.Errorf("list rollouts: %w", err)
+	}
+	s.active = rules.ActiveRollouts(list.Items)
+	s.byUID = make(map[string]*fwv1.FirmwareRollout, len(list.Items))
+	for i := range list.Items {
+		s.byUID[string(list.Items[i].UID)] = &list.Items[i]
+	}
+	s.view = newStationView(s.uid(), owned, selected, s.active, s.params())
+	return nil
+}
+
+// ownedView is the in-memory view of the stations one rollout owns.
+type ownedView struct {
+	mu       sync.Mutex
+	stations map[string]rules.Station
+	fullAt   time.Time
+}
+
+// ownedStations returns the rollout's owned stations, refreshed as
+// loadStations describes. The map is the view itself: read it, don't keep it.
+func (r *FirmwareRolloutReconciler) ownedStations(ctx context.Context, s *rolloutScope) (map[string]rules.Station, error) {
+	uid, key := s.uid(), s.key()
+	vi, _ := r.owned.LoadOrStore(uid, &ownedView{})
+	ov := vi.(*ownedView)
+	ov.mu.Lock()
+	defer ov.mu.Unlock()
+	if ov.stations == nil || r.Now().Sub(ov.fullAt) >= r.Options.StatusResync {
+		start := r.Now()
+		r.Wake.drain(key) // the full read covers every report so far
+		fresh, err := r.queryOwned(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		ov.stations, ov.fullAt = fresh, start
+	} else if err := r.rereadReported(ctx, s, ov.stations); err != nil {
+		return nil, err
+	}
+	// Not a copy: a 100,000-station view is megabytes, and only this
+	// rollout's reconcile uses it (controller-runtime never reconciles one
+	// object twice at once); callers read it before writing new stations.
+	return ov.stations, nil
+}
+
+// queryOwned reads every station the rollout owns.
+func (r *FirmwareRolloutReconciler) queryOwned(ctx context.Context, s *rolloutScope) (map[string]rules.Station, error) {
+	uid := s.uid()
+	fresh := map[string]rules.Station{}
+	if err := r.Registry.Query(ctx, twin.Selector{OwnerUID: uid}, func(page []*twin.Twin) error {
+		for _, t := range page {
+			if t.Ownership != nil && t.Ownership.UID == uid {
+				fresh[t.DeviceID] = rules.NewStation(t, uid)
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("query stations owned by %s: %w", s.key(), err)
+	}
+	return fresh, nil
+}
+
+// rereadReported reads again the twins of the stations the CUPS server
+// reported on since the last read, into stations.
+func (r *FirmwareRolloutReconciler) rereadReported(ctx context.Context, s *rolloutScope, stations map[string]rules.Station) error {
+	uid, key := s.uid(), s.key()
+	for _, id := range r.Wake.drain(key) {
+		t, err := r.Registry.Get(ctx, id)
+		switch {
+		case errors.Is(err, twin.ErrNotFound):
+			delete(stations, id)
+		case err != nil:
+			r.Wake.NotifyStation(key, id) // read it again next time
+			return fmt.Errorf("read twin %s: %w", id, err)
+		case t.Ownership != nil && t.Ownership.UID == uid:
+			stations[id] = rules.NewStation(t, uid)
+		default:
+			delete(stations, id)
+		}
+	}
+	return nil
+}
+
+// rememberOwned records a station this reconcile wrote.
+func (r *FirmwareRolloutReconciler) rememberOwned(obj *fwv1.FirmwareRollout, s rules.Station) {
+	if vi, ok := r.owned.Load(string(obj.UID)); ok {
+		ov := vi.(*ownedView)
+		ov.mu.Lock()
+		if ov.stations != nil {
+			ov.stations[s.ID] = s
+		}
+		ov.mu.Unlock()
+	}
+}
+
+// forceFullRead makes the next loadStations query every station the
+// rollout owns instead of re-reading marked twins only.
+func (r *FirmwareRolloutReconciler) forceFullRead(obj *fwv1.FirmwareRollout) {
+	if vi, ok := r.owned.Load(string(obj.UID)); ok {
+		ov := vi.(*ownedView)
+		ov.mu.Lock()
+		ov.fullAt = time.Time{}
+		ov.mu.Unlock()
+	}
+}
+
+// target is a station the selector matches, as the cached selection keeps
+// it: only what classifying a station not owned by this rollout needs (the
+// owned view has the rest), so that a 100,000-station selection stays small.
+type target struct {
+	id                  string
+	order               uint64
+	ownerUID, ownerName string
+}
+
+// targetSnapshot is a cached selector result.
+type targetSnapshot struct {
+	at         time.Time
+	generation int64
+	stations   []target
+}
+
+// selected returns the stations the selector matches, from the cache when it
+// is fresh and the rollout is still on the same step.
+func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScope) ([]target, error) {
+	obj, uid := s.obj, s.uid()
+	if c, ok := r.targets.Load(uid); ok {
+		snap := c.(*targetSnapshot)
+		if snap.generation == obj.Generation && r.Now().Sub(snap.at) < r.Options.TargetResync {
+			return snap.stations, nil
+		}
+	}
+	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
+	var out []target
+	if err := r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
+		for _, t := range page {
+			st := rules.NewStation(t, uid)
+			out = append(out, target{id: st.ID, order: st.Order, ownerUID: st.OwnerUID, ownerName: st.OwnerName})
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("query stations selected by %s: %w", s.key(), err)
+	}
+	r.targets.Store(uid, &targetSnapshot{at: r.Now(), generation: obj.Generation, stations: out})
+	return out, nil
+}
+
+// forgetTargets drops the cached selection, so the next reconcile queries
+// the selector again.
+func (r *FirmwareRolloutReconciler) forgetTargets(obj *fwv1.FirmwareRollout) {
+	r.targets.Delete(string(obj.UID))
+}
+
+// forget drops everything cached for a rollout that is done.
+func (r *FirmwareRolloutReconciler) forget(obj *fwv1.FirmwareRollout) {
+	r.targets.Delete(string(obj.UID))
+	r.owned.Delete(string(obj.UID))
+	r.Wake.drain(obj.Namespace + "/" + obj.Name)
+}

@@ -1,0 +1,145 @@
+package rules
+
+import (
+	"fmt"
+	"time"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// The API's defaults (kubebuilder defaults of progressDeadline and
+// maxUpdateAttempts), for a rollout stored without them.
+const (
+	DefaultProgressDeadline  = 26 * time.Hour
+	DefaultMaxUpdateAttempts = 3
+)
+
+// Outcome is a station's state within a rollout, with the reason and
+// message for failures and skips.
+type Outcome struct {
+	State   fwv1.StationOutcome
+	Reason  string
+	Message string
+	// Deadline is when an in-progress station times out.
+	Deadline time.Time
+}
+
+// Params is what outcome evaluation needs from the rollout.
+type Params struct {
+	Package           string
+	MaxUpdateAttempts int
+	ProgressDeadline  time.Duration
+	Now               time.Time
+}
+
+// ParamsFor returns the evaluation parameters of a rollout at now.
+func ParamsFor(obj *fwv1.FirmwareRollout, now time.Time) Params {
+	p := Params{Package: obj.Spec.Firmware.Package, MaxUpdateAttempts: DefaultMaxUpdateAttempts,
+		ProgressDeadline: DefaultProgressDeadline, Now: now}
+	if a := obj.Spec.Strategy.MaxUpdateAttempts; a != nil {
+		p.MaxUpdateAttempts = int(*a)
+	}
+	if d := obj.Spec.Strategy.ProgressDeadline; d != nil {
+		p.ProgressDeadline = d.Duration
+	}
+	return p
+}
+
+// failureForRefusal is the one table from the reason the CUPS server
+// records when it withholds an update (twin.Refusal*) to the failure reason
+// the rollout counts (fwv1.Failure*).
+var failureForRefusal = map[string]string{
+	twin.RefusalKeyMismatch:   fwv1.FailureKeyMismatch,
+	twin.RefusalModelMismatch: fwv1.FailureModelMismatch,
+	twin.RefusalNotApplied:    fwv1.FailureNotApplied,
+}
+
+// FailureForRefusal returns the failure reason for a CUPS refusal. A
+// refusal this version does not know (a newer CUPS server's) still fails
+// the station, under its own name.
+func FailureForRefusal(refusal string) string {
+	if f, ok := failureForRefusal[refusal]; ok {
+		return f
+	}
+	return refusal
+}
+
+// Classify decides a station's outcome for the rollout uid: Evaluate when
+// the rollout owns it, Skipped when another rollout in active owns it,
+// Pending otherwise (not yet written).
+func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
+	switch {
+	case s.OwnerUID == uid:
+		return Evaluate(s, p)
+	case s.OwnerUID != "" && active[s.OwnerUID]:
+		return Outcome{State: fwv1.OutcomeSkipped, Reason: fwv1.SkipOwnedElsewhere,
+			Message: "owned by the active rollout " + s.OwnerName}
+	default:
+		return Outcome{State: fwv1.OutcomePending}
+	}
+}
+
+// Evaluate decides the outcome of a station the rollout has written:
+//
+//   - the ownership record says Failed: Failed with that reason, final (the
+//     controller recorded it when it first counted the failure);
+//   - the station reports the rollout's package: Updated;
+//   - CUPS withheld the update from it, for this rollout, because of
+//     KeyMismatch, ModelMismatch or NotApplied (asked again after
+//     maxUpdateAttempts sends): Failed with that reason;
+//   - progressDeadline passed since its twin was written: Failed TimedOut;
+//   - else InProgress.
+func Evaluate(s Station, p Params) Outcome {
+	if s.Failed != "" {
+		return failed(s.Failed, s, p)
+	}
+	switch {
+	case s.Package == p.Package:
+		return Outcome{State: fwv1.OutcomeUpdated}
+	case s.Refusal != "" && s.RefusedPackage == p.Package:
+		return failed(FailureForRefusal(s.Refusal), s, p)
+	case s.ServedPackage == p.Package && s.UpdatesServed > p.MaxUpdateAttempts:
+		// Recorded by a CUPS server that did not know the limit (an
+		// ownership record written before it carried maxUpdateAttempts).
+		return failed(fwv1.FailureNotApplied, s, p)
+	}
+	deadline := s.WrittenAt.Add(p.ProgressDeadline)
+	if !s.WrittenAt.IsZero() && !p.Now.Before(deadline) {
+		return failed(fwv1.FailureTimedOut, s, p)
+	}
+	return Outcome{State: fwv1.OutcomeInProgress, Deadline: deadline}
+}
+
+// AttemptsUsedUp reports whether a station that was sent a rollout's
+// update served times may not be sent it again: maxUpdateAttempts is the
+// number of sends (0: no limit recorded). The CUPS server asks it before
+// each send; the station's next ask then records NotApplied.
+func AttemptsUsedUp(served, maxUpdateAttempts int) bool {
+	return maxUpdateAttempts > 0 && served >= maxUpdateAttempts
+}
+
+// failed is the Failed outcome for reason, with a message for a person.
+func failed(reason string, s Station, p Params) Outcome {
+	o := Outcome{State: fwv1.OutcomeFailed, Reason: reason}
+	switch reason {
+	case fwv1.FailureKeyMismatch:
+		o.Message = "the station has no sig-N.key whose CRC is the rollout's keyChecksum; it was not sent the firmware"
+	case fwv1.FailureModelMismatch:
+		o.Message = "the station reports another model than firmware.model; it was not sent the firmware"
+	case fwv1.FailureNotApplied:
+		n := p.MaxUpdateAttempts
+		if s.ServedPackage == p.Package && s.UpdatesServed > 0 {
+			n = s.UpdatesServed
+		}
+		o.Message = fmt.Sprintf("served the update %d times, the station still reports package %q", n, s.Package)
+	case fwv1.FailureTimedOut:
+		o.Message = fmt.Sprintf("no report of package %q within %s of the twin being written", p.Package, p.ProgressDeadline)
+		if s.Package != "" {
+			o.Message += fmt.Sprintf("; last reported %q", s.Package)
+		}
+	default:
+		o.Message = "counted Failed (" + reason + ")"
+	}
+	return o
+}
