@@ -48,7 +48,6 @@ func TestUnitFailureAnnouncedOnce(t *testing.T) {
 			v.all[i].Failed = "NotApplied"
 		}
 	}
-
 	fail(fwv1.MaxFailuresListed + 5)
 	r.updateStatus(context.Background(), &rolloutScope{obj: obj, view: v, now: now})
 	g.Expect(drain()).To(Equal(fwv1.MaxFailuresListed+1), "one Event per station up to the list's size, then one summing up the rest")

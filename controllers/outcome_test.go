@@ -144,9 +144,7 @@ func TestAbortThenTakeoverKeepHistory(t *testing.T) {
 	// b: the same package; station 0 got the key meanwhile, but stops
 	// polling, so its twin keeps a's refusal. It is not Failed for b.
 	w.stations[0].SetBehavior(stationsim.Behavior{StopPolling: true})
-	st := w.stations[0].State()
-	st.SigKeys = [][]byte{w.signer.SigKey}
-	w.stations[0].SetState(st)
+	w.giveKey(0, w.signer.SigKey)
 	b := w.rollout("b", batch("100%"))
 	b.Spec.Strategy.MaxUpdateAttempts = ptr.To[int32](3)
 	w.create(b)
@@ -178,4 +176,11 @@ func TestAbortThenTakeoverKeepHistory(t *testing.T) {
 	o = rules.EvaluateStation(w.twinOf(w.id(0)), rb, map[string]bool{}, time.Now())
 	g.Expect(o.UpdatesServed).To(Equal(1))
 	g.Expect(meta.IsStatusConditionTrue(w.get("c").Status.Conditions, fwv1.ConditionReady)).To(BeTrue())
+}
+
+// giveKey replaces station i's signing keys with key.
+func (w *world) giveKey(i int, key []byte) {
+	st := w.stations[i].State()
+	st.SigKeys = [][]byte{key}
+	w.stations[i].SetState(st)
 }
