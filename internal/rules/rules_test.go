@@ -6,6 +6,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
@@ -155,4 +156,35 @@ func TestSpreadOrderIsStableAndSpread(t *testing.T) {
 		}
 	}
 	g.Expect(alphabetical).To(BeFalse())
+}
+
+// TestFailureForRefusal: every refusal the CUPS server records is the
+// failure the rollout counts, by one table.
+func TestFailureForRefusal(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(FailureForRefusal(twin.RefusalKeyMismatch)).To(BeEquivalentTo(fwv1.FailureKeyMismatch))
+	g.Expect(FailureForRefusal(twin.RefusalModelMismatch)).To(BeEquivalentTo(fwv1.FailureModelMismatch))
+	g.Expect(FailureForRefusal(twin.RefusalNotApplied)).To(BeEquivalentTo(fwv1.FailureNotApplied))
+	g.Expect(FailureForRefusal("SomethingNew")).To(BeEquivalentTo("SomethingNew"), "a newer server's refusal still fails the station")
+}
+
+func TestAttemptsUsedUp(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(AttemptsUsedUp(2, 3)).To(BeFalse())
+	g.Expect(AttemptsUsedUp(3, 3)).To(BeTrue(), "maxUpdateAttempts is the number of sends")
+	g.Expect(AttemptsUsedUp(50, 0)).To(BeFalse(), "no limit recorded")
+}
+
+func TestActiveRollouts(t *testing.T) {
+	g := NewWithT(t)
+	now := metav1.Now()
+	items := []fwv1.FirmwareRollout{
+		{ObjectMeta: metav1.ObjectMeta{UID: "running"}, Status: fwv1.FirmwareRolloutStatus{Phase: fwv1.PhaseProgressing}},
+		{ObjectMeta: metav1.ObjectMeta{UID: "halted"}, Status: fwv1.FirmwareRolloutStatus{Phase: fwv1.PhaseHalted}},
+		{ObjectMeta: metav1.ObjectMeta{UID: "new"}},
+		{ObjectMeta: metav1.ObjectMeta{UID: "done"}, Status: fwv1.FirmwareRolloutStatus{Phase: fwv1.PhaseCompleted}},
+		{ObjectMeta: metav1.ObjectMeta{UID: "aborted"}, Status: fwv1.FirmwareRolloutStatus{Phase: fwv1.PhaseAborted}},
+		{ObjectMeta: metav1.ObjectMeta{UID: "deleting", DeletionTimestamp: &now}, Status: fwv1.FirmwareRolloutStatus{Phase: fwv1.PhasePaused}},
+	}
+	g.Expect(ActiveRollouts(items)).To(Equal(map[string]bool{"running": true, "halted": true, "new": true, "deleting": false}))
 }
