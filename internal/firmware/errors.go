@@ -107,4 +107,3 @@ func (k *KindError) Unwrap() []error {
 func Kind(sentinel error, detail string, cause error) error {
 	return &KindError{Kind: sentinel, Detail: detail, Cause: cause}
 }
-
