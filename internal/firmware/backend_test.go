@@ -11,7 +11,9 @@ import (
 
 func backend(name string, schemes ...firmware.Scheme) *firmware.Backend {
 	return &firmware.Backend{Name: name, Schemes: schemes, Enable: "set --" + name,
-		Parse: func(u *url.URL, _ bool) (firmware.BlobURL, error) { return firmware.BlobURL{Scheme: u.Scheme, Path: u.Path}, nil }}
+		Parse: func(u *url.URL, _ bool) (firmware.BlobURL, error) {
+			return firmware.BlobURL{Scheme: u.Scheme, Path: u.Path}, nil
+		}}
 }
 
 // TestRegistry: a scheme belongs to one backend; the lists in messages and
