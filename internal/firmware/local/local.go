@@ -182,7 +182,7 @@ func (s *Store) Open(ctx context.Context, raw string) (io.ReadCloser, int64, err
 	return r, fi.Size(), nil
 }
 
-// localReader is the stream LocalStore.Open returns.
+// localReader is the stream Store.Open returns.
 type localReader struct {
 	f     *os.File
 	cr    firmware.ExactReader

@@ -14,6 +14,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/yaml"
 
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/firmware"
 	"github.com/stationfleet/stationfleet/internal/firmware/azblob"
 	"github.com/stationfleet/stationfleet/internal/firmware/local"
@@ -121,6 +122,21 @@ func TestAPISchemesAreRegistered(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	t.Run("the API's Go mirror of the rule allows the same schemes", func(t *testing.T) {
+		// api/v1alpha1's ValidateFirmwareURL (what publish checks before
+		// uploading) repeats the CEL rules; its own test holds it to them
+		// value by value, this one to the registry scheme by scheme.
+		g := NewWithT(t)
+		_, message, err := apiSchemes(rules)
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, scheme := range stores.Registry().Schemes() {
+			err := fwv1.ValidateFirmwareURL(scheme + "://host/container/path/fw.bin")
+			if err != nil {
+				g.Expect(err.Error()).NotTo(ContainSubstring(message), scheme)
+			}
+		}
+		g.Expect(fwv1.ValidateFirmwareURL("s3://bucket/path/fw.bin")).To(MatchError(ContainSubstring(message)))
+	})
 	t.Run("a backend the API does not know fails the comparison", func(t *testing.T) {
 		g := NewWithT(t)
 		s3 := &firmware.Backend{Name: "S3", Schemes: []firmware.Scheme{{Name: "s3", Form: "s3://BUCKET/PATH"}}, Enable: "set --s3-bucket",
