@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
-	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/stores"
 	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
 )
 
@@ -301,7 +301,7 @@ func TestGoChecksMatchTheAPIServer(t *testing.T) {
 			if goErr == nil {
 				g.Expect(apiErr).NotTo(HaveOccurred(), "the Go check accepts what the API server refuses")
 				if v.field == "url" {
-					_, err := firmware.ParseURL(v.value)
+					_, err := stores.ParseURL(v.value)
 					g.Expect(err).NotTo(HaveOccurred(), "the API server accepts a URL the firmware stores cannot read")
 				}
 				return

@@ -18,13 +18,14 @@ import (
 	"github.com/stationfleet/stationfleet/controllers"
 	"github.com/stationfleet/stationfleet/internal/cups"
 	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/stores"
 	"github.com/stationfleet/stationfleet/internal/iothub"
 )
 
 // Options are every setting of the manager beyond kubebuilder's own flags.
 type Options struct {
 	IoTHub   IoTHubOptions
-	Firmware firmware.Options
+	Firmware stores.Options
 	CUPS     cups.Options
 	Rollout  controllers.Options
 	// DisableCUPS runs the controller without a CUPS server (a CUPS-less
@@ -40,7 +41,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		IoTHub:   IoTHubOptions{WriteRate: iothub.DefaultWriteRate, ReadRate: iothub.DefaultReadRate, QueryRate: iothub.DefaultQueryRate * 60, PageSize: 1000},
-		Firmware: firmware.DefaultOptions(),
+		Firmware: stores.DefaultOptions(),
 		Rollout:  controllers.DefaultOptions(),
 	}
 }
@@ -178,7 +179,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := firmware.NewStore(o.Firmware)
+	store, err := stores.New(o.Firmware)
 	if err != nil {
 		return nil, fmt.Errorf("firmware store: %w", err)
 	}
@@ -187,7 +188,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 	p.Reconciler = &controllers.FirmwareRolloutReconciler{
 		Client:   mgr.GetClient(),
 		Registry: reg,
-		Firmware: newChecker(store, o.Firmware.MaxSize),
+		Firmware: newFirmwareChecker(store, o.Firmware.MaxSize),
 		Recorder: mgr.GetEventRecorder("stationfleet"),
 		Wake:     wake,
 		Options:  o.Rollout,
@@ -214,11 +215,4 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 		return nil, fmt.Errorf("set up the rollout controller: %w", err)
 	}
 	return p, nil
-}
-
-func newChecker(store firmware.Store, maxSize int64) *firmware.Checker {
-	if maxSize <= 0 {
-		return firmware.NewChecker(store)
-	}
-	return firmware.NewChecker(store, firmware.WithMaxSize(maxSize))
 }

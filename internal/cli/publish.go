@@ -23,6 +23,9 @@ import (
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/azblob"
+	"github.com/stationfleet/stationfleet/internal/firmware/local"
+	"github.com/stationfleet/stationfleet/internal/firmware/stores"
 	"github.com/stationfleet/stationfleet/internal/signing"
 )
 
@@ -46,26 +49,26 @@ type publishOptions struct {
 	deviceIDs, tags                    []string
 	steps, maxFailures                 string
 	publicKeySecret, stationKeyOut     string
-	store                              firmware.Options
+	store                              stores.Options
 }
 
 func (a *app) publishCommand() *cobra.Command {
-	o := &publishOptions{store: firmware.DefaultOptions()}
+	o := &publishOptions{store: stores.DefaultOptions()}
 	cmd := &cobra.Command{
 		Use:   "publish FILE --to URL --key KEY --package VERSION (--device-id ID... | --tag KEY=VALUE...)",
 		Short: "Upload and sign firmware; print a ready FirmwareRollout",
-		Long: `publish uploads FILE to Azure Blob Storage (azblob://CONTAINER/PATH, or an
-https:// blob URL) or a local firmware directory (file:///PATH), signs it with
-the private key, checks that the stored blob verifies, and prints (or writes
-with -o) a FirmwareRollout manifest with the blob's url, the signature, the
-key's keyChecksum and a selector from --device-id and --tag.
+		Long: `publish uploads FILE to firmware storage, signs it with the private key,
+checks that the stored blob verifies, and prints (or writes with -o) a
+FirmwareRollout manifest with the blob's url, the signature, the key's
+keyChecksum and a selector from --device-id and --tag.
 
+--to is ` + stores.Registry().Forms("") + `.
 A --to URL ending in "/" gets FILE's name appended. An existing blob is never
 replaced: a published firmware's signature is bound to its bytes, so publish a
 new version under a new name.
 
-Storage credentials come from files or the environment ($` + firmware.EnvAccountKey + `,
-$` + firmware.EnvSASToken + `, $` + firmware.EnvConnectionString + `), never from flag values.`,
+Storage credentials come from files or the environment ($` + azblob.EnvAccountKey + `,
+$` + azblob.EnvSASToken + `, $` + azblob.EnvConnectionString + `), never from flag values.`,
 		Example: `  ` + a.commandName() + ` publish station-2.0.7.bin --to azblob://firmware/station/2.0.7/ \
       --azblob-account mystorage --key keys/sig-0.private.pem --package 2.0.7 \
       --tag ring=canary --model linux -o rollout.yaml`,
@@ -79,7 +82,7 @@ $` + firmware.EnvSASToken + `, $` + firmware.EnvConnectionString + `), never fro
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.to, "to", "", "Where to upload: azblob://CONTAINER/PATH, https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH or file:///PATH (required).")
+	fs.StringVar(&o.to, "to", "", "Where to upload: "+stores.Registry().Forms("")+" (required).")
 	fs.StringVar(&o.keyFile, "key", "", "PEM private signing key, e.g. sig-0.private.pem (required).")
 	fs.StringVar(&o.pkg, "package", "", "The version the station reports once updated (its version.txt) (required).")
 	fs.StringVar(&o.name, "name", "", "The FirmwareRollout's name (default: fw-<package>).")
@@ -103,7 +106,7 @@ $` + firmware.EnvSASToken + `, $` + firmware.EnvConnectionString + `), never fro
 			f.Hidden = true // the manager's limit, not the CLI's
 		}
 		if f.Name == "firmware-dir" {
-			f.Usage = "Local firmware directory for file:// URLs (default: the --to file's directory)."
+			f.Usage = "Local firmware directory for " + local.SchemeFile + ":// URLs (default: the --to file's directory)."
 		}
 	})
 	return cmd
@@ -144,8 +147,8 @@ func (a *app) publish(ctx context.Context, file string, o *publishOptions, ns st
 	if err := fwv1.ValidateFirmwareURL(target); err != nil {
 		return fmt.Errorf("--to %s: %w", redactURL(target), oneLine(err))
 	}
-	if strings.HasPrefix(target, "file://") && o.store.Dir == "" {
-		u, err := firmware.ParseURL(target)
+	if strings.HasPrefix(target, local.SchemeFile+"://") && o.store.Dir == "" {
+		u, err := local.Backend.ParseURL(target)
 		if err != nil {
 			return fmt.Errorf("--to: %w", err)
 		}
@@ -157,7 +160,7 @@ func (a *app) publish(ctx context.Context, file string, o *publishOptions, ns st
 			return fmt.Errorf("create %s: %w", o.store.Dir, err)
 		}
 	}
-	store, err := firmware.NewStore(o.store)
+	store, err := stores.New(o.store)
 	if err != nil {
 		return fmt.Errorf("firmware storage: %w", err)
 	}

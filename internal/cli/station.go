@@ -16,6 +16,8 @@ import (
 
 	"github.com/stationfleet/stationfleet/internal/cups"
 	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/local"
+	"github.com/stationfleet/stationfleet/internal/firmware/stores"
 	"github.com/stationfleet/stationfleet/internal/iothub"
 	"github.com/stationfleet/stationfleet/internal/stationcreds"
 	"github.com/stationfleet/stationfleet/internal/twin"
@@ -27,15 +29,15 @@ type stationFlags struct {
 	hub         hubOptions
 	noRateLimit bool
 	credStore   string
-	store       firmware.Options
+	store       stores.Options
 }
 
 func (f *stationFlags) bind(fs *pflag.FlagSet) {
 	f.hub.bindFlagSet(fs)
 	fs.BoolVar(&f.noRateLimit, "iothub-no-rate-limit", false, "Turn the client's rate limits off (for the emulator only).")
-	fs.StringVar(&f.credStore, "credential-store", "", "Where credential blobs for CUPS rotation go, a prefix: azblob://CONTAINER/PATH/, https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH/ or file:///PATH/ (the manager must read it; keep it private: blobs hold the station's private key or token).")
+	fs.StringVar(&f.credStore, "credential-store", "", "Where credential blobs for CUPS rotation go, a prefix: "+stores.Registry().Forms("/")+" (the manager must read it; keep it private: blobs hold the station's private key or token).")
 	gofs := flag.NewFlagSet("store", flag.ContinueOnError)
-	f.store = firmware.DefaultOptions()
+	f.store = stores.DefaultOptions()
 	f.store.BindFlags(gofs)
 	fs.AddGoFlagSet(gofs)
 	fs.VisitAll(func(fl *pflag.Flag) {
@@ -43,7 +45,7 @@ func (f *stationFlags) bind(fs *pflag.FlagSet) {
 		case "firmware-max-size":
 			fl.Hidden = true
 		case "firmware-dir":
-			fl.Usage = "Local directory for file:// credential-store URLs (default: the --credential-store directory)."
+			fl.Usage = "Local directory for " + local.SchemeFile + ":// credential-store URLs (default: the --credential-store directory)."
 		}
 	})
 }
@@ -67,8 +69,8 @@ func (f *stationFlags) blobStore() (firmware.Store, func(), error) {
 		f.credStore += "/"
 	}
 	o := f.store
-	if strings.HasPrefix(f.credStore, "file://") && o.Dir == "" {
-		u, err := firmware.ParseURL(f.credStore + "x")
+	if strings.HasPrefix(f.credStore, local.SchemeFile+"://") && o.Dir == "" {
+		u, err := local.Backend.ParseURL(f.credStore + "x")
 		if err != nil {
 			return nil, nil, fmt.Errorf("--credential-store: %w", err)
 		}
@@ -80,7 +82,7 @@ func (f *stationFlags) blobStore() (firmware.Store, func(), error) {
 			return nil, nil, fmt.Errorf("create %s: %w", o.Dir, err)
 		}
 	}
-	s, err := firmware.NewStore(o)
+	s, err := stores.New(o)
 	if err != nil {
 		return nil, nil, fmt.Errorf("credential store: %w", err)
 	}
@@ -94,7 +96,7 @@ func (f *stationFlags) uploadCredential(ctx context.Context, store firmware.Stor
 	if _, err := store.Upload(ctx, u, strings.NewReader(string(c.Blob())), firmware.UploadOptions{}); err != nil {
 		return "", fmt.Errorf("store the credential blob at %s: %w", u, err)
 	}
-	if strings.HasPrefix(u, "file://") {
+	if strings.HasPrefix(u, local.SchemeFile+"://") {
 		if p, err := url.Parse(u); err == nil {
 			_ = os.Chmod(p.Path, 0o600)
 		}

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stationfleet/stationfleet/internal/cups"
-	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/stores"
 	"github.com/stationfleet/stationfleet/internal/iothub"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
 	"github.com/stationfleet/stationfleet/internal/signing"
@@ -65,7 +65,7 @@ func newEnrollWorld(t *testing.T) *enrollWorld {
 	credDir := filepath.Join(w.dir, "credentials")
 	g.Expect(os.MkdirAll(credDir, 0o700)).To(Succeed())
 	w.credStore = "file://" + credDir + "/"
-	blobs, err := firmware.NewStore(firmware.Options{Dir: credDir})
+	blobs, err := stores.New(stores.Options{Dir: credDir})
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = blobs.Close() })
 

@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/local"
 	"github.com/stationfleet/stationfleet/internal/testutil/azurite"
 )
 
@@ -27,17 +28,17 @@ type streamFixture struct {
 func newStreamFixtures(tb testing.TB) []streamFixture {
 	tb.Helper()
 	ctx := context.Background()
-	local, err := firmware.NewLocalStore(tb.TempDir())
+	dir, err := local.New(tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = local.Close() })
+	tb.Cleanup(func() { _ = dir.Close() })
 	a := azurite.Start(tb)
 	if err := a.CreateContainer(ctx, "firmware"); err != nil {
 		tb.Fatal(err)
 	}
 	fixtures := []streamFixture{
-		{name: "local", store: local, urls: map[int64]string{}},
+		{name: "local", store: dir, urls: map[int64]string{}},
 		{name: "azurite", store: newAzureStore(tb, a), urls: map[int64]string{}},
 	}
 	for _, f := range fixtures {

@@ -10,7 +10,6 @@ import (
 
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/stationfleet/stationfleet/controllers"
 	"github.com/stationfleet/stationfleet/internal/signing"
 )
 
@@ -44,6 +43,19 @@ const (
 	ReasonUnavailable  = "StorageUnavailable"
 )
 
+// Ref is the firmware a Checker checks: a rollout's spec.firmware with its
+// public key read from the Secret.
+type Ref struct {
+	// URL is the blob's location, in one of the registered schemes.
+	URL string
+	// Signature is base64 of the DER ECDSA signature.
+	Signature string
+	// KeyChecksum is the CRC32 of the verifying sig-N.key.
+	KeyChecksum uint32
+	// PublicKey is the 64-byte sig-N.key, or nil when none was given.
+	PublicKey []byte
+}
+
 // CheckError is a failed firmware check. Its message says what to fix;
 // Reason is a CamelCase word for conditions and events.
 type CheckError struct {
@@ -67,7 +79,8 @@ func (e *CheckError) Unwrap() error { return e.Err }
 // unavailable; the controller retries those instead of stalling.
 func (e *CheckError) Transient() bool { return e.Reason == ReasonUnavailable }
 
-// Checker checks a rollout's firmware before any twin is written.
+// Checker checks a rollout's firmware before any twin is written. The
+// controller's FirmwareChecker is adapted to it in internal/app.
 type Checker struct {
 	store   Store
 	maxSize int64
@@ -75,8 +88,6 @@ type Checker struct {
 	mu       sync.Mutex
 	verified map[verifiedKey]struct{}
 }
-
-var _ controllers.FirmwareChecker = (*Checker)(nil)
 
 // CheckerOption configures a Checker.
 type CheckerOption func(*Checker)
@@ -105,7 +116,7 @@ type verifiedKey struct {
 // checks that the key matches KeyChecksum and that the signature verifies
 // over the blob's content (SHA-512 streamed, ECDSA P-256), as the station
 // will. A version that verified once is remembered by ETag.
-func (c *Checker) Check(ctx context.Context, ref controllers.FirmwareRef) error {
+func (c *Checker) Check(ctx context.Context, ref Ref) error {
 	log := ctrllog.FromContext(ctx).WithValues("url", ref.URL)
 
 	var der []byte
@@ -158,7 +169,7 @@ func (c *Checker) Check(ctx context.Context, ref controllers.FirmwareRef) error 
 			"signature of firmware %s does not verify with the key whose CRC is %d: the blob changed or was signed with another key; re-sign this blob with that key or upload the blob that was signed",
 			ref.URL, ref.KeyChecksum)
 	}
-	if vr, ok := r.(versioned); ok && vr.ETag() == info.ETag {
+	if vr, ok := r.(Versioned); ok && vr.ETag() == info.ETag {
 		c.remember(key)
 	}
 	log.V(1).Info("firmware signature verified", "size", size, "keyChecksum", ref.KeyChecksum)
@@ -167,7 +178,7 @@ func (c *Checker) Check(ctx context.Context, ref controllers.FirmwareRef) error 
 
 // checkKey parses the public key and checks it against KeyChecksum and the
 // presence of a signature. It returns nil, nil when no key was given.
-func (c *Checker) checkKey(ref controllers.FirmwareRef, der []byte) (*ecdsa.PublicKey, error) {
+func (c *Checker) checkKey(ref Ref, der []byte) (*ecdsa.PublicKey, error) {
 	if ref.PublicKey == nil {
 		return nil, nil
 	}
@@ -191,7 +202,7 @@ func (c *Checker) checkKey(ref controllers.FirmwareRef, der []byte) (*ecdsa.Publ
 	return pub, nil
 }
 
-func (c *Checker) checkSize(ref controllers.FirmwareRef, size int64) error {
+func (c *Checker) checkSize(ref Ref, size int64) error {
 	switch {
 	case size == 0:
 		return c.fail(ref, ReasonEmpty, nil, "firmware %s is empty (0 bytes): upload the image again", ref.URL)
@@ -204,11 +215,11 @@ func (c *Checker) checkSize(ref controllers.FirmwareRef, size int64) error {
 
 // storeError turns a store error into a CheckError with an actionable
 // message.
-func (c *Checker) storeError(ref controllers.FirmwareRef, err error) error {
-	var k *kindError
+func (c *Checker) storeError(ref Ref, err error) error {
+	var k *KindError
 	detail := ""
 	if errors.As(err, &k) {
-		detail = k.detail
+		detail = k.Detail
 	}
 	switch {
 	case IsTransient(err):
@@ -226,7 +237,7 @@ func (c *Checker) storeError(ref controllers.FirmwareRef, err error) error {
 	}
 }
 
-func (c *Checker) fail(ref controllers.FirmwareRef, reason string, err error, format string, args ...any) *CheckError {
+func (c *Checker) fail(ref Ref, reason string, err error, format string, args ...any) *CheckError {
 	return &CheckError{URL: ref.URL, Reason: reason, Err: err, Message: fmt.Sprintf(format, args...)}
 }
 

@@ -10,10 +10,20 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/stationfleet/stationfleet/controllers"
 	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/azblob"
+	"github.com/stationfleet/stationfleet/internal/firmware/internal/fwtest"
+	"github.com/stationfleet/stationfleet/internal/firmware/local"
 	"github.com/stationfleet/stationfleet/internal/signing"
 	"github.com/stationfleet/stationfleet/internal/testutil/azurite"
+)
+
+const mib = fwtest.MiB
+
+var (
+	pseudoRandom      = fwtest.PseudoRandom
+	pseudoRandomBytes = fwtest.PseudoRandomBytes
+	newAzureStore     = fwtest.NewAzureStore
 )
 
 type keyPair struct {
@@ -60,17 +70,17 @@ func TestChecker(t *testing.T) {
 	if err := a.CreateContainer(ctx, "firmware"); err != nil {
 		t.Fatal(err)
 	}
-	local, err := firmware.NewLocalStore(t.TempDir())
+	dir, err := local.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = local.Close() })
+	t.Cleanup(func() { _ = dir.Close() })
 	stores := []struct {
 		name  string
 		store firmware.Store
 		base  string
 	}{
-		{name: "local", store: local, base: "file:"},
+		{name: "local", store: dir, base: "file:"},
 		{name: "azurite", store: newAzureStore(t, a), base: "azblob://firmware/"},
 	}
 
@@ -89,53 +99,53 @@ func TestChecker(t *testing.T) {
 
 		tests := []struct {
 			name      string
-			ref       controllers.FirmwareRef
+			ref       firmware.Ref
 			maxSize   int64
 			reason    string
 			message   string
 			transient bool
 		}{
 			{name: "good signature",
-				ref: controllers.FirmwareRef{URL: goodURL, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey}},
+				ref: firmware.Ref{URL: goodURL, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey}},
 			{name: "no key: only presence and size",
-				ref: controllers.FirmwareRef{URL: goodURL, Signature: goodSig, KeyChecksum: key.crc}},
+				ref: firmware.Ref{URL: goodURL, Signature: goodSig, KeyChecksum: key.crc}},
 			{name: "flipped byte in the blob",
-				ref:    controllers.FirmwareRef{URL: flippedURL, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey},
+				ref:    firmware.Ref{URL: flippedURL, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey},
 				reason: firmware.ReasonBadSignature,
 				message: fmt.Sprintf("signature of firmware %s does not verify with the key whose CRC is %d: the blob changed or was signed with another key",
 					flippedURL, key.crc)},
 			{name: "signed with another key",
-				ref:    controllers.FirmwareRef{URL: goodURL, Signature: otherSig, KeyChecksum: key.crc, PublicKey: key.sigKey},
+				ref:    firmware.Ref{URL: goodURL, Signature: otherSig, KeyChecksum: key.crc, PublicKey: key.sigKey},
 				reason: firmware.ReasonBadSignature,
 				message: fmt.Sprintf("signature of firmware %s does not verify with the key whose CRC is %d: the blob changed or was signed with another key",
 					goodURL, key.crc)},
 			{name: "key CRC mismatch",
-				ref:    controllers.FirmwareRef{URL: goodURL, Signature: goodSig, KeyChecksum: other.crc, PublicKey: key.sigKey},
+				ref:    firmware.Ref{URL: goodURL, Signature: goodSig, KeyChecksum: other.crc, PublicKey: key.sigKey},
 				reason: firmware.ReasonKeyMismatch,
 				message: fmt.Sprintf("fwKeyChecksum %d does not match the public key given for firmware %s, whose CRC is %d: they name different sig-N.key files",
 					other.crc, goodURL, key.crc)},
 			{name: "missing blob",
-				ref:     controllers.FirmwareRef{URL: missingURL, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey},
+				ref:     firmware.Ref{URL: missingURL, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey},
 				reason:  firmware.ReasonNotFound,
 				message: fmt.Sprintf("firmware %s not found", missingURL)},
 			{name: "unsigned with a key",
-				ref:     controllers.FirmwareRef{URL: goodURL, KeyChecksum: key.crc, PublicKey: key.sigKey},
+				ref:     firmware.Ref{URL: goodURL, KeyChecksum: key.crc, PublicKey: key.sigKey},
 				reason:  firmware.ReasonBadSignature,
 				message: "has no fwSignature but a public key was given: stations holding keys refuse unsigned updates"},
 			{name: "signature not base64",
-				ref:     controllers.FirmwareRef{URL: goodURL, Signature: "not base64!", KeyChecksum: key.crc, PublicKey: key.sigKey},
+				ref:     firmware.Ref{URL: goodURL, Signature: "not base64!", KeyChecksum: key.crc, PublicKey: key.sigKey},
 				reason:  firmware.ReasonBadSignature,
 				message: "is not valid base64"},
 			{name: "key not 64 bytes",
-				ref:     controllers.FirmwareRef{URL: goodURL, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey[:32]},
+				ref:     firmware.Ref{URL: goodURL, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey[:32]},
 				reason:  firmware.ReasonBadKey,
 				message: "is 32 bytes; a sig-N.key is exactly 64 bytes"},
 			{name: "over the size bound", maxSize: 1 * mib,
-				ref:     controllers.FirmwareRef{URL: goodURL},
+				ref:     firmware.Ref{URL: goodURL},
 				reason:  firmware.ReasonTooLarge,
 				message: fmt.Sprintf("firmware %s is %d bytes (3.0 MiB), over the limit of %d bytes (1.0 MiB, --firmware-max-size)", goodURL, 3*mib, mib)},
 			{name: "empty",
-				ref:     controllers.FirmwareRef{URL: emptyURL},
+				ref:     firmware.Ref{URL: emptyURL},
 				reason:  firmware.ReasonEmpty,
 				message: "is empty (0 bytes)"},
 		}
@@ -163,11 +173,11 @@ func TestChecker(t *testing.T) {
 
 	t.Run("outage is transient", func(t *testing.T) {
 		g := NewWithT(t)
-		down := newAzureStore(t, a, func(o *firmware.AzureOptions) {
+		down := newAzureStore(t, a, func(o *azblob.Options) {
 			o.Endpoint = "http://127.0.0.1:1/devstoreaccount1"
 			o.MaxRetries = -1
 		})
-		err := firmware.NewChecker(down).Check(ctx, controllers.FirmwareRef{URL: "azblob://firmware/good.bin"})
+		err := firmware.NewChecker(down).Check(ctx, firmware.Ref{URL: "azblob://firmware/good.bin"})
 		g.Expect(err).To(HaveOccurred())
 		g.Expect(err.Error()).To(ContainSubstring("cannot be read now (will retry)"))
 		g.Expect(firmware.IsTransient(err)).To(BeTrue())
@@ -175,16 +185,16 @@ func TestChecker(t *testing.T) {
 
 	t.Run("a verified version is not downloaded again; a new version is", func(t *testing.T) {
 		g := NewWithT(t)
-		counting := &countingStore{Store: local}
+		counting := &countingStore{Store: dir}
 		c := firmware.NewChecker(counting)
 		url := "file:cached.bin"
-		_, err := local.Upload(ctx, url, bytes.NewReader(good), firmware.UploadOptions{})
+		_, err := dir.Upload(ctx, url, bytes.NewReader(good), firmware.UploadOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
-		ref := controllers.FirmwareRef{URL: url, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey}
+		ref := firmware.Ref{URL: url, Signature: goodSig, KeyChecksum: key.crc, PublicKey: key.sigKey}
 		g.Expect(c.Check(ctx, ref)).To(Succeed())
 		g.Expect(c.Check(ctx, ref)).To(Succeed())
 		g.Expect(counting.opens).To(Equal(1))
-		_, err = local.Upload(ctx, url, bytes.NewReader(flipped), firmware.UploadOptions{Overwrite: true})
+		_, err = dir.Upload(ctx, url, bytes.NewReader(flipped), firmware.UploadOptions{Overwrite: true})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(c.Check(ctx, ref)).To(MatchError(ContainSubstring("does not verify")))
 		g.Expect(counting.opens).To(Equal(2))

@@ -6,45 +6,68 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// Router is a Store that hands each URL to the store for its scheme:
-// azblob, https and http to Azure, file to the local directory.
+// Router is a Store that hands each URL to the store of the backend its
+// scheme is registered to.
 type Router struct {
-	azure Store
-	local Store
+	reg *Registry
+	// stores maps each scheme of a configured backend to its store.
+	stores map[string]Store
+	// mounted are the configured stores, once each, in registration order.
+	mounted []Store
 }
 
 var _ Store = (*Router)(nil)
 
-// NewRouter returns a Router over the given stores; either may be nil when
-// that kind of storage is not configured, and URLs for it are refused with
-// an error saying what to configure.
-func NewRouter(azure, local Store) *Router {
-	return &Router{azure: azure, local: local}
+// Mount pairs a registered backend with its configured store.
+type Mount struct {
+	// Backend is the backend, as registered.
+	Backend *Backend
+	// Store serves the backend's schemes.
+	Store Store
 }
+
+// NewRouter returns a Router over reg's schemes, served by the mounted
+// stores. A backend without a mount is not configured: URLs of its schemes
+// are refused with an error saying how to configure it (Backend.Enable).
+func NewRouter(reg *Registry, mounts ...Mount) (*Router, error) {
+	r := &Router{reg: reg, stores: map[string]Store{}}
+	for _, m := range mounts {
+		if m.Store == nil || !slices.Contains(reg.backends, m.Backend) {
+			return nil, fmt.Errorf("firmware router: backend %q is not registered or has no store", m.Backend.Name)
+		}
+		for _, s := range m.Backend.Schemes {
+			if _, dup := r.stores[s.Name]; dup {
+				return nil, fmt.Errorf("firmware router: backend %q mounted twice", m.Backend.Name)
+			}
+			r.stores[s.Name] = m.Store
+		}
+		r.mounted = append(r.mounted, m.Store)
+	}
+	return r, nil
+}
+
+// Registry returns the registry the router routes by.
+func (r *Router) Registry() *Registry { return r.reg }
 
 func (r *Router) pick(op, raw string) (Store, error) {
 	scheme, _, ok := strings.Cut(raw, ":")
 	if !ok {
-		return nil, &Error{Op: op, URL: raw, Err: fmt.Errorf("%w: no scheme; want azblob://, https:// or file://", ErrInvalidURL)}
+		scheme = ""
 	}
-	switch strings.ToLower(scheme) {
-	case SchemeAzblob, SchemeHTTPS, SchemeHTTP:
-		if r.azure == nil {
-			return nil, &Error{Op: op, URL: raw, Err: fmt.Errorf("%w: Azure Blob storage is not configured (set --azblob-account or --azblob-endpoint)", ErrInvalidURL)}
-		}
-		return r.azure, nil
-	case SchemeFile:
-		if r.local == nil {
-			return nil, &Error{Op: op, URL: raw, Err: fmt.Errorf("%w: no local firmware directory is configured (set --firmware-dir)", ErrInvalidURL)}
-		}
-		return r.local, nil
-	default:
-		return nil, &Error{Op: op, URL: raw, Err: fmt.Errorf("%w: unsupported scheme %q; want azblob://, https:// or file://", ErrInvalidURL, scheme)}
+	b, err := r.reg.backendFor(strings.ToLower(scheme))
+	if err != nil {
+		return nil, &Error{Op: op, URL: raw, Err: fmt.Errorf("%w: %w", ErrInvalidURL, err)}
 	}
+	s, ok := r.stores[strings.ToLower(scheme)]
+	if !ok {
+		return nil, &Error{Op: op, URL: raw, Err: fmt.Errorf("%w: %s is not configured (%s)", ErrInvalidURL, b.Name, b.Enable)}
+	}
+	return s, nil
 }
 
 // Open opens the blob in the store for its scheme.
@@ -83,60 +106,21 @@ func (r *Router) Upload(ctx context.Context, url string, rd io.Reader, opts Uplo
 	return s.Upload(ctx, url, rd, opts)
 }
 
-// Close releases the local store's directory, if any.
+// Close releases the stores that hold resources (the local store's
+// directory).
 func (r *Router) Close() error {
-	if c, ok := r.local.(io.Closer); ok && c != nil {
-		return c.Close()
-	}
-	return nil
-}
-
-// Options configure the stores and the checker of a program (manager, CLI).
-type Options struct {
-	// Azure configures Azure Blob storage; it is used when Configured.
-	Azure AzureOptions
-	// Dir is the local firmware directory for file:// URLs; empty disables
-	// them.
-	Dir string
-	// MaxSize is the largest firmware the Checker accepts, in bytes.
-	MaxSize int64
-}
-
-// DefaultOptions returns Options with defaults filled in.
-func DefaultOptions() Options {
-	return Options{Azure: DefaultAzureOptions(), MaxSize: DefaultMaxSize}
-}
-
-// BindFlags registers all options on fs.
-func (o *Options) BindFlags(fs *flag.FlagSet) {
-	o.Azure.BindFlags(fs)
-	fs.StringVar(&o.Dir, "firmware-dir", o.Dir, "Local directory served for file:// firmware and credential URLs; empty disables file:// URLs.")
-	fs.Var(sizeValue{&o.MaxSize}, "firmware-max-size", "Largest firmware a rollout may use, in bytes or with a Ki/Mi/Gi suffix.")
-}
-
-// NewStore builds the Router for the options: Azure when configured, the
-// local directory when set.
-func NewStore(o Options) (*Router, error) {
-	var azure, local Store
-	if o.Azure.Configured() {
-		s, err := NewAzureStore(o.Azure)
-		if err != nil {
-			return nil, err
+	var errs []error
+	for _, s := range r.mounted {
+		if c, ok := s.(io.Closer); ok {
+			errs = append(errs, c.Close())
 		}
-		azure = s
 	}
-	if o.Dir != "" {
-		s, err := NewLocalStore(o.Dir)
-		if err != nil {
-			return nil, err
-		}
-		local = s
-	}
-	if azure == nil && local == nil {
-		return nil, errors.New("no firmware storage configured: set --azblob-account/--azblob-endpoint or --firmware-dir")
-	}
-	return NewRouter(azure, local), nil
+	return errors.Join(errs...)
 }
+
+// SizeFlag returns a flag.Value for a byte size (67108864, 64Mi, 1Gi) stored
+// in p; see ParseSize.
+func SizeFlag(p *int64) flag.Value { return sizeValue{p} }
 
 // sizeValue is a flag.Value for byte sizes: 67108864, 64Mi, 1Gi.
 type sizeValue struct{ p *int64 }

@@ -1,8 +1,16 @@
 // Package firmware reads and writes firmware images and station credential
-// blobs: Azure Blob Storage in production (azblob:// and https:// URLs) and a
-// local directory in the embedded default (file:// URLs). The CUPS server
-// streams blobs from a Store; the rollout controller checks a rollout's
-// firmware with a Checker before it writes any twin.
+// blobs. It holds what every storage backend shares: the Store interface,
+// its errors, the checks every blob URL gets, the Backend registry keyed by
+// URL scheme and the Router that hands each URL to the store for its
+// scheme. The backends live in their own packages (internal/firmware/azblob:
+// Azure Blob Storage; internal/firmware/local: a local directory), and
+// internal/firmware/stores lists them and builds the Router from the
+// configuration. The CUPS server streams blobs from a Store; the rollout
+// controller checks a rollout's firmware with a Checker before it writes any
+// twin.
+//
+// The package does not know its consumers: the controller's FirmwareChecker
+// is adapted to Checker in internal/app.
 //
 // Every blob is streamed: memory does not grow with its size. Open returns the
 // exact size before the first byte, and a stream whose blob changes or breaks
@@ -15,9 +23,8 @@ import (
 	"time"
 )
 
-// Store is where firmware and credential blobs live. URLs are azblob://,
-// https:// (or the configured endpoint's http://) and file:// URLs; see
-// ParseURL.
+// Store is where firmware and credential blobs live. Each backend serves the
+// URL schemes its Backend lists; see Registry.
 type Store interface {
 	// Open opens a blob for streaming and returns its exact size before the
 	// first byte is read. Read returns an error, never short or extra data,
@@ -54,37 +61,45 @@ type UploadOptions struct {
 	Overwrite bool
 }
 
-// versioned is implemented by the readers Open returns: the version (ETag)
-// whose bytes the reader delivers, so a Checker can remember what it
-// verified.
-type versioned interface {
+// Versioned is implemented by the readers a backend's Open returns: the
+// version (ETag) whose bytes the reader delivers, so a Checker can remember
+// what it verified.
+type Versioned interface {
 	ETag() string
 }
 
-// countingReader enforces that exactly size bytes are delivered: a short
-// stream ends with an error instead of io.EOF, a long one with an error
-// instead of the extra bytes.
-type countingReader struct {
-	r    io.Reader
-	size int64
-	n    int64
-	// describe builds the error for a stream that ran short or long.
-	describe func(got int64, long bool) error
+// ExactReader enforces that exactly Size bytes are delivered: a short stream
+// ends with an error instead of io.EOF, a long one with an error instead of
+// the extra bytes. Backends wrap their streams in it.
+type ExactReader struct {
+	// R is the stream.
+	R io.Reader
+	// Size is the number of bytes announced.
+	Size int64
+	// Describe builds the error for a stream that ran short (got < Size)
+	// or long.
+	Describe func(got int64, long bool) error
+	n        int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	if c.n >= c.size {
+// Delivered returns the number of bytes read so far.
+func (c *ExactReader) Delivered() int64 { return c.n }
+
+// Read reads from R, never past Size, and turns a short or long stream into
+// Describe's error.
+func (c *ExactReader) Read(p []byte) (int, error) {
+	if c.n >= c.Size {
 		// Everything promised was delivered; anything further is an error.
 		var one [1]byte
-		n, err := c.r.Read(one[:])
+		n, err := c.R.Read(one[:])
 		if n > 0 {
-			return 0, c.describe(c.n+int64(n), true)
+			return 0, c.Describe(c.n+int64(n), true)
 		}
 		if err == nil {
 			// A reader may return (0, nil); ask again once.
-			n, err = c.r.Read(one[:])
+			n, err = c.R.Read(one[:])
 			if n > 0 {
-				return 0, c.describe(c.n+int64(n), true)
+				return 0, c.Describe(c.n+int64(n), true)
 			}
 			if err == nil {
 				return 0, io.EOF
@@ -95,14 +110,14 @@ func (c *countingReader) Read(p []byte) (int, error) {
 		}
 		return 0, err
 	}
-	if rest := c.size - c.n; int64(len(p)) > rest {
+	if rest := c.Size - c.n; int64(len(p)) > rest {
 		p = p[:rest]
 	}
-	n, err := c.r.Read(p)
+	n, err := c.R.Read(p)
 	c.n += int64(n)
 	if err == io.EOF {
-		if c.n < c.size {
-			return n, c.describe(c.n, false)
+		if c.n < c.Size {
+			return n, c.Describe(c.n, false)
 		}
 		// Defer EOF to the next call so the final check above runs.
 		return n, nil

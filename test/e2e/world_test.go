@@ -20,6 +20,7 @@ import (
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/embedded"
 	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/azblob"
 	"github.com/stationfleet/stationfleet/internal/iothub"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
 	"github.com/stationfleet/stationfleet/internal/stationsim"
@@ -161,9 +162,9 @@ func (w *world) publish(dir, version string) embedded.Firmware {
 	g := NewWithT(w.t)
 	fw, err := w.signer.Publish(dir, version, 0)
 	g.Expect(err).NotTo(HaveOccurred())
-	opts := firmware.DefaultAzureOptions()
-	opts.Account, opts.Endpoint, opts.AccountKey, opts.Auth = azurite.Account, w.blob.Endpoint, azurite.AccountKey, firmware.AuthSharedKey
-	store, err := firmware.NewAzureStore(opts)
+	opts := azblob.DefaultOptions()
+	opts.Account, opts.Endpoint, opts.AccountKey, opts.Auth = azurite.Account, w.blob.Endpoint, azurite.AccountKey, azblob.AuthSharedKey
+	store, err := azblob.New(opts)
 	g.Expect(err).NotTo(HaveOccurred())
 	f, err := os.Open(fw.Path)
 	g.Expect(err).NotTo(HaveOccurred())

@@ -1,4 +1,8 @@
-package firmware
+// Package local is the firmware store on a local directory, for file://
+// URLs: the embedded default's firmware, and credential blobs the CLI writes
+// for a manager on the same machine. Every access goes through an os.Root,
+// so no URL reaches a file outside the directory.
+package local
 
 import (
 	"context"
@@ -15,16 +19,18 @@ import (
 	"syscall"
 
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stationfleet/stationfleet/internal/firmware"
 )
 
 // uploadTempPrefix names Upload's temporary files; List skips them.
 const uploadTempPrefix = ".upload-"
 
-// LocalStore is a Store on a local directory, for file:// URLs. Every access
+// Store is a firmware.Store on a local directory, for file:// URLs. Every access
 // goes through an os.Root, so neither ".." nor a symlink can reach outside
 // the directory; URLs with ".." segments, or absolute paths outside it, are
 // refused before that with a clear error.
-type LocalStore struct {
+type Store struct {
 	// dir is the directory as configured (absolute, clean); resolved is
 	// the same after following symlinks. Absolute file URLs may use either.
 	dir      string
@@ -32,10 +38,10 @@ type LocalStore struct {
 	root     *os.Root
 }
 
-var _ Store = (*LocalStore)(nil)
+var _ firmware.Store = (*Store)(nil)
 
-// NewLocalStore opens dir as the store's root. Close releases it.
-func NewLocalStore(dir string) (*LocalStore, error) {
+// New opens dir as the store's root. Close releases it.
+func New(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("local firmware directory %q: %w", dir, err)
@@ -48,26 +54,26 @@ func NewLocalStore(dir string) (*LocalStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local firmware directory %q: %w", dir, err)
 	}
-	return &LocalStore{dir: abs, resolved: resolved, root: root}, nil
+	return &Store{dir: abs, resolved: resolved, root: root}, nil
 }
 
 // Dir returns the store's root directory.
-func (s *LocalStore) Dir() string { return s.dir }
+func (s *Store) Dir() string { return s.dir }
 
 // URL returns the file:// URL of a path relative to the store's root.
-func (s *LocalStore) URL(rel string) string {
+func (s *Store) URL(rel string) string {
 	return (&fileURL{abs: true}).format(s, filepath.ToSlash(rel))
 }
 
 // Close releases the root directory.
-func (s *LocalStore) Close() error { return s.root.Close() }
+func (s *Store) Close() error { return s.root.Close() }
 
 // fileURL remembers the form a URL was given in, to answer List in kind.
 type fileURL struct {
 	abs bool
 }
 
-func (f *fileURL) format(s *LocalStore, rel string) string {
+func (f *fileURL) format(s *Store, rel string) string {
 	if f.abs {
 		return "file://" + filepath.ToSlash(filepath.Join(s.dir, rel))
 	}
@@ -75,19 +81,16 @@ func (f *fileURL) format(s *LocalStore, rel string) string {
 }
 
 // rel maps a parsed file URL to a path relative to the root.
-func (s *LocalStore) rel(raw string, prefix bool) (string, *fileURL, error) {
-	var u BlobURL
+func (s *Store) rel(raw string, prefix bool) (string, *fileURL, error) {
+	var u firmware.BlobURL
 	var err error
 	if prefix {
-		u, err = ParsePrefix(raw)
+		u, err = Backend.ParsePrefix(raw)
 	} else {
-		u, err = ParseURL(raw)
+		u, err = Backend.ParseURL(raw)
 	}
 	if err != nil {
 		return "", nil, err
-	}
-	if u.Scheme != SchemeFile {
-		return "", nil, fmt.Errorf("%w %q: the local store serves file:// URLs", ErrInvalidURL, raw)
 	}
 	if !strings.HasPrefix(u.Path, "/") {
 		return u.Path, &fileURL{}, nil
@@ -104,36 +107,36 @@ func (s *LocalStore) rel(raw string, prefix bool) (string, *fileURL, error) {
 			return filepath.ToSlash(rest), &fileURL{abs: true}, nil
 		}
 	}
-	return "", nil, fmt.Errorf("%w: %s is outside the firmware directory %s", ErrOutsideRoot, u.Path, s.dir)
+	return "", nil, fmt.Errorf("%w: %s is outside the firmware directory %s", firmware.ErrOutsideRoot, u.Path, s.dir)
 }
 
 // checkInside follows symlinks the way the kernel will and refuses a target
 // outside the root, so the error says why; the os.Root open that follows
 // enforces the same even if the link changes in between.
-func (s *LocalStore) checkInside(rel string) error {
+func (s *Store) checkInside(rel string) error {
 	real, err := filepath.EvalSymlinks(filepath.Join(s.resolved, filepath.FromSlash(rel)))
 	if err != nil {
 		return nil // a missing file is reported by the open itself
 	}
 	if real != s.resolved && !strings.HasPrefix(real, s.resolved+string(filepath.Separator)) {
-		return fmt.Errorf("%w: %s is a symlink to %s, outside the firmware directory %s", ErrOutsideRoot, rel, real, s.dir)
+		return fmt.Errorf("%w: %s is a symlink to %s, outside the firmware directory %s", firmware.ErrOutsideRoot, rel, real, s.dir)
 	}
 	return nil
 }
 
-func (s *LocalStore) fail(op, raw string, err error) *Error {
-	e := &Error{Op: op, URL: raw}
+func (s *Store) fail(op, raw string, err error) *firmware.Error {
+	e := &firmware.Error{Op: op, URL: raw}
 	var pe *fs.PathError
 	switch {
-	case errors.Is(err, ErrInvalidURL), errors.Is(err, ErrOutsideRoot), errors.Is(err, ErrNotFound), errors.Is(err, ErrExists), errors.Is(err, ErrChanged):
+	case errors.Is(err, firmware.ErrInvalidURL), errors.Is(err, firmware.ErrOutsideRoot), errors.Is(err, firmware.ErrNotFound), errors.Is(err, firmware.ErrExists), errors.Is(err, firmware.ErrChanged):
 		e.Err = err
 	case errors.Is(err, fs.ErrNotExist):
-		e.Err = kind(ErrNotFound, fmt.Sprintf("no such file in %s", s.dir), nil)
+		e.Err = firmware.Kind(firmware.ErrNotFound, fmt.Sprintf("no such file in %s", s.dir), nil)
 	case errors.Is(err, fs.ErrPermission):
-		e.Err = kind(ErrAccessDenied, fmt.Sprintf("permission denied in %s", s.dir), nil)
+		e.Err = firmware.Kind(firmware.ErrAccessDenied, fmt.Sprintf("permission denied in %s", s.dir), nil)
 	case errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "escapes"):
 		// os.Root's refusal of a path or symlink that leaves the root.
-		e.Err = kind(ErrOutsideRoot, pe.Path, nil)
+		e.Err = firmware.Kind(firmware.ErrOutsideRoot, pe.Path, nil)
 	default:
 		e.Err = err
 	}
@@ -145,7 +148,7 @@ func (s *LocalStore) fail(op, raw string, err error) *Error {
 // The reader fails if the file's size or modification time changes while it
 // is read (replace firmware by renaming a new file over it: readers of the
 // old one then finish undisturbed).
-func (s *LocalStore) Open(ctx context.Context, raw string) (io.ReadCloser, int64, error) {
+func (s *Store) Open(ctx context.Context, raw string) (io.ReadCloser, int64, error) {
 	rel, _, err := s.rel(raw, false)
 	if err != nil {
 		return nil, 0, s.fail("open", raw, err)
@@ -164,25 +167,25 @@ func (s *LocalStore) Open(ctx context.Context, raw string) (io.ReadCloser, int64
 	}
 	if !fi.Mode().IsRegular() {
 		_ = f.Close()
-		return nil, 0, s.fail("open", raw, kind(ErrNotFound, fmt.Sprintf("%s is a %s, not a regular file", rel, fi.Mode().Type()), nil))
+		return nil, 0, s.fail("open", raw, firmware.Kind(firmware.ErrNotFound, fmt.Sprintf("%s is a %s, not a regular file", rel, fi.Mode().Type()), nil))
 	}
 	r := &localReader{f: f, start: fi, etag: fileETag(fi)}
-	r.cr = countingReader{r: f, size: fi.Size(), describe: func(got int64, long bool) error {
+	r.cr = firmware.ExactReader{R: f, Size: fi.Size(), Describe: func(got int64, long bool) error {
 		what := "shrank"
 		if long {
 			what = "grew"
 		}
-		return &Error{Op: "read", URL: raw, transient: true,
-			Err: kind(ErrChanged, fmt.Sprintf("file %s while being read: %d bytes against %d at open", what, got, fi.Size()), nil)}
+		return &firmware.Error{Op: "read", URL: raw, Outage: true,
+			Err: firmware.Kind(firmware.ErrChanged, fmt.Sprintf("file %s while being read: %d bytes against %d at open", what, got, fi.Size()), nil)}
 	}}
 	r.raw = raw
 	return r, fi.Size(), nil
 }
 
-// localReader is the stream LocalStore.Open returns.
+// localReader is the stream Store.Open returns.
 type localReader struct {
 	f     *os.File
-	cr    countingReader
+	cr    firmware.ExactReader
 	start fs.FileInfo
 	etag  string
 	raw   string
@@ -194,8 +197,8 @@ func (r *localReader) Read(p []byte) (int, error) {
 		// Same length is not the same content: a rewrite in place shows
 		// in the modification time.
 		if fi, serr := r.f.Stat(); serr == nil && fileETag(fi) != r.etag {
-			return n, &Error{Op: "read", URL: r.raw, transient: true,
-				Err: kind(ErrChanged, "file modified while being read", nil)}
+			return n, &firmware.Error{Op: "read", URL: r.raw, Outage: true,
+				Err: firmware.Kind(firmware.ErrChanged, "file modified while being read", nil)}
 		}
 	}
 	return n, err
@@ -214,27 +217,27 @@ func fileETag(fi fs.FileInfo) string {
 }
 
 // Stat reports the file's size and version.
-func (s *LocalStore) Stat(ctx context.Context, raw string) (Info, error) {
+func (s *Store) Stat(ctx context.Context, raw string) (firmware.Info, error) {
 	rel, _, err := s.rel(raw, false)
 	if err != nil {
-		return Info{}, s.fail("stat", raw, err)
+		return firmware.Info{}, s.fail("stat", raw, err)
 	}
 	if err := s.checkInside(rel); err != nil {
-		return Info{}, s.fail("stat", raw, err)
+		return firmware.Info{}, s.fail("stat", raw, err)
 	}
 	fi, err := s.root.Stat(rel)
 	if err != nil {
-		return Info{}, s.fail("stat", raw, err)
+		return firmware.Info{}, s.fail("stat", raw, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return Info{}, s.fail("stat", raw, kind(ErrNotFound, fmt.Sprintf("%s is a %s, not a regular file", rel, fi.Mode().Type()), nil))
+		return firmware.Info{}, s.fail("stat", raw, firmware.Kind(firmware.ErrNotFound, fmt.Sprintf("%s is a %s, not a regular file", rel, fi.Mode().Type()), nil))
 	}
-	return Info{URL: raw, Size: fi.Size(), ETag: fileETag(fi), LastModified: fi.ModTime()}, nil
+	return firmware.Info{URL: raw, Size: fi.Size(), ETag: fileETag(fi), LastModified: fi.ModTime()}, nil
 }
 
 // List walks the directory that holds the prefix and returns the regular
 // files whose path starts with it. Symlinks are not followed.
-func (s *LocalStore) List(ctx context.Context, prefix string) ([]Info, error) {
+func (s *Store) List(ctx context.Context, prefix string) ([]firmware.Info, error) {
 	rel, form, err := s.rel(prefix, true)
 	if err != nil {
 		return nil, s.fail("list", prefix, err)
@@ -243,7 +246,7 @@ func (s *LocalStore) List(ctx context.Context, prefix string) ([]Info, error) {
 	if i := strings.LastIndex(rel, "/"); i >= 0 {
 		start = rel[:i]
 	}
-	var out []Info
+	var out []firmware.Info
 	err = fs.WalkDir(s.root.FS(), start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p == start {
@@ -261,7 +264,7 @@ func (s *LocalStore) List(ctx context.Context, prefix string) ([]Info, error) {
 		if err != nil {
 			return nil // removed meanwhile
 		}
-		out = append(out, Info{URL: form.format(s, p), Size: fi.Size(), ETag: fileETag(fi), LastModified: fi.ModTime()})
+		out = append(out, firmware.Info{URL: form.format(s, p), Size: fi.Size(), ETag: fileETag(fi), LastModified: fi.ModTime()})
 		return nil
 	})
 	if err != nil {
@@ -273,18 +276,18 @@ func (s *LocalStore) List(ctx context.Context, prefix string) ([]Info, error) {
 // Upload writes r to a temporary file next to the target and moves it into
 // place atomically, so readers see the old file or the whole new one. Without
 // Overwrite the move is a hard link, which fails if the target exists.
-func (s *LocalStore) Upload(ctx context.Context, raw string, r io.Reader, opts UploadOptions) (Info, error) {
+func (s *Store) Upload(ctx context.Context, raw string, r io.Reader, opts firmware.UploadOptions) (firmware.Info, error) {
 	rel, _, err := s.rel(raw, false)
 	if err != nil {
-		return Info{}, s.fail("upload", raw, err)
+		return firmware.Info{}, s.fail("upload", raw, err)
 	}
 	dir := path.Dir(rel)
 	if dir != "." {
 		if err := s.checkInside(dir); err != nil {
-			return Info{}, s.fail("upload", raw, err)
+			return firmware.Info{}, s.fail("upload", raw, err)
 		}
 		if err := s.root.MkdirAll(dir, 0o755); err != nil {
-			return Info{}, s.fail("upload", raw, err)
+			return firmware.Info{}, s.fail("upload", raw, err)
 		}
 	}
 	var rnd [8]byte
@@ -292,7 +295,7 @@ func (s *LocalStore) Upload(ctx context.Context, raw string, r io.Reader, opts U
 	tmp := path.Join(dir, uploadTempPrefix+hex.EncodeToString(rnd[:]))
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return Info{}, s.fail("upload", raw, err)
+		return firmware.Info{}, s.fail("upload", raw, err)
 	}
 	defer func() { _ = s.root.Remove(tmp) }()
 	_, err = io.Copy(f, r)
@@ -303,18 +306,18 @@ func (s *LocalStore) Upload(ctx context.Context, raw string, r io.Reader, opts U
 		err = cerr
 	}
 	if err != nil {
-		return Info{}, s.fail("upload", raw, fmt.Errorf("write %s: %w", tmp, err))
+		return firmware.Info{}, s.fail("upload", raw, fmt.Errorf("write %s: %w", tmp, err))
 	}
 	if opts.Overwrite {
 		err = s.root.Rename(tmp, rel)
 	} else {
 		err = s.root.Link(tmp, rel)
 		if errors.Is(err, fs.ErrExist) {
-			err = kind(ErrExists, "pass overwrite to replace it", nil)
+			err = firmware.Kind(firmware.ErrExists, "pass overwrite to replace it", nil)
 		}
 	}
 	if err != nil {
-		return Info{}, s.fail("upload", raw, err)
+		return firmware.Info{}, s.fail("upload", raw, err)
 	}
 	ctrllog.FromContext(ctx).V(1).Info("stored firmware file", "url", raw)
 	return s.Stat(ctx, raw)

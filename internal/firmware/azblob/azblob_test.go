@@ -1,4 +1,4 @@
-package firmware_test
+package azblob_test
 
 import (
 	"context"
@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	sdkblob "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 	. "github.com/onsi/gomega"
 
 	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/azblob"
 	"github.com/stationfleet/stationfleet/internal/testutil/azurite"
 )
 
@@ -90,10 +91,10 @@ func TestAzureErrors(t *testing.T) {
 	if _, err := good.Upload(ctx, "azblob://firmware/fw.bin", strings.NewReader("firmware"), firmware.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	wrongKey := newAzureStore(t, a, func(o *firmware.AzureOptions) {
+	wrongKey := newAzureStore(t, a, func(o *azblob.Options) {
 		o.AccountKey = "d3Jvbmcga2V5IHdyb25nIGtleSB3cm9uZyBrZXkgd3Jvbmcga2V5IHdyb25nIGtleQ=="
 	})
-	down := newAzureStore(t, a, func(o *firmware.AzureOptions) {
+	down := newAzureStore(t, a, func(o *azblob.Options) {
 		o.Endpoint = "http://127.0.0.1:1/devstoreaccount1" // nothing listens on port 1
 		o.MaxRetries = -1
 	})
@@ -160,7 +161,7 @@ func TestAzureAuthModes(t *testing.T) {
 	_, err := newAzureStore(t, a).Upload(ctx, "azblob://firmware/fw.bin", strings.NewReader("firmware"), firmware.UploadOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
 
-	cred, err := azblob.NewSharedKeyCredential(azurite.Account, azurite.AccountKey)
+	cred, err := sdkblob.NewSharedKeyCredential(azurite.Account, azurite.AccountKey)
 	g.Expect(err).NotTo(HaveOccurred())
 	perms := sas.AccountPermissions{Read: true, List: true}
 	types := sas.AccountResourceTypes{Container: true, Object: true}
@@ -177,18 +178,18 @@ func TestAzureAuthModes(t *testing.T) {
 
 	tests := []struct {
 		name string
-		opts firmware.AzureOptions
+		opts azblob.Options
 		auth string
 	}{
-		{name: "sas from file", auth: firmware.AuthSAS, opts: firmware.AzureOptions{
-			Account: azurite.Account, Endpoint: a.Endpoint, Auth: firmware.AuthSAS, SASTokenFile: sasFile}},
-		{name: "auto with a connection string file", auth: firmware.AuthSharedKey, opts: firmware.AzureOptions{
-			Auth: firmware.AuthAuto, ConnectionStringFile: connFile}},
+		{name: "sas from file", auth: azblob.AuthSAS, opts: azblob.Options{
+			Account: azurite.Account, Endpoint: a.Endpoint, Auth: azblob.AuthSAS, SASTokenFile: sasFile}},
+		{name: "auto with a connection string file", auth: azblob.AuthSharedKey, opts: azblob.Options{
+			Auth: azblob.AuthAuto, ConnectionStringFile: connFile}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			s, err := firmware.NewAzureStore(tt.opts)
+			s, err := azblob.New(tt.opts)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(s.Auth()).To(Equal(tt.auth))
 			r, n, err := s.Open(ctx, "azblob://firmware/fw.bin")
@@ -204,7 +205,7 @@ func TestAzureAuthModes(t *testing.T) {
 	}
 	t.Run("read-only SAS cannot upload", func(t *testing.T) {
 		g := NewWithT(t)
-		s, err := firmware.NewAzureStore(tests[0].opts)
+		s, err := azblob.New(tests[0].opts)
 		g.Expect(err).NotTo(HaveOccurred())
 		_, err = s.Upload(ctx, "azblob://firmware/new.bin", strings.NewReader("x"), firmware.UploadOptions{})
 		g.Expect(err).To(MatchError(firmware.ErrAccessDenied))
@@ -250,7 +251,7 @@ func TestAzureStreamConsistency(t *testing.T) {
 			g := NewWithT(t)
 			upload(t, 1, size)
 			proxy := startCutProxy(t, fmt.Sprintf("127.0.0.1:%d", a.Port))
-			s := newAzureStore(t, a, func(o *firmware.AzureOptions) {
+			s := newAzureStore(t, a, func(o *azblob.Options) {
 				o.Endpoint = "http://" + proxy.Addr() + "/" + azurite.Account
 			})
 			r, n, err := s.Open(ctx, "http://"+proxy.Addr()+"/"+azurite.Account+"/firmware/fw.bin")

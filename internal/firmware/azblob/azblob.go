@@ -1,4 +1,10 @@
-package firmware
+// Package azblob is the firmware store on Azure Blob Storage: azblob://
+// URLs in the configured storage account, https:// blob URLs, and http://
+// URLs under a configured http:// endpoint (the Azurite emulator). It
+// authenticates with a shared key, a SAS token, a connection string or Azure
+// AD, streams every blob with its exact size known before the first byte,
+// and resumes a broken download only on the same blob version.
+package azblob
 
 import (
 	"context"
@@ -20,9 +26,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stationfleet/stationfleet/internal/firmware"
 )
 
-// Authentication modes for AzureOptions.Auth.
+// Authentication modes for Options.Auth.
 const (
 	// AuthAuto picks, in order: a connection string, a shared key, a SAS
 	// token, else Azure AD.
@@ -45,7 +53,7 @@ const (
 	EnvConnectionString = "AZURE_STORAGE_CONNECTION_STRING"
 )
 
-// Defaults of AzureOptions. The retry values are azcore's own defaults
+// Defaults of Options. The retry values are azcore's own defaults
 // (policy.RetryOptions), written out so the flags show them.
 const (
 	DefaultMaxRetries    = 3
@@ -63,10 +71,10 @@ const (
 	azureHostSuffix = ".blob.core.windows.net"
 )
 
-// AzureOptions configure the Azure Blob store. Secrets are read from files
+// Options configure the Azure Blob store. Secrets are read from files
 // (Kubernetes Secret volumes) or the environment, never from flags' values,
 // and are never logged: String redacts them.
-type AzureOptions struct {
+type Options struct {
 	// Account is the storage account azblob:// URLs refer to.
 	Account string
 	// Endpoint is the blob service URL; empty means
@@ -103,10 +111,10 @@ type AzureOptions struct {
 	Transport policy.Transporter
 }
 
-// DefaultAzureOptions returns the defaults, with Account from
+// DefaultOptions returns the defaults, with Account from
 // AZURE_STORAGE_ACCOUNT.
-func DefaultAzureOptions() AzureOptions {
-	return AzureOptions{
+func DefaultOptions() Options {
+	return Options{
 		Account:           os.Getenv(EnvAccount),
 		Auth:              AuthAuto,
 		MaxRetries:        DefaultMaxRetries,
@@ -119,7 +127,7 @@ func DefaultAzureOptions() AzureOptions {
 }
 
 // BindFlags registers the options on fs (prefix "azblob-").
-func (o *AzureOptions) BindFlags(fs *flag.FlagSet) {
+func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Account, "azblob-account", o.Account, "Azure storage account that azblob:// URLs refer to (default $"+EnvAccount+").")
 	fs.StringVar(&o.Endpoint, "azblob-endpoint", o.Endpoint, "Blob service URL; empty means https://<account>.blob.core.windows.net (Azurite: http://127.0.0.1:10000/devstoreaccount1).")
 	fs.StringVar(&o.Auth, "azblob-auth", o.Auth, "Authentication: auto, shared-key, sas or azure-ad (DefaultAzureCredential: workload/managed identity, environment, CLI).")
@@ -134,7 +142,7 @@ func (o *AzureOptions) BindFlags(fs *flag.FlagSet) {
 }
 
 // String describes the options with secrets redacted.
-func (o AzureOptions) String() string {
+func (o Options) String() string {
 	set := func(s, file, env string) string {
 		switch {
 		case s != "":
@@ -154,20 +162,20 @@ func (o AzureOptions) String() string {
 }
 
 // GoString redacts like String, so %#v does not print secrets either.
-func (o AzureOptions) GoString() string { return "firmware.AzureOptions{" + o.String() + "}" }
+func (o Options) GoString() string { return "azblob.Options{" + o.String() + "}" }
 
 // Configured reports whether anything selects an Azure account.
-func (o AzureOptions) Configured() bool {
+func (o Options) Configured() bool {
 	return o.Account != "" || o.Endpoint != "" || o.ConnectionString != "" || o.ConnectionStringFile != "" || os.Getenv(EnvConnectionString) != ""
 }
 
-// AzureStore is a Store on Azure Blob Storage.
-type AzureStore struct {
+// Store is a firmware.Store on Azure Blob Storage.
+type Store struct {
 	account  string
 	endpoint *url.URL // service URL, path without trailing '/'
 	auth     string
 	client   *service.Client
-	opts     AzureOptions
+	opts     Options
 	clientOp *service.ClientOptions
 	// cred serves other accounts' https:// URLs under Azure AD.
 	cred azcore.TokenCredential
@@ -176,11 +184,10 @@ type AzureStore struct {
 	others map[string]*service.Client
 }
 
-var _ Store = (*AzureStore)(nil)
+var _ firmware.Store = (*Store)(nil)
 
-// NewAzureStore builds the store and its SDK client. It does not contact
-// the service.
-func NewAzureStore(o AzureOptions) (*AzureStore, error) {
+// New builds the store and its SDK client. It does not contact the service.
+func New(o Options) (*Store, error) {
 	if err := o.loadSecrets(); err != nil {
 		return nil, err
 	}
@@ -217,7 +224,7 @@ func NewAzureStore(o AzureOptions) (*AzureStore, error) {
 		return nil, fmt.Errorf("azure blob store: cannot tell the account from endpoint %q; set --azblob-account", o.Endpoint)
 	}
 
-	s := &AzureStore{
+	s := &Store{
 		account:  o.Account,
 		endpoint: ep,
 		auth:     auth,
@@ -273,10 +280,10 @@ func NewAzureStore(o AzureOptions) (*AzureStore, error) {
 }
 
 // Account returns the storage account that azblob:// URLs refer to.
-func (s *AzureStore) Account() string { return s.account }
+func (s *Store) Account() string { return s.account }
 
 // Auth returns the authentication mode in use.
-func (s *AzureStore) Auth() string { return s.auth }
+func (s *Store) Auth() string { return s.auth }
 
 // target is a resolved blob location.
 type target struct {
@@ -293,62 +300,59 @@ func (t target) blobClient() *blob.Client {
 }
 
 // resolve maps a URL (or List prefix) to a client, container and blob name.
-func (s *AzureStore) resolve(raw string, prefix bool) (target, error) {
-	var u BlobURL
+func (s *Store) resolve(raw string, prefix bool) (target, error) {
+	var u firmware.BlobURL
 	var err error
 	if prefix {
-		u, err = ParsePrefix(raw)
+		u, err = Backend.ParsePrefix(raw)
 	} else {
-		u, err = ParseURL(raw)
+		u, err = Backend.ParseURL(raw)
 	}
 	if err != nil {
 		return target{}, err
 	}
-	switch u.Scheme {
-	case SchemeAzblob:
+	if u.Scheme == SchemeAzblob {
 		return target{client: s.client, account: s.account, container: u.Container, blob: u.Blob, base: SchemeAzblob + "://"}, nil
-	case SchemeHTTP, SchemeHTTPS:
-		epPath := strings.TrimSuffix(s.endpoint.Path, "/")
-		if u.Scheme == s.endpoint.Scheme && u.Host == strings.ToLower(s.endpoint.Host) && strings.HasPrefix(u.Path, epPath+"/") {
-			c, b, err := splitContainer(strings.TrimPrefix(u.Path, epPath+"/"))
-			if err != nil {
-				return target{}, fmt.Errorf("%w %q: %w", ErrInvalidURL, raw, err)
-			}
-			return s.checkBlob(raw, target{client: s.client, account: s.account, container: c, blob: b, base: s.endpoint.String() + "/"}, prefix)
-		}
-		host := u.Host
-		if u.Scheme == SchemeHTTPS && strings.HasSuffix(host, azureHostSuffix) && !strings.Contains(host, ":") {
-			account := strings.TrimSuffix(host, azureHostSuffix)
-			c, b, err := splitContainer(strings.TrimPrefix(u.Path, "/"))
-			if err != nil {
-				return target{}, fmt.Errorf("%w %q: %w", ErrInvalidURL, raw, err)
-			}
-			client, err := s.clientFor(account)
-			if err != nil {
-				return target{}, fmt.Errorf("%w %q: %w", ErrInvalidURL, raw, err)
-			}
-			return s.checkBlob(raw, target{client: client, account: account, container: c, blob: b, base: "https://" + host + "/"}, prefix)
-		}
-		return target{}, fmt.Errorf("%w %q: not under the configured blob endpoint %s nor an https://<account>%s URL", ErrInvalidURL, raw, s.endpoint, azureHostSuffix)
-	default:
-		return target{}, fmt.Errorf("%w %q: the Azure store serves azblob:// and https:// URLs", ErrInvalidURL, raw)
 	}
+	// http or https
+	epPath := strings.TrimSuffix(s.endpoint.Path, "/")
+	if u.Scheme == s.endpoint.Scheme && u.Host == strings.ToLower(s.endpoint.Host) && strings.HasPrefix(u.Path, epPath+"/") {
+		c, b, err := splitContainer(strings.TrimPrefix(u.Path, epPath+"/"))
+		if err != nil {
+			return target{}, firmware.InvalidURL(raw, err)
+		}
+		return s.checkBlob(raw, target{client: s.client, account: s.account, container: c, blob: b, base: s.endpoint.String() + "/"}, prefix)
+	}
+	host := u.Host
+	if u.Scheme == SchemeHTTPS && strings.HasSuffix(host, azureHostSuffix) && !strings.Contains(host, ":") {
+		account := strings.TrimSuffix(host, azureHostSuffix)
+		c, b, err := splitContainer(strings.TrimPrefix(u.Path, "/"))
+		if err != nil {
+			return target{}, firmware.InvalidURL(raw, err)
+		}
+		client, err := s.clientFor(account)
+		if err != nil {
+			return target{}, firmware.InvalidURL(raw, err)
+		}
+		return s.checkBlob(raw, target{client: client, account: account, container: c, blob: b, base: "https://" + host + "/"}, prefix)
+	}
+	return target{}, firmware.InvalidURL(raw, fmt.Errorf("not under the configured blob endpoint %s nor an https://<account>%s URL", s.endpoint, azureHostSuffix))
 }
 
-func (s *AzureStore) checkBlob(raw string, t target, prefix bool) (target, error) {
+func (s *Store) checkBlob(raw string, t target, prefix bool) (target, error) {
 	check := checkBlobName
 	if prefix {
 		check = checkPrefix
 	}
 	if err := check(t.blob); err != nil {
-		return target{}, fmt.Errorf("%w %q: %w", ErrInvalidURL, raw, err)
+		return target{}, firmware.InvalidURL(raw, err)
 	}
 	return t, nil
 }
 
 // clientFor returns the client for another account's https:// URL: only
 // Azure AD credentials reach more than one account.
-func (s *AzureStore) clientFor(account string) (*service.Client, error) {
+func (s *Store) clientFor(account string) (*service.Client, error) {
 	if account == s.account {
 		return s.client, nil
 	}
@@ -368,8 +372,8 @@ func (s *AzureStore) clientFor(account string) (*service.Client, error) {
 	return c, nil
 }
 
-func (s *AzureStore) fail(op, raw string, t target, err error) error {
-	return classifyAzure(op, raw, t.container, t.account, err)
+func (s *Store) fail(op, raw string, t target, err error) error {
+	return classify(op, raw, t.container, t.account, err)
 }
 
 // Open starts one GET of the whole blob; its Content-Length is the size. The
@@ -378,10 +382,10 @@ func (s *AzureStore) fail(op, raw string, t target, err error) error {
 // (If-Match): if the blob was overwritten meanwhile the resume fails with 412
 // and Read returns an error wrapping ErrChanged. A final check refuses a body
 // shorter or longer than announced.
-func (s *AzureStore) Open(ctx context.Context, raw string) (io.ReadCloser, int64, error) {
+func (s *Store) Open(ctx context.Context, raw string) (io.ReadCloser, int64, error) {
 	t, err := s.resolve(raw, false)
 	if err != nil {
-		return nil, 0, &Error{Op: "open", URL: raw, Err: err}
+		return nil, 0, &firmware.Error{Op: "open", URL: raw, Err: err}
 	}
 	resp, err := t.blobClient().DownloadStream(ctx, nil)
 	if err != nil {
@@ -389,7 +393,7 @@ func (s *AzureStore) Open(ctx context.Context, raw string) (io.ReadCloser, int64
 	}
 	if resp.ContentLength == nil || *resp.ContentLength < 0 || resp.ETag == nil {
 		_ = resp.Body.Close()
-		return nil, 0, &Error{Op: "open", URL: raw, Err: errors.New("the service sent no Content-Length or ETag")}
+		return nil, 0, &firmware.Error{Op: "open", URL: raw, Err: errors.New("the service sent no Content-Length or ETag")}
 	}
 	size := *resp.ContentLength
 	etag := string(*resp.ETag)
@@ -401,26 +405,26 @@ func (s *AzureStore) Open(ctx context.Context, raw string) (io.ReadCloser, int64
 		},
 	})
 	r := &azureReader{rr: rr, etag: etag}
-	r.cr = countingReader{r: readFunc(func(p []byte) (int, error) {
+	r.cr = firmware.ExactReader{R: readFunc(func(p []byte) (int, error) {
 		n, err := rr.Read(p)
 		if err != nil && err != io.EOF {
 			err = s.fail("read", raw, t, err)
-			var se *Error
-			if errors.As(err, &se) && !errors.Is(se.Err, ErrChanged) {
+			var se *firmware.Error
+			if errors.As(err, &se) && !errors.Is(se.Err, firmware.ErrChanged) {
 				// The stream broke for good: whatever the cause, the
 				// next attempt starts over.
-				se.Err = kind(ErrInterrupted, fmt.Sprintf("after %d of %d bytes", r.cr.n+int64(n), size), se.Err)
-				se.transient = true
+				se.Err = firmware.Kind(firmware.ErrInterrupted, fmt.Sprintf("after %d of %d bytes", r.cr.Delivered()+int64(n), size), se.Err)
+				se.Outage = true
 			}
 		}
 		return n, err
-	}), size: size, describe: func(got int64, long bool) error {
+	}), Size: size, Describe: func(got int64, long bool) error {
 		what := "ended early"
 		if long {
 			what = "ran past its announced end"
 		}
-		return &Error{Op: "read", URL: raw, transient: true,
-			Err: kind(ErrChanged, fmt.Sprintf("download %s: %d bytes against a Content-Length of %d", what, got, size), nil)}
+		return &firmware.Error{Op: "read", URL: raw, Outage: true,
+			Err: firmware.Kind(firmware.ErrChanged, fmt.Sprintf("download %s: %d bytes against a Content-Length of %d", what, got, size), nil)}
 	}}
 	return r, size, nil
 }
@@ -432,7 +436,7 @@ func (f readFunc) Read(p []byte) (int, error) { return f(p) }
 // azureReader is the stream Open returns.
 type azureReader struct {
 	rr   *blob.RetryReader
-	cr   countingReader
+	cr   firmware.ExactReader
 	etag string
 }
 
@@ -441,16 +445,16 @@ func (r *azureReader) Close() error               { return r.rr.Close() }
 func (r *azureReader) ETag() string               { return r.etag }
 
 // Stat reads the blob's properties.
-func (s *AzureStore) Stat(ctx context.Context, raw string) (Info, error) {
+func (s *Store) Stat(ctx context.Context, raw string) (firmware.Info, error) {
 	t, err := s.resolve(raw, false)
 	if err != nil {
-		return Info{}, &Error{Op: "stat", URL: raw, Err: err}
+		return firmware.Info{}, &firmware.Error{Op: "stat", URL: raw, Err: err}
 	}
 	p, err := t.blobClient().GetProperties(ctx, nil)
 	if err != nil {
-		return Info{}, s.fail("stat", raw, t, err)
+		return firmware.Info{}, s.fail("stat", raw, t, err)
 	}
-	info := Info{URL: raw}
+	info := firmware.Info{URL: raw}
 	if p.ContentLength != nil {
 		info.Size = *p.ContentLength
 	}
@@ -465,16 +469,16 @@ func (s *AzureStore) Stat(ctx context.Context, raw string) (Info, error) {
 
 // List lists the blobs of one container whose names start with the
 // prefix's blob part.
-func (s *AzureStore) List(ctx context.Context, prefix string) ([]Info, error) {
+func (s *Store) List(ctx context.Context, prefix string) ([]firmware.Info, error) {
 	t, err := s.resolve(prefix, true)
 	if err != nil {
-		return nil, &Error{Op: "list", URL: prefix, Err: err}
+		return nil, &firmware.Error{Op: "list", URL: prefix, Err: err}
 	}
 	opts := &container.ListBlobsFlatOptions{}
 	if t.blob != "" {
 		opts.Prefix = &t.blob
 	}
-	var out []Info
+	var out []firmware.Info
 	pager := t.client.NewContainerClient(t.container).NewListBlobsFlatPager(opts)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
@@ -485,7 +489,7 @@ func (s *AzureStore) List(ctx context.Context, prefix string) ([]Info, error) {
 			if item.Name == nil {
 				continue
 			}
-			info := Info{URL: t.base + t.container + "/" + escapeBlobPath(*item.Name)}
+			info := firmware.Info{URL: t.base + t.container + "/" + escapeBlobPath(*item.Name)}
 			if t.base == SchemeAzblob+"://" {
 				info.URL = t.base + t.container + "/" + *item.Name
 			}
@@ -509,10 +513,10 @@ func (s *AzureStore) List(ctx context.Context, prefix string) ([]Info, error) {
 // Upload streams r into a block blob with bounded memory
 // (UploadBlockSize x UploadConcurrency). Without Overwrite it sends
 // If-None-Match: * so an existing blob is never replaced.
-func (s *AzureStore) Upload(ctx context.Context, raw string, r io.Reader, opts UploadOptions) (Info, error) {
+func (s *Store) Upload(ctx context.Context, raw string, r io.Reader, opts firmware.UploadOptions) (firmware.Info, error) {
 	t, err := s.resolve(raw, false)
 	if err != nil {
-		return Info{}, &Error{Op: "upload", URL: raw, Err: err}
+		return firmware.Info{}, &firmware.Error{Op: "upload", URL: raw, Err: err}
 	}
 	uo := &blockblob.UploadStreamOptions{
 		BlockSize:   s.opts.UploadBlockSize,
@@ -526,9 +530,9 @@ func (s *AzureStore) Upload(ctx context.Context, raw string, r io.Reader, opts U
 	bb := t.client.NewContainerClient(t.container).NewBlockBlobClient(t.blob)
 	resp, err := bb.UploadStream(ctx, cr, uo)
 	if err != nil {
-		return Info{}, s.fail("upload", raw, t, err)
+		return firmware.Info{}, s.fail("upload", raw, t, err)
 	}
-	info := Info{URL: raw, Size: cr.n}
+	info := firmware.Info{URL: raw, Size: cr.n}
 	if resp.ETag != nil {
 		info.ETag = string(*resp.ETag)
 	}
@@ -551,7 +555,7 @@ func (c *byteCounter) Read(p []byte) (int, error) {
 }
 
 // loadSecrets fills empty secrets from their files, then the environment.
-func (o *AzureOptions) loadSecrets() error {
+func (o *Options) loadSecrets() error {
 	for _, sec := range []struct {
 		val        *string
 		file, env  string
@@ -580,7 +584,7 @@ func (o *AzureOptions) loadSecrets() error {
 
 // applyConnectionString takes account, key, SAS and endpoint from a
 // connection string (AccountName=...;AccountKey=...;BlobEndpoint=...).
-func (o *AzureOptions) applyConnectionString() error {
+func (o *Options) applyConnectionString() error {
 	fields := map[string]string{}
 	for _, part := range strings.Split(o.ConnectionString, ";") {
 		if part = strings.TrimSpace(part); part == "" {

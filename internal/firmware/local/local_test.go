@@ -1,4 +1,4 @@
-package firmware_test
+package local_test
 
 import (
 	"context"
@@ -13,11 +13,17 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/stationfleet/stationfleet/internal/firmware"
+	"github.com/stationfleet/stationfleet/internal/firmware/internal/fwtest"
+	"github.com/stationfleet/stationfleet/internal/firmware/local"
 )
+
+const mib = fwtest.MiB
+
+var pseudoRandomBytes = fwtest.PseudoRandomBytes
 
 // newLocal makes a firmware directory with fw/update.bin, a file outside
 // it, and symlinks in and out.
-func newLocal(t *testing.T) (s *firmware.LocalStore, root, outside string) {
+func newLocal(t *testing.T) (s *local.Store, root, outside string) {
 	t.Helper()
 	base := t.TempDir()
 	root = filepath.Join(base, "root")
@@ -40,7 +46,7 @@ func newLocal(t *testing.T) (s *firmware.LocalStore, root, outside string) {
 	must(os.Symlink(outside, filepath.Join(root, "dir-out")))
 	must(os.Symlink("update.bin", filepath.Join(root, "fw", "link-in.bin")))
 	must(syscall.Mkfifo(filepath.Join(root, "fw", "fifo"), 0o644))
-	s, err := firmware.NewLocalStore(root)
+	s, err := local.New(root)
 	must(err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s, root, outside
@@ -179,7 +185,7 @@ func TestLocalDetectsChange(t *testing.T) {
 			dir := t.TempDir()
 			content := pseudoRandomBytes(3, 8*mib)
 			g.Expect(os.WriteFile(filepath.Join(dir, "fw.bin"), content, 0o644)).To(Succeed())
-			s, err := firmware.NewLocalStore(dir)
+			s, err := local.New(dir)
 			g.Expect(err).NotTo(HaveOccurred())
 			defer func() { _ = s.Close() }()
 			r, n, err := s.Open(context.Background(), "file:fw.bin")
