@@ -27,7 +27,7 @@ type TwinRegistry interface {
 // FirmwareChecker checks, before any twin is written, that a rollout's
 // firmware can be served: the blob exists, its size is within bounds, and
 // (when a public key is given) the signature verifies over its content.
-// internal/firmware implements it.
+// internal/app adapts internal/firmware's Checker to it.
 type FirmwareChecker interface {
 	// Check returns nil when the firmware is good; otherwise an error whose
 	// message tells a person what to fix. An error wrapping
@@ -43,7 +43,8 @@ var ErrFirmwareUnavailable = errors.New("firmware store unavailable")
 
 // FirmwareRef is what FirmwareChecker needs to know about a rollout's firmware.
 type FirmwareRef struct {
-	// URL is the blob's location (azblob://, https://, file://).
+	// URL is the blob's location, in a scheme a firmware backend
+	// registered (internal/firmware/stores).
 	URL string
 	// Signature is base64 of the DER ECDSA signature.
 	Signature string
