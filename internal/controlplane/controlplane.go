@@ -76,6 +76,8 @@ type Env struct {
 	Scheme *runtime.Scheme
 	// Environment is the underlying envtest environment.
 	Environment *envtest.Environment
+
+	stopped bool
 }
 
 // ModuleRoot returns the directory of the stationfleet go.mod, found by
@@ -173,11 +175,13 @@ func Start(o Options) (*Env, error) {
 	return &Env{Config: cfg, Client: c, Scheme: scheme, Environment: env}, nil
 }
 
-// Stop stops the API server and etcd. It is safe on a nil Env.
+// Stop stops the API server and etcd. It is safe on a nil Env, and a
+// no-op after the first call.
 func (e *Env) Stop() error {
-	if e == nil || e.Environment == nil {
+	if e == nil || e.Environment == nil || e.stopped {
 		return nil
 	}
+	e.stopped = true
 	return e.Environment.Stop()
 }
 
