@@ -20,21 +20,20 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	corev1 "k8s.io/api/core/v1"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/controlplane"
 	"github.com/stationfleet/stationfleet/internal/embedded"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
-	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
 // cluster is the API server every row shares, and what a manager process
 // needs to reach it.
 type cluster struct {
-	kube       *kubetest.Env
+	kube       *controlplane.Env
 	kubeconfig string
 	work       string
 	managerBin string
@@ -45,22 +44,12 @@ type cluster struct {
 // startCluster starts envtest (kube-apiserver and etcd from
 // KUBEBUILDER_ASSETS) and writes a kubeconfig for the manager processes.
 func startCluster(work, managerBin, logDir string) (*cluster, error) {
-	k, err := kubetest.Start()
+	k, err := controlplane.Start(controlplane.Options{})
 	if err != nil {
 		return nil, err
 	}
-	u, err := k.Environment.AddUser(envtest.User{Name: "stationfleet-bench", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		_ = k.Stop()
-		return nil, fmt.Errorf("add envtest user: %w", err)
-	}
-	kc, err := u.KubeConfig()
-	if err != nil {
-		_ = k.Stop()
-		return nil, fmt.Errorf("kubeconfig: %w", err)
-	}
 	path := filepath.Join(work, "kubeconfig")
-	if err := os.WriteFile(path, kc, 0o600); err != nil {
+	if err := k.WriteKubeconfig("stationfleet-bench", path); err != nil {
 		_ = k.Stop()
 		return nil, err
 	}

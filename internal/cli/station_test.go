@@ -35,6 +35,7 @@ import (
 // emulator, and the files the station commands need.
 type enrollWorld struct {
 	hub                         *hubsim.Server
+	srv                         *cups.Server
 	reg                         *iothub.Client
 	cupsURI                     string
 	caCert, caKey, serverCAFile string
@@ -72,6 +73,7 @@ func newEnrollWorld(t *testing.T) *enrollWorld {
 	srv, err := cups.NewServer(cups.Options{CertFile: certFile, KeyFile: keyFile, ClientCAFile: w.caCert, CacheTTL: time.Millisecond},
 		reg, blobs, cups.WithRegisterer(prometheus.NewRegistry()), cups.WithLogger(logr.Discard()))
 	g.Expect(err).NotTo(HaveOccurred())
+	w.srv = srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	g.Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -114,8 +116,9 @@ func (w *enrollWorld) twin(t *testing.T, id string) *twin.Twin {
 	return tw
 }
 
-// poll runs one CUPS session and waits for the observation to be recorded.
-func poll(t *testing.T, st *stationsim.Station) stationsim.Result {
+// poll runs one CUPS session and waits for its observation to be in the
+// twin: CUPS writes it in the background, after the answer.
+func (w *enrollWorld) poll(t *testing.T, st *stationsim.Station) stationsim.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -123,7 +126,8 @@ func poll(t *testing.T, st *stationsim.Station) stationsim.Result {
 	if res.Malformed() {
 		t.Fatalf("malformed response: %v %v", res.Err, res.Violations)
 	}
-	time.Sleep(50 * time.Millisecond) // the observation is written in the background
+	NewWithT(t).Eventually(w.srv.PendingObservations, 10*time.Second, time.Millisecond).
+		Should(BeZero(), "the observation of the poll is still being written")
 	return res
 }
 
@@ -181,7 +185,7 @@ func TestStationEnrollPollRotateRevoke(t *testing.T) {
 			st.Package = "2.0.6"
 			backup := st.CUPSCred // the station copies it to cups-bak.* at this first success
 			station := stationsim.New(st, stationsim.WithTimeout(10*time.Second))
-			res := poll(t, station)
+			res := w.poll(t, station)
 			g.Expect(res.Err).NotTo(HaveOccurred())
 			g.Expect(res.BackupTaken).To(BeTrue())
 			g.Expect(res.Response.NothingToChange()).To(BeTrue())
@@ -191,12 +195,12 @@ func TestStationEnrollPollRotateRevoke(t *testing.T) {
 			r = w.station(t, append([]string{"rotate", enrollEUI}, w.issueFlags("")...)...)
 			g.Expect(r.code).To(Equal(0), r.errOut)
 			g.Expect(r.out).To(ContainSubstring("stays valid"))
-			res = poll(t, station)
+			res = w.poll(t, station)
 			g.Expect(res.Err).NotTo(HaveOccurred())
 			g.Expect(res.CUPSCredChanged).To(BeTrue())
 			regular := station.State().CUPSCred
 			g.Expect(regular.CRC()).NotTo(Equal(backup.CRC()))
-			res = poll(t, station)
+			res = w.poll(t, station)
 			g.Expect(res.Err).NotTo(HaveOccurred(), "the station gets in with the rotated credential")
 			g.Expect(res.Response.NothingToChange()).To(BeTrue())
 			g.Expect(*w.twin(t, enrollEUI).Observation.CupsCredCRC).To(Equal(regular.CRC()))
@@ -212,10 +216,10 @@ func TestStationEnrollPollRotateRevoke(t *testing.T) {
 			g.Expect(r.code).To(Equal(0), r.errOut)
 			g.Expect(r.out).To(ContainSubstring("revoked credential 2"))
 			g.Expect(r.out).To(MatchRegexp(`credential 1 .* stays valid: the station's backup`))
-			res = poll(t, station)
+			res = w.poll(t, station)
 			g.Expect(statusOf(res)).To(Equal(403), "the revoked regular credential is refused")
 			g.Expect(res.NextCredSet).To(Equal(stationsim.CredSetBackup))
-			res = poll(t, station)
+			res = w.poll(t, station)
 			g.Expect(res.CredSet).To(Equal(stationsim.CredSetBackup))
 			g.Expect(res.Err).NotTo(HaveOccurred(), "the backup still gets in")
 
@@ -226,7 +230,7 @@ func TestStationEnrollPollRotateRevoke(t *testing.T) {
 			g.Expect(r.out).To(ContainSubstring("revoked credential 1"))
 			g.Expect(r.errOut).To(ContainSubstring("can no longer fall back"))
 			for range 3 { // regular, backup, boot (none)
-				g.Expect(poll(t, station).Err).To(HaveOccurred(), "no credential set gets in")
+				g.Expect(w.poll(t, station).Err).To(HaveOccurred(), "no credential set gets in")
 			}
 			tw = w.twin(t, enrollEUI)
 			g.Expect(tw.ClientThumbprints).To(BeEmpty())
@@ -248,7 +252,7 @@ func TestStationRotateTwiceKeepsBackup(t *testing.T) {
 	st, err := stationsim.LoadHome(home)
 	g.Expect(err).NotTo(HaveOccurred())
 	station := stationsim.New(st, stationsim.WithTimeout(10*time.Second))
-	res := poll(t, station)
+	res := w.poll(t, station)
 	g.Expect(res.Err).NotTo(HaveOccurred())
 	g.Expect(res.BackupTaken).To(BeTrue(), "the first success copies credential 1 to cups-bak.*")
 
@@ -256,10 +260,10 @@ func TestStationRotateTwiceKeepsBackup(t *testing.T) {
 		r = w.station(t, append([]string{"rotate", enrollEUI}, w.issueFlags("")...)...)
 		g.Expect(r.code).To(Equal(0), r.errOut)
 		g.Expect(r.out).To(MatchRegexp(`credential 1 .* stays valid: .*backup`), "rotate %d says the backup stays valid", i+1)
-		res := poll(t, station)
+		res := w.poll(t, station)
 		g.Expect(res.Err).NotTo(HaveOccurred())
 		g.Expect(res.CUPSCredChanged).To(BeTrue())
-		g.Expect(poll(t, station).Err).NotTo(HaveOccurred())
+		g.Expect(w.poll(t, station).Err).NotTo(HaveOccurred())
 	}
 	g.Expect(station.State().Backup.Cred.CRC()).To(Equal(w.twin(t, enrollEUI).Credentials[0].CRC), "the backup set still holds credential 1")
 
@@ -280,14 +284,14 @@ func TestStationRotateTwiceKeepsBackup(t *testing.T) {
 	station.SetState(broken)
 	var got stationsim.Result
 	for range 12 {
-		if got = poll(t, station); got.Err == nil {
+		if got = w.poll(t, station); got.Err == nil {
 			break
 		}
 	}
 	g.Expect(got.Err).NotTo(HaveOccurred(), "the station gets in with its backup credential")
 	g.Expect(got.CredSet).To(Equal(stationsim.CredSetBackup))
 	g.Expect(got.CUPSCredChanged).To(BeTrue(), "CUPS repairs the regular set")
-	res = poll(t, station)
+	res = w.poll(t, station)
 	g.Expect(res.Err).NotTo(HaveOccurred())
 	g.Expect(res.CredSet).To(Equal(stationsim.CredSetRegular))
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,6 +44,29 @@ func (s *slowGetter) Get(_ context.Context, id string) (*twin.Twin, error) {
 
 func (s *slowGetter) setPackage(p string) { s.mu.Lock(); s.pkg = p; s.mu.Unlock() }
 
+// goroutinesBlockedIn counts the goroutines blocked on a channel (a receive
+// or a select) with frame in their stack.
+func goroutinesBlockedIn(frame string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		blocked := strings.Contains(header, "[select") || strings.Contains(header, "[chan receive")
+		if blocked && strings.Contains(g, frame) {
+			count++
+		}
+	}
+	return count
+}
+
 func TestTwinCacheSingleFlight(t *testing.T) {
 	g := NewWithT(t)
 	getter := &slowGetter{hold: make(chan struct{}), pkg: "v1"}
@@ -56,7 +81,10 @@ func TestTwinCacheSingleFlight(t *testing.T) {
 			g.Expect(tw.CUPS.Package).To(Equal("v1"))
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let the storm pile up on the one read
+	// Release the read only once the whole storm waits inside Get, so that
+	// a cache without single flight would have started a read per caller.
+	g.Eventually(func() int { return goroutinesBlockedIn("cups.(*TwinCache).Get(") }, 10*time.Second, 5*time.Millisecond).
+		Should(Equal(500), "callers waiting in TwinCache.Get")
 	close(getter.hold)
 	wg.Wait()
 	g.Expect(getter.reads.Load()).To(BeEquivalentTo(1), "a poll storm costs one registry read per station")

@@ -7,18 +7,16 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/stationfleet/stationfleet/controllers"
 	"github.com/stationfleet/stationfleet/internal/iothub"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
 	"github.com/stationfleet/stationfleet/internal/stationsim"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
-// The adapters satisfy the interfaces as declared.
-var (
-	_ TwinStore             = (*iothub.Client)(nil)
-	_ controllers.TwinCache = (*TwinCache)(nil)
-)
+// The IoT Hub adapter satisfies the interface this package declares. The
+// assertions for the controller's interfaces live where the adapters are
+// wired, in internal/app.
+var _ TwinStore = (*iothub.Client)(nil)
 
 // TestThroughIoTHubEmulator runs a simulated station against the CUPS server
 // reading and recording through the real IoT Hub adapter and the emulator:

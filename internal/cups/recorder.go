@@ -180,3 +180,10 @@ func (r *recorder) write(ctx context.Context, deviceID string) {
 		r.notifier.Notify(p.notify, deviceID)
 	}
 }
+
+// PendingObservations returns how many stations have an observation queued
+// or being written. It is zero once the observation of every answered
+// request is in its twin (or failed to be written), so a caller that has
+// its answer can wait for its record: the count rises before the answer is
+// sent.
+func (s *Server) PendingObservations() int { return int(s.rec.busy.Load()) }

@@ -29,18 +29,17 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/app"
 	"github.com/stationfleet/stationfleet/internal/cli"
+	"github.com/stationfleet/stationfleet/internal/controlplane"
 	"github.com/stationfleet/stationfleet/internal/cups"
 	"github.com/stationfleet/stationfleet/internal/embedded"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
 	"github.com/stationfleet/stationfleet/internal/stationsim"
-	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
 )
 
 // SampleFile is the rollout the demo applies, relative to the module root.
@@ -112,7 +111,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if o.FailShare < 0 || o.FailShare > 1 {
 		return nil, errors.New("--fail-share must be between 0 and 1")
 	}
-	root, err := kubetest.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		return nil, fmt.Errorf("run the demo from the stationfleet checkout: %w", err)
 	}
@@ -136,38 +135,26 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	// 1. The control plane, with the CRDs. etcd keeps its data in the state
 	// directory, so --keep-state keeps the rollouts too.
 	say("starting the local control plane (etcd, kube-apiserver v1.37.2)...")
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: filepath.Join(root, "bin"),
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                kubetest.NewScheme(),
-	}
-	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(state, "etcd")}
-	if err := os.MkdirAll(env.ControlPlane.Etcd.DataDir, 0o700); err != nil {
-		return nil, err
-	}
-	for _, b := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
+	assets := filepath.Join(root, "bin")
+	for _, b := range controlplane.Binaries {
+		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
 			return nil, fmt.Errorf("bin/%s is missing: run `make tools` (or `make demo`, which does)", b)
 		}
 	}
-	cfg, err := env.Start()
+	cp, err := controlplane.Start(controlplane.Options{ModuleRoot: root, AssetsDir: assets, EtcdDataDir: filepath.Join(state, "etcd")})
 	if err != nil {
 		return nil, fmt.Errorf("start the control plane: %w", err)
 	}
 	defer func() {
-		if serr := env.Stop(); serr != nil && err == nil {
+		if serr := cp.Stop(); serr != nil && err == nil {
 			err = fmt.Errorf("stop the control plane: %w", serr)
 		}
 	}()
 	kubeconfig := filepath.Join(state, "kubeconfig")
-	if err := kubetest.WriteKubeconfig(env, "demo-admin", kubeconfig); err != nil {
+	if err := cp.WriteKubeconfig("demo-admin", kubeconfig); err != nil {
 		return nil, fmt.Errorf("the demo's kubeconfig: %w", err)
 	}
-	kc, err := client.New(cfg, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		return nil, err
-	}
+	kc := cp.Client
 
 	// 2. The IoT Hub emulator, with the fleet registered.
 	hub, err := hubsim.New(hubsim.Options{StateFile: filepath.Join(state, "iothub.json"), CertDir: filepath.Join(state, "iothub")})
@@ -217,8 +204,8 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 
 	// 4. The manager: controller and CUPS server, wired as cmd/manager does.
 	ctrl.SetLogger(o.Log)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 env.Scheme,
+	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
+		Scheme:                 cp.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// Run may be called again in one process (a test of --keep-state).

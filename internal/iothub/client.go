@@ -30,11 +30,8 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
 
-	"github.com/stationfleet/stationfleet/controllers"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
-
-var _ controllers.TwinRegistry = (*Client)(nil)
 
 // Default rates, from IoT Hub's documented throttles for one S1 unit ("IoT
 // Hub quotas and throttling"): twin updates 50/s, twin reads 100/s, queries

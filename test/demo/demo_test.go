@@ -106,14 +106,20 @@ func TestDemoInterruptLeavesNothing(t *testing.T) {
 	g.Expect(cmd.Start()).To(Succeed())
 	defer func() { _ = cmd.Process.Kill() }()
 
-	applied := make(chan struct{})
+	// The demo applies its rollout, then its status display prints the
+	// rollout again each time the controller changes it ("--- <time>").
+	applied, moving := make(chan struct{}), make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		closed := false
+		var isApplied, isMoving bool
 		for sc.Scan() {
-			if !closed && strings.HasPrefix(sc.Text(), "applied ") {
+			switch {
+			case !isApplied && strings.HasPrefix(sc.Text(), "applied "):
 				close(applied)
-				closed = true
+				isApplied = true
+			case isApplied && !isMoving && strings.HasPrefix(sc.Text(), "--- "):
+				close(moving)
+				isMoving = true
 			}
 		}
 	}()
@@ -122,7 +128,12 @@ func TestDemoInterruptLeavesNothing(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the demo did not apply its rollout within 2 minutes")
 	}
-	time.Sleep(2 * time.Second) // mid-rollout
+	// Interrupt mid-rollout: once the controller has moved it.
+	select {
+	case <-moving:
+	case <-time.After(time.Minute):
+		t.Fatal("the demo's rollout did not move within a minute of being applied")
+	}
 	g.Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

@@ -112,12 +112,15 @@ func TestRolloutHaltsOnFailures(t *testing.T) {
 		g.Expect(w.specs[indexOf(w, f.DeviceID)].Behavior.NeverApply).To(BeTrue(), "%s failed but installs updates", f.DeviceID)
 	}
 
-	// Give the manager several status resyncs to (wrongly) go on.
+	// The rollout stays halted on its step over several status resyncs,
+	// when it could (wrongly) go on.
 	haltStep := st.CurrentStep
-	time.Sleep(3 * time.Second)
+	g.Consistently(func(g Gomega) {
+		r := w.get("r")
+		g.Expect(r.Status.Phase).To(Equal(fwv1.PhaseHalted), statusString(r))
+		g.Expect(r.Status.CurrentStep).To(Equal(haltStep), statusString(r))
+	}, 3*time.Second, 100*time.Millisecond).Should(Succeed())
 	r = w.get("r")
-	g.Expect(r.Status.Phase).To(Equal(fwv1.PhaseHalted))
-	g.Expect(r.Status.CurrentStep).To(Equal(haltStep))
 	written := 0
 	for i := range w.specs {
 		tw := w.twinOf(i)
@@ -233,8 +236,8 @@ func TestManagerKilledMidBatch(t *testing.T) {
 		return n
 	}
 	failedBefore := failures()
-	time.Sleep(time.Second)
-	g.Expect(failures()).To(BeNumerically(">", failedBefore), "no station noticed the manager was gone")
+	g.Eventually(failures, 10*time.Second, 50*time.Millisecond).
+		Should(BeNumerically(">", failedBefore), "no station noticed the manager was gone")
 	slow()
 	w.mgr.start()
 
