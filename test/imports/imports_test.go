@@ -30,12 +30,32 @@ var rules = []rule{{
 	forbidden: "testing",
 	why:       "test helpers belong in _test.go files and internal/testutil; a program that needs a control plane uses internal/controlplane",
 }, {
-	// internal/firmware and internal/cli join this list once they stop
-	// importing controllers (issue 14).
-	name:      "adapters do not import the controller",
-	from:      []string{"internal/iothub", "internal/iothub/hubsim", "internal/cups", "internal/twin", "internal/stationsim", "internal/controlplane"},
+	name: "adapters, the CLI and the shared rules do not import the controller",
+	from: []string{"internal/iothub", "internal/iothub/hubsim", "internal/cups", "internal/twin", "internal/stationsim", "internal/controlplane",
+		"internal/firmware", "internal/firmware/azblob", "internal/firmware/local", "internal/firmware/stores",
+		"internal/cli", "cmd/stationfleet", "internal/rules"},
 	forbidden: module + "/controllers",
-	why:       "interfaces are declared by their consumer and asserted where the adapters are wired (internal/app)",
+	why:       "interfaces are declared by their consumer and asserted where the adapters are wired (internal/app); the rules the controller, CUPS and the CLI share are in internal/rules",
+}, {
+	name:      "the shared rules do not import internal/iothub",
+	from:      []string{"internal/rules"},
+	forbidden: module + "/internal/iothub",
+	why:       "internal/rules imports the API types and internal/twin only: no adapter",
+}, {
+	name:      "the shared rules do not import internal/cups",
+	from:      []string{"internal/rules"},
+	forbidden: module + "/internal/cups",
+	why:       "internal/rules imports the API types and internal/twin only: no adapter",
+}, {
+	name:      "the shared rules do not import internal/firmware",
+	from:      []string{"internal/rules"},
+	forbidden: module + "/internal/firmware",
+	why:       "internal/rules imports the API types and internal/twin only: no adapter",
+}, {
+	name:      "the shared rules do not import internal/cli",
+	from:      []string{"internal/rules"},
+	forbidden: module + "/internal/cli",
+	why:       "internal/rules imports the API types and internal/twin only: no adapter",
 }}
 
 func TestImportDirection(t *testing.T) {
