@@ -39,7 +39,7 @@ func TestMaxUpdateAttemptsIsTheNumberOfSends(t *testing.T) {
 	g.Expect(r.Status.Failures[0].Reason).To(Equal(fwv1.FailureNotApplied))
 	g.Expect(r.Status.Failures[0].Message).To(HavePrefix("served the update 3 times"))
 
-	time.Sleep(1500 * time.Millisecond) // about 10 more polls
+	w.morePolls(0, 10)
 	g.Expect(w.stations[0].Stats().UpdatesNotInstalled).To(BeNumerically("==", 3), "updates sent to the station that never applies")
 	tw := w.twinOf(w.id(0))
 	g.Expect(tw.Observation.UpdatesServed).To(Equal(3))
@@ -108,7 +108,8 @@ func TestDeleteRestoresStationsNotUpdated(t *testing.T) {
 		}
 		g.Expect(tw.CUPS.Package).To(Equal("2.0.7"), "station %d", i)
 	}
-	time.Sleep(1500 * time.Millisecond) // about 10 more polls
+	w.morePolls(0, 10)
+	w.morePolls(1, 10)
 	for i := range 2 {
 		g.Expect(w.stations[i].Stats().UpdatesNotInstalled).To(Equal(sent[i]), "station %d was sent the update again", i)
 		g.Expect(w.stations[i].Package()).To(Equal("2.0.6"))
@@ -183,4 +184,12 @@ func (w *world) giveKey(i int, key []byte) {
 	st := w.stations[i].State()
 	st.SigKeys = [][]byte{key}
 	w.stations[i].SetState(st)
+}
+
+// morePolls waits until station i has polled CUPS n more times.
+func (w *world) morePolls(i int, n int64) {
+	w.t.Helper()
+	start := w.stations[i].Stats().Polls
+	NewWithT(w.t).Eventually(func() int64 { return w.stations[i].Stats().Polls }, 20*time.Second, 50*time.Millisecond).
+		Should(BeNumerically(">=", start+n), "station %d polls", i)
 }

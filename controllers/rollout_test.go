@@ -97,8 +97,16 @@ func TestHaltsOnMaxFailures(t *testing.T) {
 		g.Expect(f.Reason).To(Equal(fwv1.FailureNotApplied))
 	}
 	haltStep := st.CurrentStep
-	// No station of a later batch was written, even after a while.
-	time.Sleep(2 * time.Second)
+	// No station of a later batch is written, even after a while.
+	g.Consistently(func() int {
+		later := 0
+		for i := range w.specs {
+			if tw := w.twinOf(w.id(i)); tw.Ownership != nil && int32(tw.Ownership.Batch) > haltStep {
+				later++
+			}
+		}
+		return later
+	}, 2*time.Second, 200*time.Millisecond).Should(BeZero(), "stations of a batch after the halt")
 	for i := range w.specs {
 		tw := w.twinOf(w.id(i))
 		if tw.Ownership == nil {
@@ -238,7 +246,9 @@ func TestManagerRestartMidBatch(t *testing.T) {
 	// Wait until the second batch is written and in flight.
 	g.Eventually(func() int32 { return w.get("r").Status.CurrentStep }, 30*time.Second, 50*time.Millisecond).Should(BeNumerically("==", 2))
 	w.killManager()
-	time.Sleep(time.Second) // stations keep polling CUPS-less: they fail and retry
+	// Stations keep polling while the manager is down: they fail and retry.
+	failures := w.stations[0].Stats().Failures
+	g.Eventually(func() int64 { return w.stations[0].Stats().Failures }, 10*time.Second, 50*time.Millisecond).Should(BeNumerically(">=", failures+3))
 	w.startManager()
 	r := w.waitPhase("r", fwv1.PhaseCompleted, 60*time.Second)
 	g.Expect(r.Status.Updated).To(BeNumerically("==", 57))
