@@ -30,7 +30,7 @@ func (r *FirmwareRolloutReconciler) updateFailureList(ctx context.Context, obj *
 	var failures []fwv1.StationFailure
 	known := map[string]bool{}
 	for _, f := range obj.Status.Failures {
-		if o, ok := failedNow[f.DeviceID]; ok && o.reason == f.Reason {
+		if o, ok := failedNow[f.DeviceID]; ok && o.reason == string(f.Reason) {
 			f.Message = o.message
 			failures = append(failures, f)
 			known[f.DeviceID] = true
@@ -43,7 +43,7 @@ func (r *FirmwareRolloutReconciler) updateFailureList(ctx context.Context, obj *
 		}
 		if !firstTime[id] {
 			o := failedNow[id]
-			failures = append(failures, fwv1.StationFailure{DeviceID: id, Reason: o.reason, Message: o.message, Time: metav1.NewTime(writtenAt[id])})
+			failures = append(failures, fwv1.StationFailure{DeviceID: id, Reason: fwv1.FailureReason(o.reason), Message: o.message, Time: metav1.NewTime(writtenAt[id])})
 			continue
 		}
 		fresh = append(fresh, id)
@@ -51,7 +51,7 @@ func (r *FirmwareRolloutReconciler) updateFailureList(ctx context.Context, obj *
 	sort.Strings(fresh)
 	for i, id := range fresh {
 		o := failedNow[id]
-		failures = append([]fwv1.StationFailure{{DeviceID: id, Reason: o.reason, Message: o.message, Time: now}}, failures...)
+		failures = append([]fwv1.StationFailure{{DeviceID: id, Reason: fwv1.FailureReason(o.reason), Message: o.message, Time: now}}, failures...)
 		// One Event per failed station, but not thousands at once: past
 		// fwv1.MaxFailuresListed the rest are summed up in one.
 		switch {

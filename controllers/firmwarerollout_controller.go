@@ -843,7 +843,7 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, obj *fwv1.Fi
 				errs = append(errs, fmt.Errorf("write twin %s: %w", res.s.id, res.err))
 				v.unwritten = append(v.unwritten, res.i)
 			case res.skipped != "":
-				v.outs[res.i] = outcome{state: fwv1.OutcomeSkipped, reason: fwv1.SkipOwnedElsewhere, message: "owned by the active rollout " + res.skipped}
+				v.outs[res.i] = outcome{state: fwv1.OutcomeSkipped, reason: string(fwv1.SkipOwnedElsewhere), message: "owned by the active rollout " + res.skipped}
 				v.all[res.i] = res.s
 			case res.written:
 				written++

@@ -157,7 +157,7 @@ func classify(s station, uid string, active map[string]bool, p evalParams) outco
 	case s.ownerUID == uid:
 		return evaluate(s, p)
 	case s.ownerUID != "" && active[s.ownerUID]:
-		return outcome{state: fwv1.OutcomeSkipped, reason: fwv1.SkipOwnedElsewhere,
+		return outcome{state: fwv1.OutcomeSkipped, reason: string(fwv1.SkipOwnedElsewhere),
 			message: "owned by the active rollout " + s.ownerName}
 	default:
 		return outcome{state: fwv1.OutcomePending}
@@ -215,11 +215,11 @@ func evaluate(s station, p evalParams) outcome {
 	case s.servedPackage == p.pkg && s.updatesServed > p.maxUpdateAttempts:
 		// Recorded by a CUPS server that did not know the limit (an
 		// ownership record written before it carried maxUpdateAttempts).
-		return failed(fwv1.FailureNotApplied, s, p)
+		return failed(string(fwv1.FailureNotApplied), s, p)
 	}
 	deadline := s.writtenAt.Add(p.progressDeadline)
 	if !s.writtenAt.IsZero() && !p.now.Before(deadline) {
-		return failed(fwv1.FailureTimedOut, s, p)
+		return failed(string(fwv1.FailureTimedOut), s, p)
 	}
 	return outcome{state: fwv1.OutcomeInProgress, deadline: deadline}
 }
@@ -227,7 +227,7 @@ func evaluate(s station, p evalParams) outcome {
 // failed is the Failed outcome for reason, with a message for a person.
 func failed(reason string, s station, p evalParams) outcome {
 	o := outcome{state: fwv1.OutcomeFailed, reason: reason}
-	switch reason {
+	switch fwv1.FailureReason(reason) {
 	case fwv1.FailureKeyMismatch:
 		o.message = "the station has no sig-N.key whose CRC is the rollout's keyChecksum; it was not sent the firmware"
 	case fwv1.FailureModelMismatch:

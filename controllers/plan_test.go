@@ -24,15 +24,15 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{"reported the new package", station{pkg: "2.0.7", writtenAt: written}, p, fwv1.OutcomeUpdated, ""},
 		{"not yet polled", station{pkg: "2.0.6", writtenAt: written}, p, fwv1.OutcomeInProgress, ""},
-		{"key mismatch for this package", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalKeyMismatch, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureKeyMismatch},
+		{"key mismatch for this package", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalKeyMismatch, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, string(fwv1.FailureKeyMismatch)},
 		{"key mismatch for an older package", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalKeyMismatch, refusedPackage: "2.0.5"}, p, fwv1.OutcomeInProgress, ""},
-		{"model mismatch", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalModelMismatch, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureModelMismatch},
+		{"model mismatch", station{pkg: "2.0.6", writtenAt: written, refusal: twin.RefusalModelMismatch, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, string(fwv1.FailureModelMismatch)},
 		{"served maxUpdateAttempts times, may still apply", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 3}, p, fwv1.OutcomeInProgress, ""},
-		{"asked again after maxUpdateAttempts sends (CUPS recorded NotApplied)", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 3, refusal: twin.RefusalNotApplied, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
-		{"served more than maxUpdateAttempts by a CUPS server that did not know the limit", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 4}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
-		{"counted Failed earlier: final, even past a report of the package", station{pkg: "2.0.7", writtenAt: written, failed: fwv1.FailureTimedOut}, p, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
+		{"asked again after maxUpdateAttempts sends (CUPS recorded NotApplied)", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 3, refusal: twin.RefusalNotApplied, refusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, string(fwv1.FailureNotApplied)},
+		{"served more than maxUpdateAttempts by a CUPS server that did not know the limit", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.7", updatesServed: 4}, p, fwv1.OutcomeFailed, string(fwv1.FailureNotApplied)},
+		{"counted Failed earlier: final, even past a report of the package", station{pkg: "2.0.7", writtenAt: written, failed: string(fwv1.FailureTimedOut)}, p, fwv1.OutcomeFailed, string(fwv1.FailureTimedOut)},
 		{"served counts of another package do not count", station{pkg: "2.0.6", writtenAt: written, servedPackage: "2.0.5", updatesServed: 9}, p, fwv1.OutcomeInProgress, ""},
-		{"past the progress deadline", station{pkg: "2.0.6", writtenAt: written}, evalParams{pkg: "2.0.7", maxUpdateAttempts: 3, progressDeadline: time.Hour, now: written.Add(time.Hour)}, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
+		{"past the progress deadline", station{pkg: "2.0.6", writtenAt: written}, evalParams{pkg: "2.0.7", maxUpdateAttempts: 3, progressDeadline: time.Hour, now: written.Add(time.Hour)}, fwv1.OutcomeFailed, string(fwv1.FailureTimedOut)},
 		{"updated wins over a late deadline", station{pkg: "2.0.7", writtenAt: written}, evalParams{pkg: "2.0.7", progressDeadline: time.Hour, now: written.Add(48 * time.Hour)}, fwv1.OutcomeUpdated, ""},
 	}
 	for _, tc := range cases {
@@ -67,7 +67,7 @@ func TestNewStationScopesObservation(t *testing.T) {
 	tw.Observation.RefusedRollout = "new"
 	o = EvaluateStation(tw, obj, nil, written.Add(time.Minute))
 	g.Expect(o.State).To(Equal(fwv1.OutcomeFailed))
-	g.Expect(o.Reason).To(Equal(fwv1.FailureKeyMismatch))
+	g.Expect(o.Reason).To(Equal(string(fwv1.FailureKeyMismatch)))
 }
 
 // TestEvaluateStationFromHistory: a station a later rollout took over shows
