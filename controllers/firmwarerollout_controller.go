@@ -39,7 +39,10 @@ import (
 
 // ConditionFirmwareVerified records that the preflight check passed for the
 // rollout's (immutable) firmware, so it is not downloaded again.
-const ConditionFirmwareVerified = "FirmwareVerified"
+//
+// Deprecated: use fwv1.ConditionFirmwareVerified; kept while the controller
+// is being rewritten (issue 14).
+const ConditionFirmwareVerified = fwv1.ConditionFirmwareVerified
 
 // Options are the reconciler's tunables.
 type Options struct {
@@ -214,7 +217,7 @@ func (r *FirmwareRolloutReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if !obj.DeletionTimestamp.IsZero() {
 		var err error
 		deleted, err = r.reconcileDelete(ctx, obj)
-		sum = summary{phase: obj.Status.Phase, reason: "Deleting", message: "releasing the stations this rollout owns"}
+		sum = summary{phase: obj.Status.Phase, reason: fwv1.ReasonDeleting, message: "releasing the stations this rollout owns"}
 		return ctrl.Result{}, err
 	}
 
@@ -258,10 +261,15 @@ func (p statusPatch) Data(obj client.Object) ([]byte, error) {
 	if status == nil {
 		status = map[string]any{}
 	}
-	for k, v := range map[string]int32{"targets": st.Targets, "pending": st.Pending, "inProgress": st.InProgress,
-		"updated": st.Updated, "failed": st.Failed, "skipped": st.Skipped, "currentStep": st.CurrentStep} {
-		status[k] = v
+	// Every counter of StationCounts, by its JSON name (none is omitempty).
+	counts, err := json.Marshal(st.StationCounts)
+	if err != nil {
+		return nil, err
 	}
+	if err := json.Unmarshal(counts, &status); err != nil {
+		return nil, err
+	}
+	status["targets"], status["currentStep"] = st.Targets, st.CurrentStep
 	patch["status"] = status
 	// Optimistic lock: a reconcile that worked from a copy older than the
 	// status it last wrote (the informer had not caught up) must not write
@@ -662,7 +670,7 @@ func (r *FirmwareRolloutReconciler) reconcileSteps(ctx context.Context, obj *fwv
 			}
 			size, err := batchSize(step.Batch, len(v.all), len(v.unwritten)+writtenHere)
 			if err != nil {
-				*sum = summary{phase: fwv1.PhasePending, reason: "InvalidStrategy", message: err.Error(), stalled: true}
+				*sum = summary{phase: fwv1.PhasePending, reason: fwv1.ReasonInvalidStrategy, message: err.Error(), stalled: true}
 				return ctrl.Result{}, reconcile.TerminalError(err)
 			}
 			if need := size - writtenHere; need > 0 && len(v.unwritten) > 0 {
@@ -698,7 +706,7 @@ func (r *FirmwareRolloutReconciler) reconcileSteps(ctx context.Context, obj *fwv
 				return r.requeueWhileInFlight(v), nil
 			}
 			st.LastHandledResume = resume
-			r.event(ctx, obj, corev1.EventTypeNormal, "Resumed", fmt.Sprintf("step %d: resumed", i))
+			r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonResumed, fmt.Sprintf("step %d: resumed", i))
 			advance()
 		}
 	}
@@ -884,13 +892,13 @@ func desiredFirmware(obj *fwv1.FirmwareRollout) twin.Firmware {
 // preflight checks the firmware once per rollout (the firmware is
 // immutable): on failure the rollout is Stalled before any twin is written.
 func (r *FirmwareRolloutReconciler) preflight(ctx context.Context, obj *fwv1.FirmwareRollout, sum *summary) (bool, ctrl.Result) {
-	if meta.IsStatusConditionTrue(obj.Status.Conditions, ConditionFirmwareVerified) {
+	if meta.IsStatusConditionTrue(obj.Status.Conditions, fwv1.ConditionFirmwareVerified) {
 		return true, ctrl.Result{}
 	}
 	fail := func(err error) (bool, ctrl.Result) {
 		msg := "firmware check failed, no twin was written: " + err.Error()
 		*sum = summary{phase: fwv1.PhasePending, reason: fwv1.ReasonFirmwareInvalid, message: msg, stalled: true}
-		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: ConditionFirmwareVerified, Status: metav1.ConditionFalse,
+		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: fwv1.ConditionFirmwareVerified, Status: metav1.ConditionFalse,
 			Reason: fwv1.ReasonFirmwareInvalid, Message: msg, ObservedGeneration: obj.Generation})
 		if !meta.IsStatusConditionFalse(obj.Status.Conditions, fwv1.ConditionReady) ||
 			meta.FindStatusCondition(obj.Status.Conditions, fwv1.ConditionStalled) == nil {
@@ -922,8 +930,8 @@ func (r *FirmwareRolloutReconciler) preflight(ctx context.Context, obj *fwv1.Fir
 	if err := r.Firmware.Check(ctx, ref); err != nil {
 		return fail(err)
 	}
-	meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: ConditionFirmwareVerified, Status: metav1.ConditionTrue,
-		Reason: "Verified", Message: verifiedMessage(ref), ObservedGeneration: obj.Generation})
+	meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: fwv1.ConditionFirmwareVerified, Status: metav1.ConditionTrue,
+		Reason: fwv1.ReasonVerified, Message: verifiedMessage(ref), ObservedGeneration: obj.Generation})
 	return true, ctrl.Result{}
 }
 
