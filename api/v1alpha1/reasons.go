@@ -83,7 +83,8 @@ const (
 //
 // To add a reason (issue 15 adds Unhealthy and RolledBack): add its constant
 // below, its name to the Enum marker and to FailureReasons, then run
-// `make manifests`; TestFailureReasonEnum checks the three agree.
+// `make manifests`; TestFailureReasonEnum checks that the marker and
+// FailureReasons agree.
 // +kubebuilder:validation:Enum=KeyMismatch;ModelMismatch;NotApplied;TimedOut
 type FailureReason string
 
