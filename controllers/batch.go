@@ -98,7 +98,7 @@ func (r *FirmwareRolloutReconciler) applyClaim(s *rolloutScope, c claim) bool {
 	v := s.view
 	switch {
 	case c.skipped != "":
-		v.outs[c.i] = rules.Outcome{State: fwv1.OutcomeSkipped, Reason: fwv1.SkipOwnedElsewhere, Message: "owned by the active rollout " + c.skipped}
+		v.outs[c.i] = rules.Outcome{State: fwv1.OutcomeSkipped, Reason: string(fwv1.SkipOwnedElsewhere), Message: "owned by the active rollout " + c.skipped}
 		v.all[c.i] = c.s
 		return false
 	case c.written:

@@ -85,7 +85,7 @@ func TestUnitMarkFailedOnce(t *testing.T) {
 	s := u.loaded(t)
 	g.Expect(s.obj.Status.Failed).To(BeEquivalentTo(1))
 	g.Expect(u.r.markFailed(context.Background(), s)).To(Succeed())
-	g.Expect(u.twins.twin(stationID(0)).Ownership.Failed).To(Equal(fwv1.FailureKeyMismatch))
+	g.Expect(u.twins.twin(stationID(0)).Ownership.Failed).To(BeEquivalentTo(fwv1.FailureKeyMismatch))
 	g.Expect(u.twins.twin(stationID(1)).Ownership.Failed).To(BeEmpty())
 	writes := u.twins.writes[stationID(0)]
 	g.Expect(u.r.markFailed(context.Background(), u.loaded(t))).To(Succeed())

@@ -39,13 +39,9 @@ type stationGauge struct {
 func (g *stationGauge) record(obj *fwv1.FirmwareRollout) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	st := obj.Status
-	for outcome, n := range map[fwv1.StationOutcome]int32{
-		fwv1.OutcomePending: st.Pending, fwv1.OutcomeInProgress: st.InProgress, fwv1.OutcomeUpdated: st.Updated,
-		fwv1.OutcomeFailed: st.Failed, fwv1.OutcomeSkipped: st.Skipped,
-	} {
+	obj.Status.StationCounts.Each(func(outcome fwv1.StationOutcome, n int32) {
 		g.vec.WithLabelValues(obj.Namespace, obj.Name, string(outcome)).Set(float64(n))
-	}
+	})
 }
 
 func (g *stationGauge) forget(obj *fwv1.FirmwareRollout) {

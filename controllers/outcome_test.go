@@ -43,7 +43,7 @@ func TestMaxUpdateAttemptsIsTheNumberOfSends(t *testing.T) {
 	g.Expect(w.stations[0].Stats().UpdatesNotInstalled).To(BeNumerically("==", 3), "updates sent to the station that never applies")
 	tw := w.twinOf(w.id(0))
 	g.Expect(tw.Observation.UpdatesServed).To(Equal(3))
-	g.Expect(tw.Ownership.Failed).To(Equal(fwv1.FailureNotApplied))
+	g.Expect(tw.Ownership.Failed).To(Equal(string(fwv1.FailureNotApplied)))
 }
 
 // TestFailedStationNotSentAgain (issue 13 item 2): a station the rollout
@@ -64,7 +64,7 @@ func TestFailedStationNotSentAgain(t *testing.T) {
 	r := w.waitPhase("r", fwv1.PhaseCompleted, 60*time.Second)
 	g.Expect(r.Status.Failed).To(BeNumerically("==", 1))
 	g.Eventually(func() string { return w.twinOf(w.id(0)).Ownership.Failed }, 10*time.Second, 100*time.Millisecond).
-		Should(Equal(fwv1.FailureKeyMismatch), "the failure is recorded in the ownership record")
+		Should(Equal(string(fwv1.FailureKeyMismatch)), "the failure is recorded in the ownership record")
 
 	st := w.stations[0].State()
 	st.SigKeys = [][]byte{w.signer.SigKey}
@@ -139,7 +139,7 @@ func TestAbortThenTakeoverKeepHistory(t *testing.T) {
 	g.Expect(tw.Observation.Refusal).To(Equal(twin.RefusalKeyMismatch))
 	o := rules.EvaluateStation(tw, a, nil, time.Now())
 	g.Expect(o.State).To(Equal(fwv1.OutcomeFailed))
-	g.Expect(o.Reason).To(Equal(fwv1.FailureKeyMismatch))
+	g.Expect(o.Reason).To(Equal(string(fwv1.FailureKeyMismatch)))
 	g.Expect(o.FromHistory).To(BeTrue())
 
 	// b: the same package; station 0 got the key meanwhile, but stops

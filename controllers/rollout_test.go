@@ -147,11 +147,11 @@ func TestKeyAndModelMismatch(t *testing.T) {
 	r = w.waitPhase("r", fwv1.PhaseCompleted, 60*time.Second)
 	g.Expect(r.Status.Updated).To(BeNumerically("==", 9))
 	g.Expect(r.Status.Failed).To(BeNumerically("==", 3))
-	reasons := map[string]string{}
+	reasons := map[string]fwv1.FailureReason{}
 	for _, f := range r.Status.Failures {
 		reasons[f.DeviceID] = f.Reason
 	}
-	g.Expect(reasons).To(Equal(map[string]string{
+	g.Expect(reasons).To(Equal(map[string]fwv1.FailureReason{
 		w.id(0): fwv1.FailureKeyMismatch,
 		w.id(1): fwv1.FailureKeyMismatch,
 		w.id(2): fwv1.FailureModelMismatch,

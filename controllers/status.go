@@ -31,20 +31,9 @@ type statusNews struct {
 // each failure was first noticed). It is a pure function.
 func computeStatus(prev fwv1.FirmwareRolloutStatus, v *stationView, now time.Time) (fwv1.FirmwareRolloutStatus, statusNews) {
 	st := prev
-	st.Targets, st.Pending, st.InProgress, st.Updated, st.Failed, st.Skipped = int32(len(v.all)), 0, 0, 0, 0, 0
+	st.Targets, st.StationCounts = int32(len(v.all)), fwv1.StationCounts{}
 	for _, o := range v.outs {
-		switch o.State {
-		case fwv1.OutcomePending:
-			st.Pending++
-		case fwv1.OutcomeSkipped:
-			st.Skipped++
-		case fwv1.OutcomeInProgress:
-			st.InProgress++
-		case fwv1.OutcomeUpdated:
-			st.Updated++
-		case fwv1.OutcomeFailed:
-			st.Failed++
-		}
+		st.Add(o.State)
 	}
 	st.Progress = fmt.Sprintf("%d/%d", st.Updated, st.Targets)
 	var news statusNews
@@ -61,24 +50,15 @@ func batchSummaries(prev []fwv1.BatchStatus, v *stationView, now time.Time) ([]f
 	}
 	batches := map[int]*agg{}
 	for i, s := range v.all {
-		o := v.outs[i]
-		if o.State == fwv1.OutcomePending || o.State == fwv1.OutcomeSkipped {
-			continue
-		}
 		a := batches[s.Batch]
 		if a == nil {
 			a = &agg{b: fwv1.BatchStatus{Step: int32(s.Batch)}}
-			batches[s.Batch] = a
 		}
+		if !a.b.Add(v.outs[i].State) {
+			continue // never written: in no batch
+		}
+		batches[s.Batch] = a
 		a.b.Size++
-		switch o.State {
-		case fwv1.OutcomeInProgress:
-			a.b.InProgress++
-		case fwv1.OutcomeUpdated:
-			a.b.Updated++
-		case fwv1.OutcomeFailed:
-			a.b.Failed++
-		}
 		if a.start.IsZero() || s.WrittenAt.Before(a.start) {
 			a.start = s.WrittenAt
 		}
@@ -127,7 +107,7 @@ func failureList(prev []fwv1.StationFailure, v *stationView, now time.Time) ([]f
 	var list, fresh []fwv1.StationFailure
 	known := map[string]bool{}
 	for _, f := range prev {
-		if i, ok := failedNow[f.DeviceID]; ok && v.outs[i].Reason == f.Reason {
+		if i, ok := failedNow[f.DeviceID]; ok && v.outs[i].Reason == string(f.Reason) {
 			f.Message = v.outs[i].Message
 			list = append(list, f)
 			known[f.DeviceID] = true
@@ -137,7 +117,7 @@ func failureList(prev []fwv1.StationFailure, v *stationView, now time.Time) ([]f
 		if known[id] {
 			continue
 		}
-		f := fwv1.StationFailure{DeviceID: id, Reason: v.outs[i].Reason, Message: v.outs[i].Message, Time: metav1.NewTime(now)}
+		f := fwv1.StationFailure{DeviceID: id, Reason: fwv1.FailureReason(v.outs[i].Reason), Message: v.outs[i].Message, Time: metav1.NewTime(now)}
 		if v.all[i].Failed != "" {
 			f.Time = metav1.NewTime(v.all[i].WrittenAt)
 			list = append(list, f)
@@ -214,10 +194,15 @@ func (p statusPatch) Data(obj client.Object) ([]byte, error) {
 	if status == nil {
 		status = map[string]any{}
 	}
-	for k, v := range map[string]int32{"targets": st.Targets, "pending": st.Pending, "inProgress": st.InProgress,
-		"updated": st.Updated, "failed": st.Failed, "skipped": st.Skipped, "currentStep": st.CurrentStep} {
-		status[k] = v
+	// Every counter of StationCounts, by its JSON name (none is omitempty).
+	counts, err := json.Marshal(st.StationCounts)
+	if err != nil {
+		return nil, err
 	}
+	if err := json.Unmarshal(counts, &status); err != nil {
+		return nil, err
+	}
+	status["targets"], status["currentStep"] = st.Targets, st.CurrentStep
 	patch["status"] = status
 	// Optimistic lock: a reconcile that worked from a copy older than the
 	// status it last wrote (the informer had not caught up) must not write

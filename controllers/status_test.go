@@ -55,7 +55,7 @@ func TestUnitComputeStatus(t *testing.T) {
 			{ID: "E"}, {ID: "F", OwnerUID: "other"},
 		},
 		outs: []rules.Outcome{
-			{State: fwv1.OutcomeUpdated}, {State: fwv1.OutcomeFailed, Reason: fwv1.FailureTimedOut, Message: "late"},
+			{State: fwv1.OutcomeUpdated}, {State: fwv1.OutcomeFailed, Reason: string(fwv1.FailureTimedOut), Message: "late"},
 			{State: fwv1.OutcomeInProgress}, {State: fwv1.OutcomeUpdated},
 			{State: fwv1.OutcomePending}, {State: fwv1.OutcomeSkipped},
 		},
@@ -76,7 +76,7 @@ func TestUnitComputeStatus(t *testing.T) {
 
 	// C reports: batch 2 completes now, once.
 	v.outs[2] = rules.Outcome{State: fwv1.OutcomeUpdated}
-	v.all[1].Failed = fwv1.FailureTimedOut // markFailed recorded it
+	v.all[1].Failed = string(fwv1.FailureTimedOut) // markFailed recorded it
 	st2, news := computeStatus(st, v, unitNow.Add(time.Minute))
 	g.Expect(st2.Batches[1].CompletionTime.Time).To(Equal(unitNow.Add(time.Minute)))
 	g.Expect(news.batchesDone).To(Equal([]time.Duration{time.Hour + time.Minute}))

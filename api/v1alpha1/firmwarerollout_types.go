@@ -251,45 +251,6 @@ const (
 	OutcomeSkipped    StationOutcome = "Skipped"
 )
 
-// Condition types (kstatus).
-const (
-	// ConditionReady is True when the rollout completed, False otherwise.
-	ConditionReady = "Ready"
-	// ConditionReconciling is present (True) while the rollout is making
-	// progress towards its goal.
-	ConditionReconciling = "Reconciling"
-	// ConditionStalled is present (True) when the rollout cannot go on
-	// without a person: halted, bad firmware, no stations.
-	ConditionStalled = "Stalled"
-)
-
-// Condition and Event reasons.
-const (
-	ReasonProgressing      = "Progressing"
-	ReasonPaused           = "Paused"
-	ReasonWaitingForResume = "WaitingForResume"
-	ReasonHalted           = "MaxFailuresExceeded"
-	ReasonCompleted        = "Completed"
-	ReasonAborting         = "Aborting"
-	ReasonAborted          = "Aborted"
-	ReasonFirmwareInvalid  = "FirmwareInvalid"
-	ReasonNoStations       = "NoStations"
-	ReasonBatchStarted     = "BatchStarted"
-	ReasonBatchCompleted   = "BatchCompleted"
-	ReasonStationFailed    = "StationFailed"
-	ReasonRegistryError    = "RegistryError"
-	ReasonReconciling      = "Reconciling"
-)
-
-// Failure reasons of a station.
-const (
-	FailureKeyMismatch   = "KeyMismatch"
-	FailureModelMismatch = "ModelMismatch"
-	FailureNotApplied    = "NotApplied"
-	FailureTimedOut      = "TimedOut"
-	SkipOwnedElsewhere   = "OwnedByAnotherRollout"
-)
-
 // MaxFailuresListed bounds status.failures.
 const MaxFailuresListed = 20
 
@@ -316,21 +277,10 @@ type FirmwareRolloutStatus struct {
 	// targets is how many stations the rollout selects.
 	// +optional
 	Targets int32 `json:"targets"`
-	// pending is how many targets are not yet written.
-	// +optional
-	Pending int32 `json:"pending"`
-	// inProgress is how many are written and have no outcome yet.
-	// +optional
-	InProgress int32 `json:"inProgress"`
-	// updated is how many reported the new package.
-	// +optional
-	Updated int32 `json:"updated"`
-	// failed is how many failed (see failures for the latest reasons).
-	// +optional
-	Failed int32 `json:"failed"`
-	// skipped is how many are owned by another active rollout.
-	// +optional
-	Skipped int32 `json:"skipped"`
+
+	// The targets by outcome: pending, inProgress, updated, failed, skipped.
+	// Every counter is always stored, 0 included.
+	StationCounts `json:",inline"`
 
 	// progress is "updated/targets", for kubectl get.
 	// +optional
@@ -378,15 +328,8 @@ type BatchStatus struct {
 	// size is how many stations the batch holds: while the batch is being
 	// written, the planned size (the rest are not yet written).
 	Size int32 `json:"size"`
-	// inProgress is how many are written and have no outcome yet.
-	// +optional
-	InProgress int32 `json:"inProgress"`
-	// updated is how many reported the new package.
-	// +optional
-	Updated int32 `json:"updated"`
-	// failed is how many failed.
-	// +optional
-	Failed int32 `json:"failed"`
+	// The batch's stations by outcome: inProgress, updated, failed.
+	WrittenCounts `json:",inline"`
 	// startTime is when the batch's twins were written.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
@@ -399,8 +342,9 @@ type BatchStatus struct {
 type StationFailure struct {
 	// deviceId is the station's IoT Hub device id.
 	DeviceID string `json:"deviceId"`
-	// reason is KeyMismatch, ModelMismatch, NotApplied or TimedOut.
-	Reason string `json:"reason"`
+	// reason is why it failed: KeyMismatch, ModelMismatch, NotApplied or
+	// TimedOut.
+	Reason FailureReason `json:"reason"`
 	// message says what happened, for a person.
 	// +optional
 	Message string `json:"message,omitempty"`

@@ -218,14 +218,14 @@ func argoCases() []argoCase {
 		cond(fwv1.ConditionReady, metav1.ConditionFalse, fwv1.ReasonRegistryError, "retrying after an error: list rollouts: timeout", time.Minute),
 		cond(fwv1.ConditionReconciling, metav1.ConditionTrue, fwv1.ReasonRegistryError, "retrying after an error: list rollouts: timeout", time.Minute)}}
 	noStations := fwv1.FirmwareRolloutStatus{ObservedGeneration: 1, Phase: fwv1.PhasePending, Conditions: []metav1.Condition{
-		cond("FirmwareVerified", metav1.ConditionTrue, "Verified", "the firmware blob exists", time.Minute),
+		cond(fwv1.ConditionFirmwareVerified, metav1.ConditionTrue, fwv1.ReasonVerified, "the firmware blob exists", time.Minute),
 		cond(fwv1.ConditionReady, metav1.ConditionFalse, fwv1.ReasonNoStations, "the selector matches no station in IoT Hub; checking again every 1m0s", time.Minute),
 		cond(fwv1.ConditionStalled, metav1.ConditionTrue, fwv1.ReasonNoStations, "the selector matches no station in IoT Hub; checking again every 1m0s", time.Minute)}}
 	// InvalidStrategy ends the reconcile with a terminal error, so
 	// status.observedGeneration stays behind while Stalled is current.
 	invalidStrategy := withGen(fwv1.FirmwareRolloutStatus{Phase: fwv1.PhasePending, Conditions: []metav1.Condition{
-		cond(fwv1.ConditionReady, metav1.ConditionFalse, "InvalidStrategy", "invalid percentage \"x%\"", time.Minute),
-		cond(fwv1.ConditionStalled, metav1.ConditionTrue, "InvalidStrategy", "invalid percentage \"x%\"", time.Minute)}}, 2)
+		cond(fwv1.ConditionReady, metav1.ConditionFalse, fwv1.ReasonInvalidStrategy, "invalid percentage \"x%\"", time.Minute),
+		cond(fwv1.ConditionStalled, metav1.ConditionTrue, fwv1.ReasonInvalidStrategy, "invalid percentage \"x%\"", time.Minute)}}, 2)
 	invalidStrategy.ObservedGeneration = 1
 	// The first reconcile of a generation failed: the conditions are
 	// written for it, observedGeneration stays behind.

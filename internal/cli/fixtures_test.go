@@ -63,15 +63,16 @@ func progressingStatus() fwv1.FirmwareRolloutStatus {
 	return fwv1.FirmwareRolloutStatus{
 		ObservedGeneration: 1, Phase: fwv1.PhaseProgressing,
 		Conditions: []metav1.Condition{
-			cond("FirmwareVerified", metav1.ConditionTrue, "Verified", "the firmware blob exists and its signature verifies with the given key", 40*time.Minute),
+			cond(fwv1.ConditionFirmwareVerified, metav1.ConditionTrue, fwv1.ReasonVerified, "the firmware blob exists and its signature verifies with the given key", 40*time.Minute),
 			cond(fwv1.ConditionReady, metav1.ConditionFalse, fwv1.ReasonProgressing, msg, 40*time.Minute),
 			cond(fwv1.ConditionReconciling, metav1.ConditionTrue, fwv1.ReasonProgressing, msg, 40*time.Minute),
 		},
-		Targets: 50, Pending: 44, InProgress: 2, Updated: 3, Failed: 1, Progress: "3/50", CurrentStep: 2,
+		Targets: 50, StationCounts: fwv1.StationCounts{Pending: 44, WrittenCounts: fwv1.WrittenCounts{InProgress: 2, Updated: 3, Failed: 1}},
+		Progress: "3/50", CurrentStep: 2,
 		StepStartTime: ago(25 * time.Minute), StartTime: ago(40 * time.Minute),
 		Batches: []fwv1.BatchStatus{
-			{Step: 1, Size: 1, Updated: 1, StartTime: ago(40 * time.Minute), CompletionTime: ago(25 * time.Minute)},
-			{Step: 2, Size: 5, Updated: 2, Failed: 1, InProgress: 2, StartTime: ago(25 * time.Minute)},
+			{Step: 1, Size: 1, WrittenCounts: fwv1.WrittenCounts{Updated: 1}, StartTime: ago(40 * time.Minute), CompletionTime: ago(25 * time.Minute)},
+			{Step: 2, Size: 5, WrittenCounts: fwv1.WrittenCounts{Updated: 2, Failed: 1, InProgress: 2}, StartTime: ago(25 * time.Minute)},
 		},
 		Failures: []fwv1.StationFailure{{DeviceID: "001122FFFE334455", Reason: fwv1.FailureKeyMismatch,
 			Message: "the station has no sig-N.key whose CRC is the rollout's keyChecksum; it was not sent the firmware", Time: *ago(3 * time.Minute)}},
@@ -88,7 +89,7 @@ func waitingStatus(name string) fwv1.FirmwareRolloutStatus {
 	}
 	st.InProgress, st.Updated, st.Progress, st.CurrentStep = 0, 5, "5/50", 3
 	st.StepStartTime = ago(5 * time.Minute)
-	st.Batches[1] = fwv1.BatchStatus{Step: 2, Size: 5, Updated: 4, Failed: 1, StartTime: ago(25 * time.Minute), CompletionTime: ago(5 * time.Minute)}
+	st.Batches[1] = fwv1.BatchStatus{Step: 2, Size: 5, WrittenCounts: fwv1.WrittenCounts{Updated: 4, Failed: 1}, StartTime: ago(25 * time.Minute), CompletionTime: ago(5 * time.Minute)}
 	st.Updated = 5
 	return st
 }
@@ -103,7 +104,7 @@ func haltedStatus() fwv1.FirmwareRolloutStatus {
 		cond(fwv1.ConditionStalled, metav1.ConditionTrue, fwv1.ReasonHalted, msg, 2*time.Minute),
 	}
 	st.Updated, st.Failed, st.InProgress, st.Progress = 2, 4, 0, "2/50"
-	st.Batches[1] = fwv1.BatchStatus{Step: 2, Size: 5, Updated: 1, Failed: 4, StartTime: ago(25 * time.Minute), CompletionTime: ago(2 * time.Minute)}
+	st.Batches[1] = fwv1.BatchStatus{Step: 2, Size: 5, WrittenCounts: fwv1.WrittenCounts{Updated: 1, Failed: 4}, StartTime: ago(25 * time.Minute), CompletionTime: ago(2 * time.Minute)}
 	st.CompletionTime = ago(2 * time.Minute)
 	st.Failures = []fwv1.StationFailure{
 		{DeviceID: "00000000000000A4", Reason: fwv1.FailureTimedOut, Message: `no report of package "2.0.7" within 20m0s of the twin being written; last reported "2.0.6"`, Time: *ago(2 * time.Minute)},
@@ -119,15 +120,16 @@ func completedStatus() fwv1.FirmwareRolloutStatus {
 	return fwv1.FirmwareRolloutStatus{
 		ObservedGeneration: 1, Phase: fwv1.PhaseCompleted,
 		Conditions: []metav1.Condition{
-			cond("FirmwareVerified", metav1.ConditionTrue, "Verified", "the firmware blob exists and its signature verifies with the given key", 3*time.Hour),
+			cond(fwv1.ConditionFirmwareVerified, metav1.ConditionTrue, fwv1.ReasonVerified, "the firmware blob exists and its signature verifies with the given key", 3*time.Hour),
 			cond(fwv1.ConditionReady, metav1.ConditionTrue, fwv1.ReasonCompleted, msg, 10*time.Minute),
 		},
-		Targets: 50, Updated: 49, Failed: 1, Progress: "49/50", CurrentStep: 4,
+		Targets: 50, StationCounts: fwv1.StationCounts{WrittenCounts: fwv1.WrittenCounts{Updated: 49, Failed: 1}},
+		Progress: "49/50", CurrentStep: 4,
 		StepStartTime: ago(70 * time.Minute), StartTime: ago(3 * time.Hour), CompletionTime: ago(10 * time.Minute),
 		Batches: []fwv1.BatchStatus{
-			{Step: 1, Size: 1, Updated: 1, StartTime: ago(3 * time.Hour), CompletionTime: ago(170 * time.Minute)},
-			{Step: 2, Size: 5, Updated: 4, Failed: 1, StartTime: ago(170 * time.Minute), CompletionTime: ago(150 * time.Minute)},
-			{Step: 4, Size: 44, Updated: 44, StartTime: ago(70 * time.Minute), CompletionTime: ago(10 * time.Minute)},
+			{Step: 1, Size: 1, WrittenCounts: fwv1.WrittenCounts{Updated: 1}, StartTime: ago(3 * time.Hour), CompletionTime: ago(170 * time.Minute)},
+			{Step: 2, Size: 5, WrittenCounts: fwv1.WrittenCounts{Updated: 4, Failed: 1}, StartTime: ago(170 * time.Minute), CompletionTime: ago(150 * time.Minute)},
+			{Step: 4, Size: 44, WrittenCounts: fwv1.WrittenCounts{Updated: 44}, StartTime: ago(70 * time.Minute), CompletionTime: ago(10 * time.Minute)},
 		},
 		Failures: []fwv1.StationFailure{{DeviceID: "001122FFFE334455", Reason: fwv1.FailureKeyMismatch,
 			Message: "the station has no sig-N.key whose CRC is the rollout's keyChecksum; it was not sent the firmware", Time: *ago(160 * time.Minute)}},
@@ -140,7 +142,7 @@ func firmwareInvalidStatus() fwv1.FirmwareRolloutStatus {
 	return fwv1.FirmwareRolloutStatus{
 		ObservedGeneration: 1, Phase: fwv1.PhasePending,
 		Conditions: []metav1.Condition{
-			cond("FirmwareVerified", metav1.ConditionFalse, fwv1.ReasonFirmwareInvalid, msg, time.Minute),
+			cond(fwv1.ConditionFirmwareVerified, metav1.ConditionFalse, fwv1.ReasonFirmwareInvalid, msg, time.Minute),
 			cond(fwv1.ConditionReady, metav1.ConditionFalse, fwv1.ReasonFirmwareInvalid, msg, time.Minute),
 			cond(fwv1.ConditionStalled, metav1.ConditionTrue, fwv1.ReasonFirmwareInvalid, msg, time.Minute),
 		},

@@ -19,6 +19,8 @@ const (
 // message for failures and skips.
 type Outcome struct {
 	State   fwv1.StationOutcome
+	// Reason is the failure reason (a fwv1.FailureReason) or the skip
+	// reason (a fwv1.SkipReason), empty otherwise.
 	Reason  string
 	Message string
 	// Deadline is when an in-progress station times out.
@@ -49,20 +51,20 @@ func ParamsFor(obj *fwv1.FirmwareRollout, now time.Time) Params {
 // failureForRefusal is the one table from the reason the CUPS server
 // records when it withholds an update (twin.Refusal*) to the failure reason
 // the rollout counts (fwv1.Failure*).
-var failureForRefusal = map[string]string{
+var failureForRefusal = map[string]fwv1.FailureReason{
 	twin.RefusalKeyMismatch:   fwv1.FailureKeyMismatch,
 	twin.RefusalModelMismatch: fwv1.FailureModelMismatch,
 	twin.RefusalNotApplied:    fwv1.FailureNotApplied,
 }
 
-// FailureForRefusal returns the failure reason for a CUPS refusal. A
-// refusal this version does not know (a newer CUPS server's) still fails
-// the station, under its own name.
-func FailureForRefusal(refusal string) string {
-	if f, ok := failureForRefusal[refusal]; ok {
-		return f
-	}
-	return refusal
+// FailureForRefusal returns the failure reason for a CUPS refusal, and
+// false for a refusal this version does not know (a newer CUPS server's,
+// or a hand edit): that one is ignored, and the station stays in progress
+// until it reports the package or times out. Counting it under a reason the
+// API does not list would make the API server refuse the rollout's status.
+func FailureForRefusal(refusal string) (fwv1.FailureReason, bool) {
+	f, ok := failureForRefusal[refusal]
+	return f, ok
 }
 
 // Classify decides a station's outcome for the rollout uid: Evaluate when
@@ -73,7 +75,7 @@ func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 	case s.OwnerUID == uid:
 		return Evaluate(s, p)
 	case s.OwnerUID != "" && active[s.OwnerUID]:
-		return Outcome{State: fwv1.OutcomeSkipped, Reason: fwv1.SkipOwnedElsewhere,
+		return Outcome{State: fwv1.OutcomeSkipped, Reason: string(fwv1.SkipOwnedElsewhere),
 			Message: "owned by the active rollout " + s.OwnerName}
 	default:
 		return Outcome{State: fwv1.OutcomePending}
@@ -83,7 +85,8 @@ func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 // Evaluate decides the outcome of a station the rollout has written:
 //
 //   - the ownership record says Failed: Failed with that reason, final (the
-//     controller recorded it when it first counted the failure);
+//     controller recorded it when it first counted the failure); a reason
+//     the API does not list (a newer controller's) is ignored;
 //   - the station reports the rollout's package: Updated;
 //   - CUPS withheld the update from it, for this rollout, because of
 //     KeyMismatch, ModelMismatch or NotApplied (asked again after
@@ -91,14 +94,15 @@ func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 //   - progressDeadline passed since its twin was written: Failed TimedOut;
 //   - else InProgress.
 func Evaluate(s Station, p Params) Outcome {
-	if s.Failed != "" {
-		return failed(s.Failed, s, p)
+	if r := fwv1.FailureReason(s.Failed); r.Known() {
+		return failed(r, s, p)
 	}
+	refusal, refused := FailureForRefusal(s.Refusal)
 	switch {
 	case s.Package == p.Package:
 		return Outcome{State: fwv1.OutcomeUpdated}
-	case s.Refusal != "" && s.RefusedPackage == p.Package:
-		return failed(FailureForRefusal(s.Refusal), s, p)
+	case refused && s.RefusedPackage == p.Package:
+		return failed(refusal, s, p)
 	case s.ServedPackage == p.Package && s.UpdatesServed > p.MaxUpdateAttempts:
 		// Recorded by a CUPS server that did not know the limit (an
 		// ownership record written before it carried maxUpdateAttempts).
@@ -120,8 +124,8 @@ func AttemptsUsedUp(served, maxUpdateAttempts int) bool {
 }
 
 // failed is the Failed outcome for reason, with a message for a person.
-func failed(reason string, s Station, p Params) Outcome {
-	o := Outcome{State: fwv1.OutcomeFailed, Reason: reason}
+func failed(reason fwv1.FailureReason, s Station, p Params) Outcome {
+	o := Outcome{State: fwv1.OutcomeFailed, Reason: string(reason)}
 	switch reason {
 	case fwv1.FailureKeyMismatch:
 		o.Message = "the station has no sig-N.key whose CRC is the rollout's keyChecksum; it was not sent the firmware"
@@ -138,8 +142,6 @@ func failed(reason string, s Station, p Params) Outcome {
 		if s.Package != "" {
 			o.Message += fmt.Sprintf("; last reported %q", s.Package)
 		}
-	default:
-		o.Message = "counted Failed (" + reason + ")"
 	}
 	return o
 }

@@ -21,7 +21,7 @@ func TestEvaluate(t *testing.T) {
 		s      Station
 		p      Params
 		state  fwv1.StationOutcome
-		reason string
+		reason fwv1.FailureReason
 	}{
 		{"reported the new package", Station{Package: "2.0.7", WrittenAt: written}, p, fwv1.OutcomeUpdated, ""},
 		{"not yet polled", Station{Package: "2.0.6", WrittenAt: written}, p, fwv1.OutcomeInProgress, ""},
@@ -31,7 +31,7 @@ func TestEvaluate(t *testing.T) {
 		{"served maxUpdateAttempts times, may still apply", Station{Package: "2.0.6", WrittenAt: written, ServedPackage: "2.0.7", UpdatesServed: 3}, p, fwv1.OutcomeInProgress, ""},
 		{"asked again after maxUpdateAttempts sends (CUPS recorded NotApplied)", Station{Package: "2.0.6", WrittenAt: written, ServedPackage: "2.0.7", UpdatesServed: 3, Refusal: twin.RefusalNotApplied, RefusedPackage: "2.0.7"}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
 		{"served more than maxUpdateAttempts by a CUPS server that did not know the limit", Station{Package: "2.0.6", WrittenAt: written, ServedPackage: "2.0.7", UpdatesServed: 4}, p, fwv1.OutcomeFailed, fwv1.FailureNotApplied},
-		{"counted Failed earlier: final, even past a report of the package", Station{Package: "2.0.7", WrittenAt: written, Failed: fwv1.FailureTimedOut}, p, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
+		{"counted Failed earlier: final, even past a report of the package", Station{Package: "2.0.7", WrittenAt: written, Failed: string(fwv1.FailureTimedOut)}, p, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
 		{"served counts of another package do not count", Station{Package: "2.0.6", WrittenAt: written, ServedPackage: "2.0.5", UpdatesServed: 9}, p, fwv1.OutcomeInProgress, ""},
 		{"past the progress deadline", Station{Package: "2.0.6", WrittenAt: written}, Params{Package: "2.0.7", MaxUpdateAttempts: 3, ProgressDeadline: time.Hour, Now: written.Add(time.Hour)}, fwv1.OutcomeFailed, fwv1.FailureTimedOut},
 		{"updated wins over a late deadline", Station{Package: "2.0.7", WrittenAt: written}, Params{Package: "2.0.7", ProgressDeadline: time.Hour, Now: written.Add(48 * time.Hour)}, fwv1.OutcomeUpdated, ""},
@@ -41,7 +41,7 @@ func TestEvaluate(t *testing.T) {
 			g := NewWithT(t)
 			o := Evaluate(tc.s, tc.p)
 			g.Expect(o.State).To(Equal(tc.state))
-			g.Expect(o.Reason).To(Equal(tc.reason))
+			g.Expect(o.Reason).To(Equal(string(tc.reason)))
 			if o.State == fwv1.OutcomeFailed {
 				g.Expect(o.Message).NotTo(BeEmpty())
 			}
@@ -68,7 +68,7 @@ func TestNewStationScopesObservation(t *testing.T) {
 	tw.Observation.RefusedRollout = "new"
 	o = EvaluateStation(tw, obj, nil, written.Add(time.Minute))
 	g.Expect(o.State).To(Equal(fwv1.OutcomeFailed))
-	g.Expect(o.Reason).To(Equal(fwv1.FailureKeyMismatch))
+	g.Expect(o.Reason).To(BeEquivalentTo(fwv1.FailureKeyMismatch))
 }
 
 // TestEvaluateStationFromHistory: a station a later rollout took over shows
@@ -162,10 +162,26 @@ func TestSpreadOrderIsStableAndSpread(t *testing.T) {
 // failure the rollout counts, by one table.
 func TestFailureForRefusal(t *testing.T) {
 	g := NewWithT(t)
-	g.Expect(FailureForRefusal(twin.RefusalKeyMismatch)).To(BeEquivalentTo(fwv1.FailureKeyMismatch))
-	g.Expect(FailureForRefusal(twin.RefusalModelMismatch)).To(BeEquivalentTo(fwv1.FailureModelMismatch))
-	g.Expect(FailureForRefusal(twin.RefusalNotApplied)).To(BeEquivalentTo(fwv1.FailureNotApplied))
-	g.Expect(FailureForRefusal("SomethingNew")).To(BeEquivalentTo("SomethingNew"), "a newer server's refusal still fails the station")
+	for refusal, want := range map[string]fwv1.FailureReason{
+		twin.RefusalKeyMismatch: fwv1.FailureKeyMismatch, twin.RefusalModelMismatch: fwv1.FailureModelMismatch, twin.RefusalNotApplied: fwv1.FailureNotApplied,
+	} {
+		got, ok := FailureForRefusal(refusal)
+		g.Expect(ok).To(BeTrue())
+		g.Expect(got).To(Equal(want))
+		g.Expect(got.Known()).To(BeTrue(), "the API server accepts %s in status.failures", got)
+	}
+	_, ok := FailureForRefusal("SomethingNew")
+	g.Expect(ok).To(BeFalse())
+
+	// A refusal or a failure mark this version does not know (a newer
+	// server's) is ignored: counting it under a reason the API does not
+	// list would make the API server refuse the rollout's whole status.
+	written := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	p := Params{Package: "2.0.7", MaxUpdateAttempts: 3, ProgressDeadline: time.Hour, Now: written.Add(time.Minute)}
+	o := Evaluate(Station{Package: "2.0.6", WrittenAt: written, Refusal: "SomethingNew", RefusedPackage: "2.0.7"}, p)
+	g.Expect(o.State).To(Equal(fwv1.OutcomeInProgress))
+	o = Evaluate(Station{Package: "2.0.6", WrittenAt: written, Failed: "SomethingNew"}, p)
+	g.Expect(o.State).To(Equal(fwv1.OutcomeInProgress))
 }
 
 func TestAttemptsUsedUp(t *testing.T) {

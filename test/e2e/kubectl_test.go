@@ -85,7 +85,7 @@ func TestKubectlGetShowsProgress(t *testing.T) {
 		g.Expect(w.stations[i].Package()).To(Equal(want), "station %d", i)
 	}
 	g.Expect(w.twinOf(1).Observation).NotTo(BeNil())
-	g.Expect(w.twinOf(1).Observation.Refusal).To(Equal(fwv1.FailureKeyMismatch))
+	g.Expect(w.twinOf(1).Observation.Refusal).To(Equal(string(fwv1.FailureKeyMismatch)))
 }
 
 // failedCell matches kubectl's FAILED cell for n failed stations: a number,

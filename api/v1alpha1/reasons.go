@@ -1,0 +1,127 @@
+package v1alpha1
+
+import "slices"
+
+// The vocabulary of a rollout's status and Events: every condition type,
+// condition reason, Event reason, station failure reason and skip reason the
+// controller writes is a constant here, so that clients (the CLI, Argo CD
+// health checks, alerts) can match on them.
+
+// Condition types.
+const (
+	// ConditionReady (kstatus) is True when the rollout completed, False
+	// otherwise.
+	ConditionReady = "Ready"
+	// ConditionReconciling (kstatus) is present (True) while the rollout is
+	// making progress towards its goal.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled (kstatus) is present (True) when the rollout cannot go
+	// on without a person: halted, bad firmware, no stations.
+	ConditionStalled = "Stalled"
+	// ConditionFirmwareVerified records that the preflight check passed for
+	// the rollout's (immutable) firmware, so it is not downloaded again:
+	// True with ReasonVerified, or False with ReasonFirmwareInvalid while
+	// the check fails.
+	ConditionFirmwareVerified = "FirmwareVerified"
+)
+
+// Condition and Event reasons (metav1.Condition.Reason is a string). When the
+// controller has no specific reason for a phase, the Ready condition's reason
+// is the phase's name (a RolloutPhase constant).
+const (
+	// ReasonProgressing: writing twins or waiting for stations.
+	ReasonProgressing = "Progressing"
+	// ReasonPaused: spec.paused is true or a timed pause step is waiting
+	// (condition and Event).
+	ReasonPaused = "Paused"
+	// ReasonWaitingForResume: a `pause: {}` step waits for the resume
+	// annotation.
+	ReasonWaitingForResume = "WaitingForResume"
+	// ReasonResumed: a `pause: {}` step was resumed (Event).
+	ReasonResumed = "Resumed"
+	// ReasonHalted: more stations failed than strategy.maxFailures allows
+	// (Stalled condition, Warning Event).
+	ReasonHalted = "MaxFailuresExceeded"
+	// ReasonCompleted: every step is done and every station has an outcome
+	// (Ready condition, Event).
+	ReasonCompleted = "Completed"
+	// ReasonAborting: restoring the previous firmware (condition, Event).
+	ReasonAborting = "Aborting"
+	// ReasonAborted: every station the rollout wrote is restored
+	// (condition, Event).
+	ReasonAborted = "Aborted"
+	// ReasonDeleting: the rollout is deleted and releases the stations it
+	// owns.
+	ReasonDeleting = "Deleting"
+	// ReasonFirmwareInvalid: the firmware check failed before any twin was
+	// written (Stalled and FirmwareVerified conditions, Warning Event).
+	ReasonFirmwareInvalid = "FirmwareInvalid"
+	// ReasonVerified: the firmware check passed (FirmwareVerified True).
+	ReasonVerified = "Verified"
+	// ReasonInvalidStrategy: a step's batch size cannot be computed from the
+	// strategy (Stalled condition).
+	ReasonInvalidStrategy = "InvalidStrategy"
+	// ReasonNoStations: the selector matches no station (Stalled condition).
+	ReasonNoStations = "NoStations"
+	// ReasonBatchStarted: a batch's twins are being written (Event).
+	ReasonBatchStarted = "BatchStarted"
+	// ReasonBatchCompleted: every station of a batch has an outcome (Event).
+	ReasonBatchCompleted = "BatchCompleted"
+	// ReasonStationFailed: a station was counted Failed (Warning Event).
+	ReasonStationFailed = "StationFailed"
+	// ReasonRegistryError: a transient error (IoT Hub, API server); the
+	// reconcile is retried (Ready and Reconciling conditions).
+	ReasonRegistryError = "RegistryError"
+	// ReasonReconciling is a generic Reconciling reason for clients; the
+	// controller itself writes a more specific one.
+	ReasonReconciling = "Reconciling"
+)
+
+// FailureReason says why a station failed: status.failures[].reason, the
+// reason in the station's ownership record, and the CLI's stations view.
+// The API server refuses any other value in status.failures.
+//
+// To add a reason (issue 15 adds Unhealthy and RolledBack): add its constant
+// below, its name to the Enum marker and to FailureReasons, then run
+// `make manifests`; TestFailureReasonEnum checks that the marker and
+// FailureReasons agree.
+// +kubebuilder:validation:Enum=KeyMismatch;ModelMismatch;NotApplied;TimedOut
+type FailureReason string
+
+// The failure reasons of a station.
+const (
+	// FailureKeyMismatch: the station holds no sig-N.key with the rollout's
+	// keyChecksum; CUPS did not send it the firmware.
+	FailureKeyMismatch FailureReason = "KeyMismatch"
+	// FailureModelMismatch: the station reports another model than
+	// firmware.model; CUPS did not send it the firmware.
+	FailureModelMismatch FailureReason = "ModelMismatch"
+	// FailureNotApplied: the station still reports its old package after it
+	// was sent the update maxUpdateAttempts times.
+	FailureNotApplied FailureReason = "NotApplied"
+	// FailureTimedOut: the station did not report the new package within
+	// progressDeadline of its twin being written.
+	FailureTimedOut FailureReason = "TimedOut"
+)
+
+// FailureReasons returns every failure reason, in the order of the CRD's enum.
+func FailureReasons() []FailureReason {
+	return []FailureReason{FailureKeyMismatch, FailureModelMismatch, FailureNotApplied, FailureTimedOut}
+}
+
+// Known reports whether r is one of FailureReasons, that is a value the API
+// server accepts in status.failures. A reason read from a twin is outside
+// input (another version's CUPS server, a hand edit) and must be checked
+// before it goes into the status: one unknown reason would make the API
+// server refuse the whole status write.
+func (r FailureReason) Known() bool { return slices.Contains(FailureReasons(), r) }
+
+// SkipReason says why a station is Skipped (the CLI's stations view; the
+// status only counts skipped stations, in status.skipped).
+type SkipReason string
+
+// The skip reasons of a station.
+const (
+	// SkipOwnedElsewhere: another active rollout owns the station.
+	SkipOwnedElsewhere SkipReason = "OwnedByAnotherRollout"
+)
