@@ -18,7 +18,7 @@ const (
 // Outcome is a station's state within a rollout, with the reason and
 // message for failures and skips.
 type Outcome struct {
-	State   fwv1.StationOutcome
+	State fwv1.StationOutcome
 	// Reason is the failure reason (a fwv1.FailureReason) or the skip
 	// reason (a fwv1.SkipReason), empty otherwise.
 	Reason  string
