@@ -57,6 +57,10 @@ func (b *Backend) ParseURL(raw string) (BlobURL, error) { return b.parse(raw, fa
 // blob name or path may be empty or end with '/'.
 func (b *Backend) ParsePrefix(raw string) (BlobURL, error) { return b.parse(raw, true) }
 
+// ParseAny is ParsePrefix when prefix is true (a List prefix), ParseURL
+// otherwise.
+func (b *Backend) ParseAny(raw string, prefix bool) (BlobURL, error) { return b.parse(raw, prefix) }
+
 func (b *Backend) parse(raw string, prefix bool) (BlobURL, error) {
 	u, err := checkURL(raw)
 	if err != nil {

@@ -301,13 +301,7 @@ func (t target) blobClient() *blob.Client {
 
 // resolve maps a URL (or List prefix) to a client, container and blob name.
 func (s *Store) resolve(raw string, prefix bool) (target, error) {
-	var u firmware.BlobURL
-	var err error
-	if prefix {
-		u, err = Backend.ParsePrefix(raw)
-	} else {
-		u, err = Backend.ParseURL(raw)
-	}
+	u, err := Backend.ParseAny(raw, prefix)
 	if err != nil {
 		return target{}, err
 	}

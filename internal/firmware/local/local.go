@@ -82,13 +82,7 @@ func (f *fileURL) format(s *Store, rel string) string {
 
 // rel maps a parsed file URL to a path relative to the root.
 func (s *Store) rel(raw string, prefix bool) (string, *fileURL, error) {
-	var u firmware.BlobURL
-	var err error
-	if prefix {
-		u, err = Backend.ParsePrefix(raw)
-	} else {
-		u, err = Backend.ParseURL(raw)
-	}
+	u, err := Backend.ParseAny(raw, prefix)
 	if err != nil {
 		return "", nil, err
 	}
