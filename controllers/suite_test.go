@@ -290,8 +290,11 @@ func statusString(r *fwv1.FirmwareRollout) string {
 	return out
 }
 
-func secretWithKey(ns, name string, key []byte) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{"sig-0.key": key}}
+// configMapWithKey is the ConfigMap `kubectl create configmap NAME
+// --from-file=sig-0.key` makes of a station key file (64 raw bytes, so in
+// binaryData).
+func configMapWithKey(ns, name string, key []byte) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, BinaryData: map[string][]byte{"sig-0.key": key}}
 }
 
 func clientKey(r *fwv1.FirmwareRollout) client.ObjectKey { return client.ObjectKeyFromObject(r) }
