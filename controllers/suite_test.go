@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -88,6 +89,9 @@ type world struct {
 	stations []*stationsim.Station
 	cupsAddr string
 	csFile   string
+	// cfg, when set, is how the manager reaches the API server (default:
+	// testEnv.Config, an administrator).
+	cfg *rest.Config
 
 	stopManager  context.CancelFunc
 	managerDone  chan error
@@ -145,7 +149,11 @@ func freeAddr(t *testing.T) string {
 // only this test's namespace.
 func (w *world) startManager() {
 	g := NewWithT(w.t)
-	mgr, err := ctrl.NewManager(testEnv.Config, ctrl.Options{
+	cfg := testEnv.Config
+	if w.cfg != nil {
+		cfg = w.cfg
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testEnv.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
