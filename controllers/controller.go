@@ -47,6 +47,12 @@ import (
 // reports their outcomes in status.
 type FirmwareRolloutReconciler struct {
 	client.Client
+	// APIReader reads what must not be cached: the ConfigMap a rollout's
+	// publicKeyRef names, read once per rollout. SetupWithManager sets it
+	// to the manager's API reader when nil; a cached read would start an
+	// informer over every ConfigMap (list and watch on all of them, and
+	// their contents in memory) for one key.
+	APIReader client.Reader
 	// Registry reads and writes twins (required).
 	Registry TwinRegistry
 	// Firmware checks the firmware before the first write (required).
@@ -70,7 +76,9 @@ type FirmwareRolloutReconciler struct {
 // +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// (configmaps: the publicKeyRef ConfigMap, read uncached in the rollout's
+// namespace. No Secret: the manager's own Secrets are mounted files.)
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the reconciler with mgr.
@@ -79,6 +87,9 @@ func (r *FirmwareRolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return errors.New("firmware rollout reconciler needs a twin registry and a firmware checker")
 	}
 	r.applyDefaults()
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&fwv1.FirmwareRollout{}, builder.WithPredicates(predicate.Or[client.Object](
 			predicate.GenerationChangedPredicate{}, annotationsChanged{}))).

@@ -217,9 +217,9 @@ func TestUnitPreflight(t *testing.T) {
 	g.Expect(checks).To(Equal(3), "a verified firmware is not checked again")
 
 	s.obj.Status.Conditions = nil
-	s.obj.Spec.Firmware.PublicKeyRef = &fwv1.SecretKeySelector{Name: "missing", Key: "k"}
+	s.obj.Spec.Firmware.PublicKeyRef = &fwv1.ConfigMapKeySelector{Name: "missing", Key: "k"}
 	g.Expect(errors.As(u.r.preflight(context.Background(), s), &stall)).To(BeTrue())
-	g.Expect(stall.Err.Error()).To(ContainSubstring("read public key Secret missing"))
+	g.Expect(stall.Err.Error()).To(ContainSubstring("publicKeyRef: no ConfigMap missing in namespace ns"))
 	g.Expect(checks).To(Equal(3), "a key that cannot be read stalls before the check")
 }
 

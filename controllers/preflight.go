@@ -6,9 +6,11 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/signing"
@@ -40,27 +42,45 @@ func (r *FirmwareRolloutReconciler) preflight(ctx context.Context, s *rolloutSco
 }
 
 // firmwareRef is what the firmware checker needs, with the public key read
-// from the rollout's publicKeyRef.
+// from the ConfigMap the rollout's publicKeyRef names (uncached: one read
+// per rollout, and no informer over every ConfigMap of the cluster).
 func (r *FirmwareRolloutReconciler) firmwareRef(ctx context.Context, obj *fwv1.FirmwareRollout) (FirmwareRef, error) {
 	ref := FirmwareRef{URL: obj.Spec.Firmware.URL, Signature: obj.Spec.Firmware.Signature, KeyChecksum: uint32(obj.Spec.Firmware.KeyChecksum)}
 	pk := obj.Spec.Firmware.PublicKeyRef
 	if pk == nil {
 		return ref, nil
 	}
-	var sec corev1.Secret
-	if err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: pk.Name}, &sec); err != nil {
-		return ref, fmt.Errorf("read public key Secret %s: %w", pk.Name, err)
+	var cm corev1.ConfigMap
+	if err := r.apiReader().Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: pk.Name}, &cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ref, fmt.Errorf("publicKeyRef: no ConfigMap %s in namespace %s (create it with `kubectl -n %s create configmap %s --from-file=%s=sig-0.key`)",
+				pk.Name, obj.Namespace, obj.Namespace, pk.Name, pk.Key)
+		}
+		return ref, fmt.Errorf("read public key ConfigMap %s: %w", pk.Name, err)
 	}
-	raw, ok := sec.Data[pk.Key]
+	raw, ok := cm.BinaryData[pk.Key]
 	if !ok {
-		return ref, fmt.Errorf("Secret %s has no key %q", pk.Name, pk.Key)
+		text, inData := cm.Data[pk.Key]
+		if !inData {
+			return ref, fmt.Errorf("ConfigMap %s has no key %q in data or binaryData", pk.Name, pk.Key)
+		}
+		raw = []byte(text)
 	}
 	key, err := stationKey(raw)
 	if err != nil {
-		return ref, fmt.Errorf("Secret %s key %q: %w", pk.Name, pk.Key, err)
+		return ref, fmt.Errorf("ConfigMap %s key %q: %w", pk.Name, pk.Key, err)
 	}
 	ref.PublicKey = key
 	return ref, nil
+}
+
+// apiReader is the uncached reader for the public key ConfigMap: APIReader,
+// or the client when none is set (unit tests over a fake client).
+func (r *FirmwareRolloutReconciler) apiReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
 }
 
 // preflightFailed records a failed check and stalls the rollout.

@@ -303,10 +303,10 @@ func TestOverlappingRollouts(t *testing.T) {
 func TestBadFirmwareStallsBeforeAnyWrite(t *testing.T) {
 	g := NewWithT(t)
 	w := newWorld(t, 5, nil)
-	g.Expect(testEnv.Client.Create(context.Background(), secretWithKey(w.ns, "fw-signing", w.signer.SigKey))).To(Succeed())
+	g.Expect(testEnv.Client.Create(context.Background(), configMapWithKey(w.ns, "fw-signing", w.signer.SigKey))).To(Succeed())
 	r := w.rollout("r")
 	r.Spec.Firmware.Signature = w.old.Signature // a signature of another blob
-	r.Spec.Firmware.PublicKeyRef = &fwv1.SecretKeySelector{Name: "fw-signing", Key: "sig-0.key"}
+	r.Spec.Firmware.PublicKeyRef = &fwv1.ConfigMapKeySelector{Name: "fw-signing", Key: "sig-0.key"}
 	writesBefore := w.hub.Writes()
 	w.create(r)
 	g.Eventually(func() bool {

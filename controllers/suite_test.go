@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -88,6 +89,9 @@ type world struct {
 	stations []*stationsim.Station
 	cupsAddr string
 	csFile   string
+	// cfg, when set, is how the manager reaches the API server (default:
+	// testEnv.Config, an administrator).
+	cfg *rest.Config
 
 	stopManager  context.CancelFunc
 	managerDone  chan error
@@ -145,7 +149,11 @@ func freeAddr(t *testing.T) string {
 // only this test's namespace.
 func (w *world) startManager() {
 	g := NewWithT(w.t)
-	mgr, err := ctrl.NewManager(testEnv.Config, ctrl.Options{
+	cfg := testEnv.Config
+	if w.cfg != nil {
+		cfg = w.cfg
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testEnv.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -290,8 +298,11 @@ func statusString(r *fwv1.FirmwareRollout) string {
 	return out
 }
 
-func secretWithKey(ns, name string, key []byte) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{"sig-0.key": key}}
+// configMapWithKey is the ConfigMap `kubectl create configmap NAME
+// --from-file=sig-0.key` makes of a station key file (64 raw bytes, so in
+// binaryData).
+func configMapWithKey(ns, name string, key []byte) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, BinaryData: map[string][]byte{"sig-0.key": key}}
 }
 
 func clientKey(r *fwv1.FirmwareRollout) client.ObjectKey { return client.ObjectKeyFromObject(r) }

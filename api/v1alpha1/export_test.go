@@ -5,4 +5,5 @@ package v1alpha1
 var RuleMessages = []string{
 	msgPackagePadded, msgPackageControl, msgURLScheme, msgURLCharacters, msgURLQuery, msgURLUserInfo,
 	msgURLAzblob, msgURLContainer, msgURLHTTPS, msgURLFile, msgURLSegments, msgModelCharacters,
+	msgKeyRefBoth, msgKeyRefName, msgKeyRefKey,
 }

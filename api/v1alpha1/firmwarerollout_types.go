@@ -51,7 +51,7 @@ type FirmwareRolloutSpec struct {
 }
 
 // FirmwareSpec names a signed firmware package.
-// +kubebuilder:validation:XValidation:rule="!has(self.publicKeyRef) || (size(self.publicKeyRef.name) > 0 && size(self.publicKeyRef.key) > 0)",message="firmware.publicKeyRef needs both name and key"
+// +kubebuilder:validation:XValidation:rule="!has(self.publicKeyRef) || (size(self.publicKeyRef.name) > 0 && size(self.publicKeyRef.key) > 0)",message="firmware.publicKeyRef needs both name and key: the ConfigMap in the rollout's namespace and the key that holds the public key"
 type FirmwareSpec struct {
 	// package is the version the station's version.txt says after the
 	// update; stations reporting another package get the update.
@@ -96,11 +96,13 @@ type FirmwareSpec struct {
 	// +kubebuilder:validation:Maximum=4294967295
 	KeyChecksum int64 `json:"keyChecksum"`
 
-	// publicKeyRef points at the sig-N.key (64 bytes) or PEM public key in a
-	// Secret of the rollout's namespace; when set, the controller verifies
-	// the signature over the blob before it writes any twin.
+	// publicKeyRef points at the station key file sig-N.key (64 bytes) or
+	// the PEM public key in a ConfigMap of the rollout's namespace; when set,
+	// the controller verifies the signature over the blob before it writes
+	// any twin. A public key is not a secret: keeping it in a ConfigMap
+	// means the manager needs no access to Secrets at all.
 	// +optional
-	PublicKeyRef *SecretKeySelector `json:"publicKeyRef,omitempty"`
+	PublicKeyRef *ConfigMapKeySelector `json:"publicKeyRef,omitempty"`
 
 	// model, when set, limits the update to stations reporting this model
 	// (for example "linux"); others are reported ModelMismatch.
@@ -110,18 +112,21 @@ type FirmwareSpec struct {
 	Model string `json:"model,omitempty"`
 }
 
-// SecretKeySelector selects a key of a Secret in the rollout's namespace.
-type SecretKeySelector struct {
-	// name is the Secret's name.
+// ConfigMapKeySelector selects a key of a ConfigMap in the rollout's
+// namespace. The key may be in the ConfigMap's data (a PEM public key) or
+// binaryData (a raw 64-byte sig-N.key, as `kubectl create configmap
+// --from-file` stores it).
+type ConfigMapKeySelector struct {
+	// name is the ConfigMap's name.
 	// +required
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="firmware.publicKeyRef.name must be a Secret's name: lower-case letters, digits, '-' and '.'"
+	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="firmware.publicKeyRef.name must be a ConfigMap's name: lower-case letters, digits, '-' and '.'"
 	Name string `json:"name"`
 
-	// key is the key within the Secret's data.
+	// key is the key within the ConfigMap's data or binaryData.
 	// +required
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.matches('^[-._a-zA-Z0-9]+$')",message="firmware.publicKeyRef.key must be a key of the Secret's data: letters, digits, '-', '_' and '.'"
+	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.matches('^[-._a-zA-Z0-9]+$')",message="firmware.publicKeyRef.key must be a key of the ConfigMap's data: letters, digits, '-', '_' and '.'"
 	Key string `json:"key"`
 }
 

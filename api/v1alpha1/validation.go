@@ -28,6 +28,10 @@ const (
 	msgURLFile           = "firmware.url file:// needs the absolute path of a file: file:///<path/to/file>"
 	msgURLSegments       = "firmware.url must not have empty (//), '.' or '..' path segments"
 	msgModelCharacters   = "firmware.model must not contain white space or control characters: it is compared with the model the station reports, for example linux"
+	msgKeyRefBoth        = "firmware.publicKeyRef needs both name and key: the ConfigMap in the rollout's namespace and the key that holds the public key"
+	msgKeyRefName        = "firmware.publicKeyRef.name must be a ConfigMap's name: lower-case letters, digits, '-' and '.'"
+	msgKeyRefKey         = "firmware.publicKeyRef.key must be a key of the ConfigMap's data: letters, digits, '-', '_' and '.'"
+	maxKeyRefLen         = 253
 	maxPackageLen        = 64
 	minURLLen, maxURLLen = 8, 1024
 	maxModelLen          = 64
@@ -49,6 +53,8 @@ var (
 	reDotSegment     = regexp.MustCompile(`^[a-z]+://[^/]*/(.*/)?[.]{1,2}(/|$)`)
 	reEmptySegment   = regexp.MustCompile(`^[a-z]+://.*//`)
 	reModel          = regexp.MustCompile(`[\s\p{Cc}\p{Cf}\p{Z}]`)
+	reKeyRefName     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	reKeyRefKey      = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 )
 
 // ValidatePackage checks spec.firmware.package as the API server does.
@@ -102,6 +108,28 @@ func ValidateModel(model string) error {
 	}
 	if reModel.MatchString(model) {
 		errs = append(errs, errors.New(msgModelCharacters))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidatePublicKeyRef checks spec.firmware.publicKeyRef (a ConfigMap's
+// name and key) as the API server does.
+func ValidatePublicKeyRef(ref ConfigMapKeySelector) error {
+	var errs []error
+	if ref.Name == "" || ref.Key == "" {
+		errs = append(errs, errors.New(msgKeyRefBoth))
+	}
+	if len([]rune(ref.Name)) > maxKeyRefLen {
+		errs = append(errs, errors.New("firmware.publicKeyRef.name must be at most 253 characters"))
+	}
+	if ref.Name != "" && !reKeyRefName.MatchString(ref.Name) {
+		errs = append(errs, errors.New(msgKeyRefName))
+	}
+	if len([]rune(ref.Key)) > maxKeyRefLen {
+		errs = append(errs, errors.New("firmware.publicKeyRef.key must be at most 253 characters"))
+	}
+	if ref.Key != "" && !reKeyRefKey.MatchString(ref.Key) {
+		errs = append(errs, errors.New(msgKeyRefKey))
 	}
 	return errors.Join(errs...)
 }

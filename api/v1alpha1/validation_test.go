@@ -151,14 +151,18 @@ func TestInvalidManifestsRefused(t *testing.T) {
 			"firmware.url must not have empty (//), '.' or '..' path segments"},
 		{"model with a space", func(s map[string]any) { fw(s)["model"] = "linux " },
 			"firmware.model must not contain white space or control characters: it is compared with the model the station reports, for example linux"},
-		{"public key secret name", func(s map[string]any) {
+		{"public key ConfigMap name", func(s map[string]any) {
 			fw(s)["publicKeyRef"] = map[string]any{"name": "Station Keys", "key": "sig-0.key"}
 		},
-			"firmware.publicKeyRef.name must be a Secret's name: lower-case letters, digits, '-' and '.'"},
-		{"public key secret key", func(s map[string]any) {
+			"firmware.publicKeyRef.name must be a ConfigMap's name: lower-case letters, digits, '-' and '.'"},
+		{"public key ConfigMap key", func(s map[string]any) {
 			fw(s)["publicKeyRef"] = map[string]any{"name": "station-keys", "key": "keys/sig-0.key"}
 		},
-			"firmware.publicKeyRef.key must be a key of the Secret's data: letters, digits, '-', '_' and '.'"},
+			"firmware.publicKeyRef.key must be a key of the ConfigMap's data: letters, digits, '-', '_' and '.'"},
+		{"public key without a key", func(s map[string]any) {
+			fw(s)["publicKeyRef"] = map[string]any{"name": "station-keys", "key": ""}
+		},
+			"firmware.publicKeyRef needs both name and key: the ConfigMap in the rollout's namespace and the key that holds the public key"},
 	}
 	ns := testEnv.Namespace(t)
 	for i, tc := range cases {
@@ -304,6 +308,39 @@ func TestGoChecksMatchTheAPIServer(t *testing.T) {
 					_, err := stores.ParseURL(v.value)
 					g.Expect(err).NotTo(HaveOccurred(), "the API server accepts a URL the firmware stores cannot read")
 				}
+				return
+			}
+			g.Expect(apiErr).To(HaveOccurred(), "the Go check refuses what the API server accepts: %v", goErr)
+			for _, msg := range fwv1.RuleMessages {
+				g.Expect(strings.Contains(apiErr.Error(), msg)).To(Equal(strings.Contains(goErr.Error(), msg)),
+					"message %q: API server said %v; the Go check said %v", msg, apiErr, goErr)
+			}
+		})
+	}
+}
+
+// TestPublicKeyRefGoCheckMatchesTheAPIServer does for publicKeyRef what
+// TestGoChecksMatchTheAPIServer does for the string fields.
+func TestPublicKeyRefGoCheckMatchesTheAPIServer(t *testing.T) {
+	refs := []fwv1.ConfigMapKeySelector{
+		{Name: "fw-signing", Key: "sig-0.key"}, {Name: "fw.signing-2", Key: "SIG_0.pem"}, {Name: "a", Key: "."},
+		{Name: "fw-signing", Key: ""}, {Name: "", Key: "sig-0.key"}, {Name: "", Key: ""},
+		{Name: "Fw-Signing", Key: "sig-0.key"}, {Name: "fw signing", Key: "sig-0.key"}, {Name: "-fw", Key: "k"}, {Name: "fw.", Key: "k"},
+		{Name: "fw", Key: "keys/sig-0.key"}, {Name: "fw", Key: "sig 0.key"}, {Name: "Station Keys", Key: "a/b"},
+		{Name: strings.Repeat("a", 254), Key: "k"}, {Name: "fw", Key: strings.Repeat("k", 254)},
+	}
+	ns := testEnv.Namespace(t)
+	for i, ref := range refs {
+		t.Run(fmt.Sprintf("%q/%q", ref.Name, ref.Key), func(t *testing.T) {
+			g := NewWithT(t)
+			u := decode(t, validRollout)
+			u.SetNamespace(ns)
+			u.SetName(fmt.Sprintf("keyref-%d", i))
+			fw(u.Object["spec"].(map[string]any))["publicKeyRef"] = map[string]any{"name": ref.Name, "key": ref.Key}
+			apiErr := testEnv.Client.Create(context.Background(), u)
+			goErr := fwv1.ValidatePublicKeyRef(ref)
+			if goErr == nil {
+				g.Expect(apiErr).NotTo(HaveOccurred(), "the Go check accepts what the API server refuses")
 				return
 			}
 			g.Expect(apiErr).To(HaveOccurred(), "the Go check refuses what the API server accepts: %v", goErr)

@@ -186,12 +186,13 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 	p := &Parts{Registry: reg, Store: store}
 	wake := controllers.NewWaker(1024, o.WatchNamespaces...)
 	p.Reconciler = &controllers.FirmwareRolloutReconciler{
-		Client:   mgr.GetClient(),
-		Registry: reg,
-		Firmware: newFirmwareChecker(store, o.Firmware.MaxSize),
-		Recorder: mgr.GetEventRecorder("stationfleet"),
-		Wake:     wake,
-		Options:  o.Rollout,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(), // the publicKeyRef ConfigMap, uncached
+		Registry:  reg,
+		Firmware:  newFirmwareChecker(store, o.Firmware.MaxSize),
+		Recorder:  mgr.GetEventRecorder("stationfleet"),
+		Wake:      wake,
+		Options:   o.Rollout,
 	}
 	if !o.DisableCUPS {
 		// A station's report wakes this process's controller when it runs

@@ -22,8 +22,8 @@ var (
 	apiDigits          = regexp.MustCompile(`^[0-9]+$`)
 	apiDeviceID        = regexp.MustCompile(`^[0-9A-F]{16}$`)
 	apiTagKey          = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
-	apiSecretName      = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	apiSecretKey       = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	apiConfigMapName   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	apiConfigMapKey    = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 )
 
 func checkCount(t *testing.T, what string, v *intstr.IntOrString, percent *regexp.Regexp, min int, doc []byte) {
@@ -46,7 +46,7 @@ func FuzzPublishManifest(f *testing.F) {
 	f.Add("ÄÖÜ", "", "", "", "a=b", "pause=1.5h", "100%", "s/k")
 	f.Add("2.0\n.7", "", "linux pico", "", "a=b", "1", "", "Station Keys/keys/sig-0.key")
 	f.Fuzz(func(t *testing.T, pkg, name, model, deviceID, tag, steps, maxFailures, pubKey string) {
-		o := &publishOptions{pkg: pkg, name: name, model: model, steps: steps, maxFailures: maxFailures, publicKeySecret: pubKey}
+		o := &publishOptions{pkg: pkg, name: name, model: model, steps: steps, maxFailures: maxFailures, publicKeyConfigMap: pubKey}
 		if deviceID != "" {
 			o.deviceIDs = strings.Split(deviceID, ";")
 		}
@@ -77,7 +77,7 @@ func FuzzPublishManifest(f *testing.F) {
 		if err := fwv1.ValidateModel(r.Firmware.Model); err != nil {
 			t.Fatalf("model %q breaks the API's rules: %v\n%s", r.Firmware.Model, err, doc)
 		}
-		if ref := r.Firmware.PublicKeyRef; ref != nil && (!apiSecretName.MatchString(ref.Name) || !apiSecretKey.MatchString(ref.Key)) {
+		if ref := r.Firmware.PublicKeyRef; ref != nil && (!apiConfigMapName.MatchString(ref.Name) || !apiConfigMapKey.MatchString(ref.Key)) {
 			t.Fatalf("publicKeyRef %q/%q breaks the API's rules:\n%s", ref.Name, ref.Key, doc)
 		}
 		if errs := validation.IsDNS1123Subdomain(obj.Name); len(errs) > 0 {

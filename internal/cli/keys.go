@@ -24,7 +24,7 @@ const (
 	// privateKeyName is the PKCS#8 PEM private key that signs firmware.
 	privateKeyName = "sig-%d.private.pem"
 	// publicKeyName is the PEM (SPKI) public key, for openssl and for a
-	// rollout's publicKeyRef Secret.
+	// rollout's publicKeyRef ConfigMap.
 	publicKeyName = "sig-%d.public.pem"
 )
 
@@ -115,6 +115,7 @@ func (a *app) keygen(dir string, index int) error {
 	}
 	fmt.Fprintf(out, "key CRC: %d\n", signing.KeyCRC(sigKey))
 	fmt.Fprintf(out, "sign with: %s sign FILE --key %s\n", a.commandName(), filepath.Join(dir, files[1].name))
+	fmt.Fprintf(out, "for a rollout's publicKeyRef: kubectl create configmap fw-signing --from-file=%s=%s\n", files[0].name, filepath.Join(dir, files[0].name))
 	return nil
 }
 

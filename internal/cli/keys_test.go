@@ -41,6 +41,7 @@ func TestKeygenSignVerifyRoundTrip(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(dir, "sig-1.private.pem"))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o600)), "the private key must be readable by its owner only")
+	g.Expect(r.out).To(ContainSubstring("for a rollout's publicKeyRef: kubectl create configmap fw-signing --from-file=sig-1.key=" + filepath.Join(dir, "sig-1.key")))
 
 	r = runCLI(t, "sign", fw, "--key", filepath.Join(dir, "sig-1.private.pem"))
 	g.Expect(r.code).To(Equal(0), r.errOut)

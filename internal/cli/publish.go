@@ -48,7 +48,8 @@ type publishOptions struct {
 	to, keyFile, pkg, name, model, out string
 	deviceIDs, tags                    []string
 	steps, maxFailures                 string
-	publicKeySecret, stationKeyOut     string
+	publicKeyConfigMap, stationKeyOut  string
+	publicKeySecret                    string // removed: publicKeyRef names a ConfigMap
 	store                              stores.Options
 }
 
@@ -91,7 +92,9 @@ $` + azblob.EnvSASToken + `, $` + azblob.EnvConnectionString + `), never from fl
 	fs.StringVar(&o.model, "model", "", "Only update stations reporting this model (e.g. linux).")
 	fs.StringVar(&o.steps, "steps", defaultSteps, `Comma-separated steps: a batch as a count or percentage, "pause" (until resumed) or "pause=DURATION".`)
 	fs.StringVar(&o.maxFailures, "max-failures", defaultMaxFailures, "Halt the rollout when more stations than this fail: a count or a percentage.")
-	fs.StringVar(&o.publicKeySecret, "public-key-secret", "", "SECRET/KEY of a Secret holding the public key (sig-N.key or PEM): the controller then verifies the signature before writing any twin.")
+	fs.StringVar(&o.publicKeyConfigMap, "public-key-configmap", "", "CONFIGMAP/KEY of a ConfigMap in the rollout's namespace holding the public key (sig-N.key or PEM): the controller then verifies the signature before writing any twin.")
+	fs.StringVar(&o.publicKeySecret, "public-key-secret", "", "Removed: use --public-key-configmap (a public key is not a secret).")
+	_ = fs.MarkHidden("public-key-secret")
 	fs.StringVar(&o.stationKeyOut, "station-key-out", "", "Where to write the signing key's station file sig-N.key (default: next to --key).")
 	fs.StringVarP(&o.out, "output-file", "o", "", "Write the manifest to this file (never replaced) instead of stdout.")
 	_ = cmd.MarkFlagRequired("to")
@@ -206,6 +209,7 @@ func (a *app) publish(ctx context.Context, file string, o *publishOptions, ns st
 		return fmt.Errorf("encode manifest: %w", err)
 	}
 	doc := fmt.Sprintf("# Published by stationfleet: %s, %d bytes, sha512 %s\n%s", filepath.Base(file), info.Size, hex.EncodeToString(digest), body)
+	a.printKeyConfigMapHint(o, ns)
 	if o.out == "" {
 		_, err := io.WriteString(a.Streams.Out, doc)
 		return err
@@ -215,6 +219,25 @@ func (a *app) publish(ctx context.Context, file string, o *publishOptions, ns st
 	}
 	fmt.Fprintf(a.Streams.ErrOut, "wrote %s: apply it with `kubectl apply -f %s`, or commit it to Git\n", o.out, o.out)
 	return nil
+}
+
+// printKeyConfigMapHint tells how to create the ConfigMap that the
+// manifest's publicKeyRef names, from the station key file publish wrote.
+func (a *app) printKeyConfigMapHint(o *publishOptions, ns string) {
+	name, key, ok := strings.Cut(o.publicKeyConfigMap, "/")
+	if !ok {
+		return
+	}
+	stationKey := o.stationKeyOut
+	if stationKey == "" {
+		stationKey = stationKeyPath(o.keyFile)
+	}
+	nsFlag := ""
+	if ns != "" {
+		nsFlag = " -n " + ns
+	}
+	fmt.Fprintf(a.Streams.ErrOut, "the controller verifies the signature with ConfigMap %s key %s before any twin is written: create it in the rollout's namespace with `kubectl%s create configmap %s --from-file=%s=%s`\n",
+		name, key, nsFlag, name, key, stationKey)
 }
 
 // redactURL hides what may be a credential in a URL the user gave (user
@@ -292,17 +315,18 @@ func (o *publishOptions) manifest(ns string) (map[string]any, error) {
 		fw["model"] = o.model
 	}
 	if o.publicKeySecret != "" {
-		sec, key, ok := strings.Cut(o.publicKeySecret, "/")
-		if !ok || sec == "" || key == "" {
-			return nil, fmt.Errorf("--public-key-secret %q: use SECRET/KEY", o.publicKeySecret)
+		return nil, fmt.Errorf("--public-key-secret is gone: publicKeyRef names a ConfigMap (a public key is not a secret, and the manager reads no Secrets); " +
+			"create one with `kubectl create configmap NAME --from-file=sig-0.key=keys/sig-0.key` and use --public-key-configmap NAME/sig-0.key")
+	}
+	if o.publicKeyConfigMap != "" {
+		name, key, ok := strings.Cut(o.publicKeyConfigMap, "/")
+		if !ok || name == "" || key == "" {
+			return nil, fmt.Errorf("--public-key-configmap %q: use CONFIGMAP/KEY", o.publicKeyConfigMap)
 		}
-		if errs := validation.IsDNS1123Subdomain(sec); len(errs) > 0 {
-			return nil, fmt.Errorf("--public-key-secret %q: %q is not a Secret's name: %s", o.publicKeySecret, sec, strings.Join(errs, "; "))
+		if err := fwv1.ValidatePublicKeyRef(fwv1.ConfigMapKeySelector{Name: name, Key: key}); err != nil {
+			return nil, fmt.Errorf("--public-key-configmap %q: %w", o.publicKeyConfigMap, oneLine(err))
 		}
-		if errs := validation.IsConfigMapKey(key); len(errs) > 0 {
-			return nil, fmt.Errorf("--public-key-secret %q: %q is not a key of a Secret's data: %s", o.publicKeySecret, key, strings.Join(errs, "; "))
-		}
-		fw["publicKeyRef"] = map[string]any{"name": sec, "key": key}
+		fw["publicKeyRef"] = map[string]any{"name": name, "key": key}
 	}
 	strategy := map[string]any{"steps": steps}
 	if o.maxFailures != "" {

@@ -60,7 +60,7 @@ func TestPublishToAzuriteMakesAnAcceptedRollout(t *testing.T) {
 		"--azblob-account", azurite.Account, "--azblob-endpoint", az.Endpoint,
 		"--key", filepath.Join(keyDir, "sig-0.private.pem"), "--package", "2.0.7",
 		"--tag", "ring=canary", "--tag", "region=eu", "--device-id", "0011:22ff:fe33:4455", "--model", "linux",
-		"--public-key-secret", "fw-keys/sig-0.key", "-n", ns, "-o", out)
+		"--public-key-configmap", "fw-keys/sig-0.key", "-n", ns, "-o", out)
 	g.Expect(r.code).To(Equal(0), r.errOut)
 	g.Expect(r.errOut).To(ContainSubstring("the stored blob verifies"))
 	g.Expect(r.errOut).NotTo(ContainSubstring(azurite.AccountKey))
@@ -74,7 +74,9 @@ func TestPublishToAzuriteMakesAnAcceptedRollout(t *testing.T) {
 	g.Expect(sp.Firmware.URL).To(Equal("azblob://firmware/station/2.0.7/station-2.0.7.bin"))
 	g.Expect(sp.Firmware.Package).To(Equal("2.0.7"))
 	g.Expect(sp.Firmware.Model).To(Equal("linux"))
-	g.Expect(sp.Firmware.PublicKeyRef).To(Equal(&fwv1.SecretKeySelector{Name: "fw-keys", Key: "sig-0.key"}))
+	g.Expect(sp.Firmware.PublicKeyRef).To(Equal(&fwv1.ConfigMapKeySelector{Name: "fw-keys", Key: "sig-0.key"}))
+	g.Expect(r.errOut).To(ContainSubstring("create it in the rollout's namespace with `kubectl -n " + ns +
+		" create configmap fw-keys --from-file=sig-0.key=" + filepath.Join(keyDir, "sig-0.key") + "`"))
 	g.Expect(sp.Selector.DeviceIDs).To(Equal([]string{"001122FFFE334455"}))
 	g.Expect(sp.Selector.Tags).To(Equal(map[string]string{"ring": "canary", "region": "eu"}))
 	g.Expect(sp.Strategy.Steps).To(HaveLen(3))
@@ -181,6 +183,11 @@ func TestPublishRefusesBadFlagsBeforeUploading(t *testing.T) {
 			"firmware.url must not have empty (//), '.' or '..' path segments"},
 		{"azblob url without blob path", []string{"--tag", "a=b", "--to", "azblob://firmware"},
 			"--to azblob://firmware: firmware.url azblob:// needs a container and a blob path: azblob://<container>/<path/to/blob>"},
+		{"public key in a Secret", []string{"--tag", "a=b", "--public-key-secret", "fw-keys/sig-0.key"},
+			"--public-key-secret is gone: publicKeyRef names a ConfigMap (a public key is not a secret, and the manager reads no Secrets)"},
+		{"public key ConfigMap without key", []string{"--tag", "a=b", "--public-key-configmap", "fw-keys"}, `--public-key-configmap "fw-keys": use CONFIGMAP/KEY`},
+		{"public key ConfigMap name", []string{"--tag", "a=b", "--public-key-configmap", "Fw Keys/sig-0.key"},
+			`--public-key-configmap "Fw Keys/sig-0.key": firmware.publicKeyRef.name must be a ConfigMap's name: lower-case letters, digits, '-' and '.'`},
 		{"https url with a SAS token", []string{"--tag", "a=b", "--to", "https://acct.blob.core.windows.net/firmware/fw.bin?sv=1&sig=c2VjcmV0"},
 			"firmware.url must not have a query (?...) or a fragment (#...): a SAS token or other credential belongs in the manager's storage settings, never in a rollout"},
 	}

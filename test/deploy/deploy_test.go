@@ -64,7 +64,7 @@ func TestDefaultRendersAndApplies(t *testing.T) {
 	// already installed by envtest, so it is dry-run too.
 	for _, u := range objs {
 		if u.GetKind() == "Namespace" {
-			g.Expect(testEnv.Client.Create(ctx, u.DeepCopy())).To(Succeed())
+			ensureNamespaces(t, u.GetName())
 		}
 	}
 	for _, u := range objs {
