@@ -225,6 +225,7 @@ func newSecretsWorld(t *testing.T) *secretsWorld {
 	g := NewWithT(t)
 	ctx := context.Background()
 	sw := &secretsWorld{t: t, g: g, dir: t.TempDir(), scan: secretscan.New(), outputs: map[string][]byte{}}
+	sw.scan.AddCredentialShapes()
 	sw.world = &world{t: t, ns: testEnv.Namespace(t), tag: uniqueTag(t)}
 	sw.cli = buildCLI(t)
 

@@ -32,6 +32,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -49,8 +50,43 @@ type needle struct {
 
 // Scanner holds the secrets to look for.
 type Scanner struct {
-	needles []needle
-	names   map[string]bool
+	needles  []needle
+	patterns []pattern
+	names    map[string]bool
+}
+
+// pattern is the shape of a credential the test did not register (one
+// derived from a registered secret, such as a SAS token signed with a
+// SharedAccessKey, or one nobody expected).
+type pattern struct {
+	name string
+	re   *regexp.Regexp
+}
+
+// CredentialShapes are credentials recognised by their form alone: an IoT
+// Hub SAS token (signed with the SharedAccessKey, valid until it expires),
+// a storage SharedKey request signature, a connection string or account
+// key assignment with a value, a bearer token, a PEM private key.
+var CredentialShapes = map[string]*regexp.Regexp{
+	"IoT Hub SAS token":           regexp.MustCompile(`SharedAccessSignature\s+[^"\s]*sig=[A-Za-z0-9%+/=]{8,}`),
+	"storage SharedKey signature": regexp.MustCompile(`SharedKey(Lite)?\s+[A-Za-z0-9]+:[A-Za-z0-9+/=]{16,}`),
+	"connection string key":       regexp.MustCompile(`(SharedAccessKey|AccountKey)=[A-Za-z0-9+/]{16,}`),
+	"bearer token":                regexp.MustCompile(`(?i)bearer\s+[A-Za-z0-9._~+/-]{16,}`),
+	"PEM private key":             regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY-----`),
+	"storage SAS token in a URL":  regexp.MustCompile(`[?&]sig=[A-Za-z0-9%+/=]{16,}`),
+}
+
+// AddCredentialShapes registers CredentialShapes.
+func (s *Scanner) AddCredentialShapes() {
+	names := make([]string, 0, len(CredentialShapes))
+	for n := range CredentialShapes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s.patterns = append(s.patterns, pattern{name: n, re: CredentialShapes[n]})
+		s.names["any "+n] = true
+	}
 }
 
 // New returns an empty Scanner.
@@ -216,6 +252,11 @@ func (s *Scanner) Scan(source string, data []byte) []Finding {
 		}
 		seen[n.secret+"\x00"+n.form] = true
 		out = append(out, Finding{Secret: n.secret, Form: n.form, Source: source, Offset: i, Redacted: Redact(n.text)})
+	}
+	for _, p := range s.patterns {
+		if loc := p.re.FindIndex(data); loc != nil {
+			out = append(out, Finding{Secret: "any " + p.name, Form: "by its shape", Source: source, Offset: loc[0], Redacted: Redact(data[loc[0]:loc[1]])})
+		}
 	}
 	return out
 }

@@ -38,6 +38,7 @@ func TestScanFindsEveryEncoding(t *testing.T) {
 	s.AddBase64Text("SharedAccessKey", sak)
 	s.AddText("station token", token)
 	s.AddPEM("TLS key", pemKey)
+	s.AddCredentialShapes()
 
 	pubDER, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	sum := sha256.Sum256([]byte(token))
@@ -58,6 +59,10 @@ func TestScanFindsEveryEncoding(t *testing.T) {
 		{"token base64", "basic " + base64.StdEncoding.EncodeToString([]byte("u:"+token)), "station token"},
 		{"PEM key in a log line", pemInLog, "TLS key"},
 		{"DER key inside a base64 blob at an odd offset", string(blob), "TLS key"},
+		{"a SAS token made with the key", `Authorization: SharedAccessSignature sr=h.azure-devices.net&sig=Zm9vYmFyYmF6cXV4cXV1eA%3D%3D&se=1767225600&skn=iothubowner`, "any IoT Hub SAS token"},
+		{"a blob request signature", "Authorization: SharedKey devstoreaccount1:Zm9vYmFyYmF6cXV4cXV1eA==", "any storage SharedKey signature"},
+		{"an unregistered bearer token", "Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345", "any bearer token"},
+		{"an unregistered PEM key", "-----BEGIN RSA PRIVATE KEY-----\nMIIE", "any PEM private key"},
 		{"DER key as hex", "key=" + hex.EncodeToString(append([]byte{9}, der...)), "TLS key"},
 		{"private scalar alone", "d=" + base64.StdEncoding.EncodeToString(key.D.FillBytes(make([]byte, 32))), "TLS key"},
 	} {
