@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -30,10 +33,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/cli"
+	"github.com/stationfleet/stationfleet/internal/firmware/azblob"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
 	"github.com/stationfleet/stationfleet/internal/stationsim"
 	"github.com/stationfleet/stationfleet/internal/testutil/azurite"
-	"github.com/stationfleet/stationfleet/internal/testutil/proc"
 	"github.com/stationfleet/stationfleet/internal/testutil/secretscan"
 	"github.com/stationfleet/stationfleet/internal/testutil/testpki"
 )
@@ -47,7 +51,6 @@ type secretsWorld struct {
 	t   *testing.T
 	g   *WithT
 	dir string
-	cli string
 	// scan holds every secret the world was given or issued.
 	scan *secretscan.Scanner
 	// transcript is every CLI command run and everything it printed.
@@ -58,6 +61,13 @@ type secretsWorld struct {
 	// outputs are snapshots (rollouts, events) taken before objects went
 	// away, scanned at the end with the rest.
 	outputs map[string][]byte
+	// start is when the test began, for step timings.
+	start time.Time
+}
+
+// step logs how long the test took to reach a step.
+func (sw *secretsWorld) step(name string) {
+	sw.t.Logf("%6.1fs %s", time.Since(sw.start).Seconds(), name)
 }
 
 // The secret-scan test's stations: two with client certificates, one with
@@ -89,6 +99,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 	g := sw.g
 	ctx := context.Background()
 
+	sw.step("world ready")
 	// Enroll the stations and publish the firmware with the CLI.
 	homes := make([]string, secretsStations)
 	for i := range homes {
@@ -118,6 +129,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	sw.outputs["publish manifest "+manifestFile] = manifest
 
+	sw.step("stations enrolled, firmware published")
 	// The stations poll with exactly the files add wrote; the intruder
 	// presents a token nobody issued.
 	stations := make([]*stationsim.Station, secretsStations)
@@ -146,6 +158,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 			Should(BeNumerically(">", 0), "station %d gets in with the credential add issued", i)
 	}
 
+	sw.step("manager up, stations polling")
 	// Error path: firmware that does not exist stalls the rollout.
 	rollout := decodeRollout(g, manifest)
 	rollout.Spec.Strategy.ProgressDeadline = &metav1.Duration{Duration: time.Minute}
@@ -163,12 +176,14 @@ func TestSecretsNeverWritten(t *testing.T) {
 		return testEnv.Client.Get(ctx, client.ObjectKeyFromObject(missing), &fwv1.FirmwareRollout{})
 	}, 15*time.Second, 50*time.Millisecond).Should(HaveOccurred(), "the stalled rollout is finalized")
 
+	sw.step("missing firmware stalled and deleted")
 	// Error path: IoT Hub fails (503, retried), then refuses the manager's
 	// key (401, not retried) while the rollout starts; then recovers.
 	unavailable := sw.hub.InjectFault(hubsim.Fault{Status: 503})
 	sw.create(rollout)
 	g.Eventually(func() bool { return sw.mgr.logContains("retrying IoT Hub request") }, 15*time.Second, 50*time.Millisecond).
 		Should(BeTrue(), "the manager retries while IoT Hub answers 503")
+	sw.step("IoT Hub 503 retried")
 	refused := sw.hub.InjectFault(hubsim.Fault{Status: 401})
 	unavailable()
 	g.Eventually(func() string {
@@ -179,10 +194,12 @@ func TestSecretsNeverWritten(t *testing.T) {
 		return c.Reason
 	}, 20*time.Second, 50*time.Millisecond).Should(Equal(fwv1.ReasonRegistryError), "IoT Hub's refusal shows in the rollout")
 	sw.snapshot("while IoT Hub refuses the manager")
+	sw.step("IoT Hub 401 shown")
 	refused()
 	r := sw.waitPhase(rollout.Name, fwv1.PhaseCompleted, 45*time.Second)
 	g.Expect(r.Status.Updated).To(BeNumerically("==", secretsIntruder), statusString(r))
 
+	sw.step("rollout completed")
 	// What a user runs afterwards, and rotations delivered through CUPS.
 	sw.run(0, "status", rollout.Name, "-n", sw.ns, "--kubeconfig", sw.kubeconfig)
 	sw.run(0, append([]string{"stations", rollout.Name, "-o", "wide", "-n", sw.ns, "--kubeconfig", sw.kubeconfig}, sw.hubFlags()...)...)
@@ -199,6 +216,16 @@ func TestSecretsNeverWritten(t *testing.T) {
 		sw.run(0, append([]string{"station", "show", id}, sw.stationFlags()...)...)
 	}
 
+	sw.step("rotations delivered")
+	// The twins identify the credentials by hash and thumbprint only.
+	token, _ := strings.CutPrefix(strings.TrimSpace(string(stations[secretsTokenStation].State().CUPSCred.Key)), "Authorization: Bearer ")
+	sum := sha256.Sum256([]byte(token))
+	doc, ok := sw.hub.TwinDocument(fmt.Sprintf("%016X", secretsEUI(secretsTokenStation)))
+	g.Expect(ok).To(BeTrue())
+	twinJSON, err := json.Marshal(doc)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(twinJSON)).To(ContainSubstring(hex.EncodeToString(sum[:])), "the token station's twin holds its token's SHA-256")
+
 	// Error path: the blob store is gone. A rollout's preflight cannot
 	// read the firmware; a rotation cannot store the credential.
 	sw.blob.Stop()
@@ -209,10 +236,12 @@ func TestSecretsNeverWritten(t *testing.T) {
 	g.Eventually(func() bool {
 		return meta.IsStatusConditionFalse(sw.get(down.Name).Status.Conditions, fwv1.ConditionFirmwareVerified)
 	}, 30*time.Second, 50*time.Millisecond).Should(BeTrue(), "the blob store outage shows in the rollout")
+	sw.step("blob outage shown in the rollout")
 	sw.run(1, append([]string{"station", "rotate", fmt.Sprintf("%016X", secretsEUI(1)), "--trust", sw.serverCA,
 		"--ca-cert", sw.stationCA, "--ca-key", sw.stationCAKey, "--validity", "12h"}, sw.stationFlags()...)...)
 	sw.run(0, "status", down.Name, "-n", sw.ns, "--kubeconfig", sw.kubeconfig)
 
+	sw.step("CLI failed on the blob outage")
 	// The manager really logged at debug level, and really saw the 401.
 	g.Expect(sw.mgr.logContains("DEBUG")).To(BeTrue(), "the manager logs at debug level")
 	sw.scanAll()
@@ -224,16 +253,22 @@ func newSecretsWorld(t *testing.T) *secretsWorld {
 	t.Helper()
 	g := NewWithT(t)
 	ctx := context.Background()
-	sw := &secretsWorld{t: t, g: g, dir: t.TempDir(), scan: secretscan.New(), outputs: map[string][]byte{}}
+	sw := &secretsWorld{t: t, g: g, dir: t.TempDir(), scan: secretscan.New(), outputs: map[string][]byte{}, start: time.Now()}
 	sw.scan.AddCredentialShapes()
 	sw.world = &world{t: t, ns: testEnv.Namespace(t), tag: uniqueTag(t)}
-	sw.cli = buildCLI(t)
+	// The CLI reads these as defaults: only the test's flags count.
+	for _, env := range []string{"KUBECONFIG", cli.EnvIoTHubConnectionString, cli.EnvIoTHubConnectionStringFile, cli.EnvIoTHubCAFile,
+		cli.EnvIoTHubEndpoint, azblob.EnvAccount, azblob.EnvAccountKey, azblob.EnvSASToken, azblob.EnvConnectionString} {
+		t.Setenv(env, "")
+	}
 
 	sw.hub = hubsim.Start(t, hubsim.Options{StateFile: filepath.Join(sw.dir, "hub-state.json")})
+	sw.step("hub up")
 	sw.blob = azurite.Start(t)
 	for _, c := range []string{firmwareContainer, "credentials"} {
 		g.Expect(sw.blob.CreateContainer(ctx, c)).To(Succeed())
 	}
+	sw.step("azurite up")
 	secrets := filepath.Join(sw.dir, "secrets")
 	g.Expect(os.MkdirAll(secrets, 0o700)).To(Succeed())
 	conn := sw.hub.ConnectionString()
@@ -260,6 +295,7 @@ func newSecretsWorld(t *testing.T) *secretsWorld {
 	sw.stationCAKey = sw.write(sw.dir, "stations-ca.key", pemECKey(t, stationCA))
 	sw.scan.AddPEM("station CA private key", pemECKey(t, stationCA))
 
+	sw.step("PKI made")
 	// The firmware signing key, made by the CLI as a user makes it.
 	sw.run(0, "keygen", "--dir", filepath.Join(sw.dir, "keys"))
 	keys, err := filepath.Glob(filepath.Join(sw.dir, "keys", "*.pem"))
@@ -274,6 +310,7 @@ func newSecretsWorld(t *testing.T) *secretsWorld {
 	}
 	g.Expect(sw.sigKey).NotTo(BeEmpty(), "keygen wrote a private key among %v", keys)
 
+	sw.step("emulators up, keys made")
 	sw.kubeconfig = sw.serviceAccountKubeconfig()
 	args := []string{
 		"--kubeconfig=" + sw.kubeconfig, // the last --kubeconfig wins over newManager's
@@ -327,26 +364,48 @@ func (sw *secretsWorld) stationFlags() []string {
 	return append(append(sw.hubFlags(), "--iothub-no-rate-limit", "--credential-store", "azblob://credentials/stations/"), sw.storeFlags()...)
 }
 
-// run runs the CLI with args, records the command and its output in the
-// transcript, and fails the test unless it exits with code.
+// run runs the CLI with args, as cmd/stationfleet does but in this
+// process (linking a second binary would double the test's time), records
+// the command and everything it printed in the transcript, and fails the
+// test unless it exits with code. Its streams are captured, and so is
+// anything written to the process's stdout and stderr meanwhile (klog,
+// a stray print).
 func (sw *secretsWorld) run(code int, args ...string) string {
 	sw.t.Helper()
-	cmd := exec.Command(sw.cli, args...)
-	cmd.Env = proc.ChildEnv()
 	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	got := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		got = ee.ExitCode()
-	} else if err != nil {
-		sw.t.Fatalf("run %s: %v", args[0], err)
-	}
-	fmt.Fprintf(&sw.transcript, "$ stationfleet %s\n[stdout]\n%s[stderr]\n%s[exit %d]\n", strings.Join(args, " "), out.String(), errOut.String(), got)
+	stray := captureStdio(sw.t)
+	got := cli.Execute(context.Background(), cli.Options{Name: "stationfleet",
+		Streams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}}, args)
+	other := stray()
+	fmt.Fprintf(&sw.transcript, "$ stationfleet %s\n[stdout]\n%s[stderr]\n%s[process stdout and stderr]\n%s[exit %d]\n",
+		strings.Join(args, " "), out.String(), errOut.String(), other, got)
 	if got != code {
 		sw.t.Fatalf("stationfleet %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), got, code, out.String(), errOut.String())
 	}
 	return out.String()
+}
+
+// captureStdio sends the process's stdout and stderr to a pipe until the
+// returned function is called, which restores them and returns what was
+// written.
+func captureStdio(t *testing.T) func() []byte {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatalf("capture stdio: %v", err)
+	}
+	stdout, stderr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = w, w
+	var buf bytes.Buffer
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(&buf, r); close(done) }()
+	return func() []byte {
+		os.Stdout, os.Stderr = stdout, stderr
+		_ = w.Close()
+		<-done
+		_ = r.Close()
+		return buf.Bytes()
+	}
 }
 
 // write writes a file of the world (0600) and returns its path.
@@ -513,16 +572,4 @@ func decodeRollout(g *WithT, manifest []byte) *fwv1.FirmwareRollout {
 	r := &fwv1.FirmwareRollout{}
 	g.Expect(yaml.UnmarshalStrict(manifest, r)).To(Succeed(), "the manifest publish wrote:\n%s", manifest)
 	return r
-}
-
-// buildCLI builds ./cmd/stationfleet into the test's directory.
-func buildCLI(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "stationfleet")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/stationfleet")
-	build.Dir = moduleRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/stationfleet: %v\n%s", err, out)
-	}
-	return bin
 }
