@@ -90,7 +90,7 @@ const (
 // as JSON), the CLI's output, the manifest publish wrote and the IoT Hub
 // emulator's stored twins, for each secret and its encodings.
 //
-// Error paths: a station with a wrong token (401), a rollout whose
+// Error paths: a station with a wrong token (refused with 403), a rollout whose
 // firmware does not exist (Stalled), IoT Hub answering 503 and then
 // refusing the manager's key (401) while a rollout starts, the blob store
 // gone (a rollout's preflight, a rotation from the CLI).
@@ -207,12 +207,15 @@ func TestSecretsNeverWritten(t *testing.T) {
 		before := stations[i].State().CUPSCred.CRC()
 		sw.run(0, append([]string{"station", "rotate", fmt.Sprintf("%016X", secretsEUI(i)), "--trust", sw.serverCA,
 			"--ca-cert", sw.stationCA, "--ca-key", sw.stationCAKey, "--validity", "12h"}, sw.stationFlags()...)...)
+		sw.step(fmt.Sprintf("station %d: rotate ran", i))
 		g.Eventually(func() uint32 { return stations[i].State().CUPSCred.CRC() }, 15*time.Second, 20*time.Millisecond).
 			ShouldNot(Equal(before), "station %d gets its rotated credential through CUPS", i)
 		sw.addStationCredential(fmt.Sprintf("station %d rotated", i), stations[i].State().CUPSCred)
 		id := fmt.Sprintf("%016X", secretsEUI(i))
-		g.Eventually(func() int64 { return stations[i].Stats().Polls - stations[i].Stats().Failures }, 10*time.Second, 20*time.Millisecond).
-			Should(BeNumerically(">", 0))
+		sw.step(fmt.Sprintf("station %d: rotated credential received", i))
+		ok := func() int64 { s := stations[i].Stats(); return s.Polls - s.Failures }
+		since := ok()
+		g.Eventually(ok, 10*time.Second, 20*time.Millisecond).Should(BeNumerically(">=", since+2), "station %d gets in with its rotated credential", i)
 		sw.run(0, append([]string{"station", "show", id}, sw.stationFlags()...)...)
 	}
 
@@ -373,10 +376,14 @@ func (sw *secretsWorld) stationFlags() []string {
 func (sw *secretsWorld) run(code int, args ...string) string {
 	sw.t.Helper()
 	var out, errOut bytes.Buffer
+	began := time.Now()
 	stray := captureStdio(sw.t)
 	got := cli.Execute(context.Background(), cli.Options{Name: "stationfleet",
 		Streams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}}, args)
 	other := stray()
+	if took := time.Since(began); took > time.Second {
+		sw.t.Logf("stationfleet %s took %s", args[0], took.Round(time.Millisecond))
+	}
 	fmt.Fprintf(&sw.transcript, "$ stationfleet %s\n[stdout]\n%s[stderr]\n%s[process stdout and stderr]\n%s[exit %d]\n",
 		strings.Join(args, " "), out.String(), errOut.String(), other, got)
 	if got != code {
