@@ -129,6 +129,19 @@ func TestSecretsNeverWritten(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	sw.outputs["publish manifest "+manifestFile] = manifest
 
+	// Error path: the CLI with keys IoT Hub and Blob refuse (a stale key
+	// is still somebody's key): it fails without printing them.
+	staleHubKey, staleAccountKey := randomKey(t), randomKey(t)
+	sw.scan.AddBase64Text("stale IoT Hub SharedAccessKey", staleHubKey)
+	sw.scan.AddBase64Text("stale storage account key", staleAccountKey)
+	staleConn := sw.write(sw.dir, "stale-iothub-connection-string", []byte(strings.Replace(sw.hub.ConnectionString(),
+		sharedAccessKey(t, sw.hub.ConnectionString()), staleHubKey, 1)))
+	staleKeyFile := sw.write(sw.dir, "stale-azblob-account-key", []byte(staleAccountKey))
+	sw.run(1, "station", "show", fmt.Sprintf("%016X", secretsEUI(0)), "--iothub-connection-string-file", staleConn,
+		"--iothub-ca-file", sw.hub.CAFile(), "--iothub-endpoint", sw.hub.Addr())
+	sw.run(1, append(append([]string{"publish", fwFile, "--to", "azblob://firmware/basicstation/2.0.7-stale/update.bin", "--key", sw.sigKey,
+		"--package", newPackage, "--tag", "e2e=" + sw.tag}, sw.storeFlags()...), "--azblob-account-key-file", staleKeyFile)...)
+
 	sw.step("stations enrolled, firmware published")
 	// The stations poll with exactly the files add wrote; the intruder
 	// presents a token nobody issued.
@@ -572,6 +585,17 @@ func randomToken(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// randomKey returns a random 32-byte key in base64, shaped like an IoT Hub
+// or storage account key.
+func randomKey(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 // decodeRollout reads the manifest publish wrote.
