@@ -504,6 +504,7 @@ func (sw *secretsWorld) scanAll() {
 	var found []string
 	total := 0
 	for what, b := range outputs {
+		sw.g.Expect(b).NotTo(BeEmpty(), "nothing to scan in %s", what)
 		total += len(b)
 		for _, f := range sw.scan.Scan(what, b) {
 			found = append(found, f.String())
