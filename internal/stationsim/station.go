@@ -800,6 +800,35 @@ func checkHostPortURI(uri string) (tlsOn bool, host, port string, err error) {
 	return tlsOn, host, port, nil
 }
 
+// ownSessions returns the station's view of its TLS session cache for
+// sessions made with credential set c. A resumed TLS session carries the
+// client certificate of the handshake that made it, so a session is
+// resumed only by the station that made it and with the same credential:
+// a real station has a cache of its own and starts afresh when its
+// credentials change. Without this, stations sharing a Fleet's cache would
+// resume each other's sessions and speak with another station's identity.
+func (s *Station) ownSessions(c CredSet) tls.ClientSessionCache {
+	if s.sessions == nil {
+		return nil
+	}
+	return keyedSessions{cache: s.sessions, prefix: fmt.Sprintf("%016X/%08X/", s.EUI(), c.CRC())}
+}
+
+// keyedSessions is one station's part of a shared TLS session cache: its
+// keys carry the station's EUI and credential CRC.
+type keyedSessions struct {
+	cache  tls.ClientSessionCache
+	prefix string
+}
+
+func (k keyedSessions) Get(key string) (*tls.ClientSessionState, bool) {
+	return k.cache.Get(k.prefix + key)
+}
+
+func (k keyedSessions) Put(key string, cs *tls.ClientSessionState) {
+	k.cache.Put(k.prefix+key, cs)
+}
+
 // tlsConfig builds the TLS client of conn_setup_tls: trust from .trust,
 // client certificate from .crt + .key, or a token in .key without .crt.
 // The station's mbedTLS speaks TLS 1.2.
@@ -823,7 +852,7 @@ func (s *Station) tlsConfig(c CredSet, host string) (*tls.Config, []byte, error)
 		VerifyConnection:   verifyConnection(pool, host),
 		MinVersion:         tls.VersionTLS12,
 		MaxVersion:         tls.VersionTLS12,
-		ClientSessionCache: s.sessions,
+		ClientSessionCache: s.ownSessions(c),
 	}
 	var token []byte
 	switch {

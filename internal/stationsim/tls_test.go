@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,4 +166,69 @@ func TestMatchesHost(t *testing.T) {
 			t.Errorf("MatchesHost(SAN %v CN %v, %q) = %v, want %v", tt.cert.DNSNames, tt.cert.Subject.Names, tt.host, got, tt.want)
 		}
 	}
+}
+
+// TestFleetStationsKeepTheirOwnTLSIdentity: stations of one Fleet share a
+// TLS session cache, yet each speaks to CUPS with its own client
+// certificate (or none, with a token), also after its credential changes.
+// A resumed TLS session carries the client certificate of the handshake
+// that made it, so a station resuming another's session would speak with
+// the other station's identity, which no real station can do.
+func TestFleetStationsKeepTheirOwnTLSIdentity(t *testing.T) {
+	g := NewWithT(t)
+	serverCA, err := testpki.NewCA("cups server CA")
+	g.Expect(err).NotTo(HaveOccurred())
+	server, err := serverCA.IssueServer()
+	g.Expect(err).NotTo(HaveOccurred())
+	stationCA, err := testpki.NewCA("stations CA")
+	g.Expect(err).NotTo(HaveOccurred())
+
+	var mu sync.Mutex
+	var peer string // the last request's client certificate CN, or its token
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		peer = r.Header.Get("Authorization")
+		if len(r.TLS.PeerCertificates) > 0 {
+			peer = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Length", "14")
+		_, _ = w.Write(make([]byte, 14))
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{server.TLS()}, ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	uri := srv.URL // https://127.0.0.1:port, a dNSName of the certificate
+
+	certCred := func(cn string) CredSet {
+		c, err := stationCA.IssueClient(cn)
+		g.Expect(err).NotTo(HaveOccurred())
+		return CredSet{Trust: serverCA.Cert.Raw, Cert: c.DER(), Key: c.KeyDER}
+	}
+	stations := []*Station{
+		New(State{EUI: 1, CUPSURI: uri, Package: "1", CUPSCred: certCred("station-1")}),
+		New(State{EUI: 2, CUPSURI: uri, Package: "1", CUPSCred: certCred("station-2")}),
+		New(State{EUI: 3, CUPSURI: uri, Package: "1", CUPSCred: CredSet{Trust: serverCA.Cert.Raw, Key: []byte("Authorization: Bearer token-of-station-3\r\n")}}),
+	}
+	want := []string{"station-1", "station-2", "Bearer token-of-station-3"}
+	NewFleet(stations, FleetOptions{})
+	poll := func(i int) string {
+		t.Helper()
+		res := stations[i].Poll(context.Background())
+		g.Expect(res.Err).NotTo(HaveOccurred(), "station %d", i)
+		mu.Lock()
+		defer mu.Unlock()
+		return peer
+	}
+	for round := range 3 {
+		for i := range stations {
+			g.Expect(poll(i)).To(Equal(want[i]), "round %d: station %d speaks as itself", round, i)
+		}
+	}
+	// A new credential: the station's next session uses it, not a session
+	// resumed with the old one.
+	st := stations[0].State()
+	st.CUPSCred = certCred("station-1-rotated")
+	stations[0].SetState(st)
+	g.Expect(poll(0)).To(Equal("station-1-rotated"))
 }
