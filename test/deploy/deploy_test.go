@@ -94,42 +94,4 @@ func TestDefaultRendersAndApplies(t *testing.T) {
 		g.Expect(c["args"]).NotTo(ContainElement(HavePrefix("--metrics-secure")))
 		g.Expect(c["ports"]).To(ContainElement(And(HaveKeyWithValue("name", "metrics"), HaveKeyWithValue("containerPort", BeNumerically("==", 8443)))))
 	}
-	checkMetricsObjects(g, objs)
-}
-
-// checkMetricsObjects checks what the metrics endpoint's authentication
-// and authorization need in the rendered objects: the metrics Service on
-// 8443, the manager's ServiceAccount bound to a ClusterRole that may create
-// TokenReviews and SubjectAccessReviews, and the scrapers' metrics-reader
-// ClusterRole, which allows GET /metrics and nothing else.
-// TestMetricsServedOnlyToAuthorizedScrapers (test/e2e) runs the manager
-// with these objects.
-func checkMetricsObjects(g Gomega, objs []*unstructured.Unstructured) {
-	byName := map[string]*unstructured.Unstructured{}
-	for _, u := range objs {
-		byName[u.GetKind()+"/"+u.GetName()] = u
-	}
-	svc := byName["Service/stationfleet-metrics"]
-	g.Expect(svc).NotTo(BeNil(), "no metrics Service")
-	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
-	g.Expect(ports).To(ConsistOf(And(HaveKeyWithValue("port", BeNumerically("==", 8443)), HaveKeyWithValue("targetPort", "metrics"))))
-
-	reader := byName["ClusterRole/stationfleet-metrics-reader"]
-	g.Expect(reader).NotTo(BeNil(), "no metrics-reader ClusterRole")
-	rules, _, _ := unstructured.NestedSlice(reader.Object, "rules")
-	g.Expect(rules).To(ConsistOf(map[string]any{"nonResourceURLs": []any{"/metrics"}, "verbs": []any{"get"}}))
-
-	auth := byName["ClusterRole/stationfleet-metrics-auth-role"]
-	g.Expect(auth).NotTo(BeNil(), "no metrics-auth-role ClusterRole")
-	rules, _, _ = unstructured.NestedSlice(auth.Object, "rules")
-	g.Expect(rules).To(ConsistOf(
-		map[string]any{"apiGroups": []any{"authentication.k8s.io"}, "resources": []any{"tokenreviews"}, "verbs": []any{"create"}},
-		map[string]any{"apiGroups": []any{"authorization.k8s.io"}, "resources": []any{"subjectaccessreviews"}, "verbs": []any{"create"}},
-	))
-	binding := byName["ClusterRoleBinding/stationfleet-metrics-auth-rolebinding"]
-	g.Expect(binding).NotTo(BeNil(), "metrics-auth-role is not bound")
-	roleName, _, _ := unstructured.NestedString(binding.Object, "roleRef", "name")
-	g.Expect(roleName).To(Equal(auth.GetName()))
-	subjects, _, _ := unstructured.NestedSlice(binding.Object, "subjects")
-	g.Expect(subjects).To(ConsistOf(map[string]any{"kind": "ServiceAccount", "name": "stationfleet-controller-manager", "namespace": "stationfleet-system"}))
 }
