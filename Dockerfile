@@ -22,6 +22,6 @@ COPY --from=builder /out/manager /manager
 COPY --from=builder /out/kubectl-stationfleet /kubectl-stationfleet
 # 65532 is distroless's "nonroot" user.
 USER 65532:65532
-# 5002: CUPS (as in the Azure starter kit); 8080: metrics; 8081: health probes.
-EXPOSE 5002 8080 8081
+# 5002: CUPS (as in the Azure starter kit); 8443: metrics (HTTPS); 8081: health probes.
+EXPOSE 5002 8443 8081
 ENTRYPOINT ["/manager"]

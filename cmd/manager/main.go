@@ -6,14 +6,17 @@ import (
 	"crypto/tls"
 	"flag"
 	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
@@ -42,8 +45,11 @@ func main() {
 		renewDeadline        time.Duration
 		retryPeriod          time.Duration
 		enableHTTP2          bool
+		metricsCertPath      string
+		metricsCertName      string
+		metricsCertKey       string
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "The address the metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "The address the metrics endpoint binds to (:8443 for HTTPS, :8080 for HTTP with --metrics-secure=false); 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the health probe endpoint binds to.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "The address of the pprof profiling endpoint; empty disables it.")
 	flag.BoolVar(&enableLeaderElection, "leader-elect", false, "Enable leader election, so that one replica at a time runs the controller (every replica serves CUPS).")
@@ -51,7 +57,10 @@ func main() {
 	flag.DurationVar(&renewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew its lease before it steps down.")
 	flag.DurationVar(&retryPeriod, "leader-election-retry-period", 2*time.Second, "How often replicas try to acquire or renew the lease.")
 	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
-	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, to clients whose bearer token the API server authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview). false serves plain HTTP to anyone who reaches the port.")
+	flag.StringVar(&metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate and key (e.g. a mounted cert-manager Secret); empty: a self-signed certificate.")
+	flag.StringVar(&metricsCertName, "metrics-cert-name", "tls.crt", "The metrics server's certificate file in --metrics-cert-path.")
+	flag.StringVar(&metricsCertKey, "metrics-cert-key", "tls.key", "The metrics server's key file in --metrics-cert-path.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server (off: CVE-2023-44487 / rapid reset).")
 	opts := app.DefaultOptions()
 	opts.BindFlags(flag.CommandLine)
@@ -64,9 +73,30 @@ func main() {
 	if !enableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
+	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts}
+	if secureMetrics {
+		// Only clients the API server authenticates and authorizes for
+		// GET /metrics (the metrics-reader ClusterRole) are served; the
+		// manager's ClusterRole may create the TokenReviews and
+		// SubjectAccessReviews this takes (config/rbac).
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	// Without --metrics-cert-path, controller-runtime serves a self-signed
+	// certificate. With it, the certificate is reloaded when its files
+	// change (cert-manager renewing a mounted Secret).
+	var metricsCertWatcher *certwatcher.CertWatcher
+	if metricsCertPath != "" {
+		var err error
+		metricsCertWatcher, err = certwatcher.New(filepath.Join(metricsCertPath, metricsCertName), filepath.Join(metricsCertPath, metricsCertKey))
+		if err != nil {
+			setupLog.Error(err, "unable to load the metrics server certificate", "dir", metricsCertPath)
+			os.Exit(1)
+		}
+		metricsOpts.TLSOpts = append(metricsOpts.TLSOpts, func(c *tls.Config) { c.GetCertificate = metricsCertWatcher.GetCertificate })
+	}
 	mgrOpts := ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts},
+		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                enableLeaderElection,
 		LeaderElectionID:              "stationfleet.firmware.stationfleet.io",
@@ -91,6 +121,12 @@ func main() {
 		os.Exit(1)
 	}
 	defer func() { _ = parts.Registry.Close() }()
+	if metricsCertWatcher != nil {
+		if err := mgr.Add(metricsCertWatcher); err != nil {
+			setupLog.Error(err, "unable to watch the metrics server certificate")
+			os.Exit(1)
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		setupLog.Error(err, "unable to set up the health check")
 		os.Exit(1)

@@ -88,5 +88,10 @@ func TestDefaultRendersAndApplies(t *testing.T) {
 		g.Expect(c).To(HaveKey("readinessProbe"))
 		nonRoot, _, _ := unstructured.NestedBool(u.Object, "spec", "template", "spec", "securityContext", "runAsNonRoot")
 		g.Expect(nonRoot).To(BeTrue())
+		// Metrics over HTTPS with authentication and authorization: the
+		// default, never turned off here.
+		g.Expect(c["args"]).To(ContainElement("--metrics-bind-address=:8443"))
+		g.Expect(c["args"]).NotTo(ContainElement(HavePrefix("--metrics-secure")))
+		g.Expect(c["ports"]).To(ContainElement(And(HaveKeyWithValue("name", "metrics"), HaveKeyWithValue("containerPort", BeNumerically("==", 8443)))))
 	}
 }

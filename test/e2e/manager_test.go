@@ -52,6 +52,10 @@ func (m *manager) start() {
 		"--kubeconfig=" + kubeconfigPath,
 		"--cups-bind-address=" + m.cupsAddr,
 		"--metrics-bind-address=" + proc.FreeAddr(m.t),
+		// Plain HTTP, so that a test scrapes without a token (relayWrites);
+		// TestMetricsServedOnlyToAuthorizedScrapers runs the default,
+		// HTTPS with authentication and authorization.
+		"--metrics-secure=false",
 		"--health-probe-bind-address=" + m.probeAddr,
 		"--zap-encoder=console",
 		"--zap-log-level=info",
