@@ -34,6 +34,7 @@ import (
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
 	"github.com/stationfleet/stationfleet/internal/stationsim"
 	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
+	"github.com/stationfleet/stationfleet/internal/testutil/proc"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -130,19 +131,10 @@ func newWorld(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec)) 
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = w.reg.Close() })
 
-	w.cupsAddr = freeAddr(t)
+	w.cupsAddr = proc.FreeAddr(t)
 	w.startManager()
 	w.startStations()
 	return w
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startManager runs the manager exactly as cmd/manager wires it, watching

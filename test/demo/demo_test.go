@@ -22,16 +22,8 @@ import (
 	"github.com/stationfleet/stationfleet/internal/demo"
 	"github.com/stationfleet/stationfleet/internal/signing"
 	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
+	"github.com/stationfleet/stationfleet/internal/testutil/proc"
 )
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestDemoCompletes runs the demo as `make demo` does (50 stations, 6% of them
 // never applying) and checks how the rollout ended.
@@ -40,7 +32,7 @@ func TestDemoCompletes(t *testing.T) {
 	var out bytes.Buffer
 	o := demo.DefaultOptions()
 	o.PollInterval = 300 * time.Millisecond
-	o.CUPSAddr = freeAddr(t)
+	o.CUPSAddr = proc.FreeAddr(t)
 	o.ExitWhenDone = true
 	o.StateDir = t.TempDir()
 	o.Out = &out
@@ -97,7 +89,7 @@ func TestDemoInterruptLeavesNothing(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred(), string(outb))
 
 	state := t.TempDir()
-	addr := freeAddr(t)
+	addr := proc.FreeAddr(t)
 	cmd := exec.Command(bin, "--keep-state", state, "--cups-addr", addr, "--poll-interval", "300ms")
 	cmd.Dir = root
 	stdout, err := cmd.StdoutPipe()

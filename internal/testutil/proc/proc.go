@@ -249,13 +249,32 @@ func ChildEnv() []string {
 // FreeAddr returns a loopback host:port whose port was free a moment ago.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	// The kernel may give a port back right after it was closed: two
+	// calls for one process's flags (CUPS and probes) once got the same
+	// port, and the manager could not start. No address is handed out
+	// twice in a test binary.
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("find a free port: the kernel kept offering ports already handed out")
+	return ""
 }
+
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[string]bool{}
+)
 
 // probeClient is the HTTP client of HTTPOK and HTTPAnswers; a probe that
 // takes longer than a second counts as not ready.
