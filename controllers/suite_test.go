@@ -2,16 +2,12 @@ package controllers_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/go-logr/logr"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
@@ -39,36 +34,21 @@ import (
 )
 
 // testEnv is the real API server the behaviour tests share. It starts with
-// the first test that needs it (newWorld), so that the phase tests
-// (TestUnit*, fakes only) run in milliseconds without one.
+// the first test that needs it (newWorld calls startEnv), so that the phase
+// tests (TestUnit*, fakes only) run in milliseconds without one.
 var (
-	testEnv      *kubetest.Env
-	testEnvOnce  sync.Once
-	testEnvError error
+	lazyEnv kubetest.Lazy
+	testEnv *kubetest.Env
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("STATIONFLEET_TEST_LOG") != "" {
-		ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
-	} else {
-		ctrl.SetLogger(logr.Discard())
-	}
-	code := m.Run()
-	if testEnv != nil {
-		if err := testEnv.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "kubetest: stop: %v\n", err)
-		}
-	}
-	os.Exit(code)
+	os.Exit(kubetest.LazyMain(m, &lazyEnv))
 }
 
 // startEnv starts the shared API server once, or fails t.
 func startEnv(t *testing.T) {
 	t.Helper()
-	testEnvOnce.Do(func() { testEnv, testEnvError = kubetest.Start() })
-	if testEnvError != nil {
-		t.Fatalf("start the API server: %v", testEnvError)
-	}
+	testEnv = lazyEnv.Get(t)
 }
 
 // pollInterval is how often simulated stations poll CUPS in these tests.

@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -74,11 +75,7 @@ func WriteKubeconfig(env *envtest.Environment, user, path string) error {
 // Controller and CUPS logs are discarded unless STATIONFLEET_TEST_LOG is set
 // (to any value), when they go to stderr.
 func Main(m *testing.M, env **Env) int {
-	if os.Getenv("STATIONFLEET_TEST_LOG") != "" {
-		ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
-	} else {
-		ctrl.SetLogger(logr.Discard())
-	}
+	SetupLogging()
 	e, err := Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kubetest: %v\n", err)
@@ -88,6 +85,48 @@ func Main(m *testing.M, env **Env) int {
 	code := m.Run()
 	if err := e.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "kubetest: stop: %v\n", err)
+	}
+	return code
+}
+
+// SetupLogging discards controller and CUPS logs unless
+// STATIONFLEET_TEST_LOG is set, when they go to stderr.
+func SetupLogging() {
+	if os.Getenv("STATIONFLEET_TEST_LOG") != "" {
+		ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
+	} else {
+		ctrl.SetLogger(logr.Discard())
+	}
+}
+
+// Lazy is an environment started by the first test that needs it, so that
+// the tests of a package that need none (unit tests over fakes) run
+// without an API server. Use it from TestMain with LazyMain.
+type Lazy struct {
+	once sync.Once
+	env  *Env
+	err  error
+}
+
+// Get starts the environment on first use and returns it, or fails t.
+func (l *Lazy) Get(t testing.TB) *Env {
+	t.Helper()
+	l.once.Do(func() { l.env, l.err = Start() })
+	if l.err != nil {
+		t.Fatalf("start the API server: %v", l.err)
+	}
+	return l.env
+}
+
+// LazyMain is a TestMain body for a Lazy environment: it runs the tests and
+// stops the environment if one started, and returns the exit code.
+func LazyMain(m *testing.M, l *Lazy) int {
+	SetupLogging()
+	code := m.Run()
+	if l.env != nil {
+		if err := l.env.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "kubetest: stop: %v\n", err)
+		}
 	}
 	return code
 }
