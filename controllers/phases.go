@@ -2,17 +2,14 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
-	"github.com/stationfleet/stationfleet/internal/rules"
 )
 
 // phases is the table of contents of a pass, in order. Each phase either
@@ -28,7 +25,8 @@ func (r *FirmwareRolloutReconciler) phases() []phase {
 		r.loadStations,    // the station view
 		r.countStations,   // status from the station view
 		r.markFailed,      // a Failed outcome is recorded in its twin, once
-		r.halt,            // too many failures: no further batch
+		r.retry,           // the retry annotation: failed stations are sent the update again
+		r.halt,            // too many failures: halt or abort, as failurePolicy says
 		r.pause,           // spec.paused: no further write
 		r.reconcileSteps,  // the strategy's steps, as far as they go
 		r.complete,        // every step done: complete once every station has an outcome
@@ -53,11 +51,12 @@ func (r *FirmwareRolloutReconciler) ensureFinalizer(ctx context.Context, s *roll
 
 // finished ends the pass of a Completed or Aborted rollout: its status is
 // its history and needs no work.
-func (r *FirmwareRolloutReconciler) finished(_ context.Context, s *rolloutScope) error {
+func (r *FirmwareRolloutReconciler) finished(ctx context.Context, s *rolloutScope) error {
 	switch s.obj.Status.Phase {
 	case fwv1.PhaseCompleted, fwv1.PhaseAborted:
+		r.refuseRetry(ctx, s)
 		reason, msg := readyCondition(s.obj)
-		return &Finished{Phase: s.obj.Status.Phase, Reason: reason, Message: msg}
+		return &Finished{Phase: s.obj.Status.Phase, Reason: reason, Message: msg, Stalled: s.obj.Status.AbortReason != ""}
 	}
 	return nil
 }
@@ -67,25 +66,6 @@ func (r *FirmwareRolloutReconciler) finished(_ context.Context, s *rolloutScope)
 func (r *FirmwareRolloutReconciler) countStations(ctx context.Context, s *rolloutScope) error {
 	r.updateStatus(ctx, s)
 	return nil
-}
-
-// halt ends the pass of a Halted rollout, and halts one whose failures
-// passed maxFailures. A halted rollout keeps counting its stations.
-func (r *FirmwareRolloutReconciler) halt(ctx context.Context, s *rolloutScope) error {
-	st := &s.obj.Status
-	if st.Phase == fwv1.PhaseHalted {
-		reason, msg := readyCondition(s.obj)
-		return &Stalling{Phase: fwv1.PhaseHalted, Reason: reason, Err: errors.New(msg), RequeueAfter: r.requeueWhileInFlight(s)}
-	}
-	limit, err := rules.FailureLimit(s.obj.Spec.Strategy.MaxFailures, len(s.view.all))
-	if err != nil || int(st.Failed) <= limit {
-		return nil
-	}
-	now := metav1.NewTime(s.now)
-	st.CompletionTime = &now
-	msg := fmt.Sprintf("%d stations failed, more than maxFailures allows (%d); no further batch is written. Abort to restore the previous firmware, or delete the rollout", st.Failed, limit)
-	r.event(ctx, s.obj, corev1.EventTypeWarning, fwv1.ReasonHalted, msg)
-	return &Stalling{Phase: fwv1.PhaseHalted, Reason: fwv1.ReasonHalted, Err: errors.New(msg), RequeueAfter: r.requeueWhileInFlight(s)}
 }
 
 // pause ends the pass while spec.paused is true: no twin is written.

@@ -139,13 +139,20 @@ func TestUnitHalt(t *testing.T) {
 	g.Expect(s.obj.Status.CompletionTime).NotTo(BeNil())
 	g.Expect(u.events()).To(ConsistOf(ContainSubstring(fwv1.ReasonHalted)))
 
-	// Halted already: the message stays, no new Event.
+	// Halted already: still halted, no new Event.
 	s.obj.Status.Phase = fwv1.PhaseHalted
-	meta.SetStatusCondition(&s.obj.Status.Conditions, metav1.Condition{Type: fwv1.ConditionReady, Status: metav1.ConditionFalse, Reason: fwv1.ReasonHalted, Message: "kept"})
 	err = u.r.halt(context.Background(), s)
 	g.Expect(errors.As(err, &stall)).To(BeTrue())
-	g.Expect(stall.Err.Error()).To(Equal("kept"))
+	g.Expect(stall.Err.Error()).To(HavePrefix("2 stations failed, more than maxFailures allows (1)"))
 	g.Expect(u.events()).To(BeEmpty())
+
+	// The halt follows from the spec: maxFailures raised past the failures
+	// lets the rollout go on, and says why.
+	maxF = intstr.FromInt32(2)
+	g.Expect(u.r.halt(context.Background(), s)).To(Succeed())
+	g.Expect(s.obj.Status.CompletionTime).To(BeNil())
+	g.Expect(u.events()).To(ConsistOf(And(ContainSubstring(fwv1.ReasonResumed),
+		ContainSubstring("2 stations failed and maxFailures 2 allows 2: the halt is lifted and the rollout goes on"))))
 }
 
 func TestUnitPause(t *testing.T) {

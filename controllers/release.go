@@ -73,15 +73,19 @@ func releasePatch(t *twin.Twin, obj *fwv1.FirmwareRollout, mode releaseMode, now
 }
 
 // reconcileAbort restores, on every station this rollout wrote, the four
-// firmware fields it had before, and releases it.
+// firmware fields it had before, and releases it: when spec.abort is true,
+// or when the controller decided to abort (status.abortReason, failurePolicy
+// Abort), which ends Aborted with that reason and Stalled.
 func (r *FirmwareRolloutReconciler) reconcileAbort(ctx context.Context, s *rolloutScope) error {
 	obj := s.obj
-	if !obj.Spec.Abort {
+	if !abortRequested(obj) {
 		return nil
 	}
-	if obj.Status.Phase != fwv1.PhaseAborting {
+	auto := obj.Status.AbortReason != ""
+	if obj.Status.Phase != fwv1.PhaseAborting && !auto {
 		r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonAborting, "abort requested: restoring the previous firmware on every station this rollout wrote")
 	}
+	r.refuseRetry(ctx, s)
 	s.phase = fwv1.PhaseAborting
 	restored, err := r.releaseOwned(ctx, s, releaseAbort)
 	if err != nil {
@@ -93,6 +97,9 @@ func (r *FirmwareRolloutReconciler) reconcileAbort(ctx context.Context, s *rollo
 	msg := fmt.Sprintf("aborted: the previous firmware is restored on %d stations", restored)
 	r.event(ctx, obj, corev1.EventTypeNormal, fwv1.ReasonAborted, msg)
 	r.forget(obj)
+	if auto {
+		return &Finished{Phase: fwv1.PhaseAborted, Reason: obj.Status.AbortReason, Message: obj.Status.AbortMessage + "; " + msg, Stalled: true}
+	}
 	return &Finished{Phase: fwv1.PhaseAborted, Reason: fwv1.ReasonAborted, Message: msg}
 }
 

@@ -46,11 +46,15 @@ func (s *Stalling) Error() string { return s.Err.Error() }
 // Unwrap returns the cause.
 func (s *Stalling) Unwrap() error { return s.Err }
 
-// Finished ends a pass in a final phase: Completed or Aborted.
+// Finished ends a pass in a final phase: Completed or Aborted. Stalled
+// marks a final phase that is a failure no person chose (the controller
+// aborted the rollout by itself under failurePolicy Abort): kstatus then
+// reports it Stalled, and Argo CD and Flux show it failed.
 type Finished struct {
 	Phase   fwv1.RolloutPhase
 	Reason  string
 	Message string
+	Stalled bool
 }
 
 func (f *Finished) Error() string { return fmt.Sprintf("finished (%s): %s", f.Phase, f.Message) }
@@ -84,7 +88,7 @@ func summarize(err error, phase fwv1.RolloutPhase) (summary, reconcile.Result, e
 	case err == nil:
 		return summary{phase: phase}, reconcile.Result{}, nil
 	case errors.As(err, &f):
-		return summary{phase: f.Phase, reason: f.Reason, message: f.Message}, reconcile.Result{}, nil
+		return summary{phase: f.Phase, reason: f.Reason, message: f.Message, stalled: f.Stalled}, reconcile.Result{}, nil
 	case errors.As(err, &w):
 		return summary{phase: w.Phase, reason: w.Reason, message: w.Message}, reconcile.Result{RequeueAfter: w.RequeueAfter}, nil
 	case errors.As(err, &s):

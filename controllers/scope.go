@@ -23,6 +23,10 @@ type rolloutScope struct {
 	active map[string]bool
 	byUID  map[string]*fwv1.FirmwareRollout
 
+	// retried is how many failed stations the retry phase sent the update
+	// again in this pass (liftHalt says so).
+	retried int
+
 	// phase is the phase the pass has reached, shown if a transient error
 	// ends it (a Waiting, Stalling or Finished outcome names its own).
 	phase fwv1.RolloutPhase

@@ -17,6 +17,13 @@ const (
 	// truth for everything else.
 	ResumeAnnotation = "firmware.stationfleet.io/resume-requested-at"
 
+	// RetryAnnotation sends the update again to every station the rollout
+	// counted Failed, with their attempts counted afresh, and lets a
+	// halted rollout go on. Its value is any token that differs from
+	// status.lastHandledRetry, typically a timestamp; the CLI sets it with
+	// `kubectl stationfleet retry`. A Completed or Aborted rollout ignores it.
+	RetryAnnotation = "firmware.stationfleet.io/retry-requested-at"
+
 	// Finalizer keeps a rollout until no twin is owned by it any more.
 	Finalizer = "firmware.stationfleet.io/finalizer"
 )
@@ -154,6 +161,7 @@ type StationSelector struct {
 }
 
 // RolloutStrategy is how a rollout walks through its stations.
+// +kubebuilder:validation:XValidation:rule="!has(self.failurePolicy) || self.failurePolicy != 'Abort' || has(self.maxFailures)",message="strategy.failurePolicy Abort needs strategy.maxFailures: without a limit no number of failures passes it, so the rollout would never abort"
 type RolloutStrategy struct {
 	// steps are walked in order: a batch step writes the next stations' twins
 	// and waits until each has an outcome; a pause step waits for its
@@ -163,14 +171,27 @@ type RolloutStrategy struct {
 	// +kubebuilder:validation:MaxItems=32
 	Steps []RolloutStep `json:"steps"`
 
-	// maxFailures is how many stations may fail before the rollout halts by
+	// maxFailures is how many stations may fail before the rollout stops by
 	// itself: a count ("5" or 5) or a percentage of the targets ("5%").
-	// Passing it halts the rollout; 0 halts on the first failure.
+	// Passing it halts (or, with failurePolicy Abort, aborts) the rollout;
+	// 0 stops on the first failure. A halt follows from it: raising it past
+	// the current failures lets a halted rollout go on.
 	// +optional
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:MaxLength=10
 	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$') || self.matches('^[0-9]+$')",message="strategy.maxFailures must be a count (0 or more) or a percentage from 0% to 100%"
 	MaxFailures *intstr.IntOrString `json:"maxFailures,omitempty"`
+
+	// failurePolicy is what the rollout does when its failures pass
+	// maxFailures: Halt writes no further batch and waits for a person
+	// (raise maxFailures, retry the failed stations, abort or delete);
+	// Abort restores, at once, the previous firmware of every station the
+	// rollout wrote, as spec.abort does, and ends Aborted with the reason
+	// FailureLimitAborted. The controller's decision to abort is kept in
+	// status.abortReason and cannot be undone.
+	// +optional
+	// +kubebuilder:default=Halt
+	FailurePolicy FailurePolicy `json:"failurePolicy,omitempty"`
 
 	// progressDeadline is how long a station may take, once its twin is
 	// written, to report the new package before it is TimedOut. Stations
@@ -192,6 +213,20 @@ type RolloutStrategy struct {
 	// +kubebuilder:validation:Maximum=100
 	MaxUpdateAttempts *int32 `json:"maxUpdateAttempts,omitempty"`
 }
+
+// FailurePolicy is what a rollout does when its failures pass maxFailures.
+// +kubebuilder:validation:Enum=Halt;Abort
+type FailurePolicy string
+
+// The failure policies.
+const (
+	// FailurePolicyHalt writes no further batch until the failures are
+	// within maxFailures again (the default).
+	FailurePolicyHalt FailurePolicy = "Halt"
+	// FailurePolicyAbort restores the previous firmware of every station
+	// the rollout wrote, by itself.
+	FailurePolicyAbort FailurePolicy = "Abort"
+)
 
 // RolloutStep is exactly one of a batch or a pause.
 // +kubebuilder:validation:XValidation:rule="has(self.batch) != has(self.pause)",message="each step must be exactly one of batch or pause"
@@ -315,6 +350,25 @@ type FirmwareRolloutStatus struct {
 	// +optional
 	LastHandledResume string `json:"lastHandledResume,omitempty"`
 
+	// lastHandledRetry is the value of the retry annotation last acted on.
+	// +optional
+	LastHandledRetry string `json:"lastHandledRetry,omitempty"`
+
+	// abortReason, when set, is why the controller aborted the rollout by
+	// itself: FailureLimitAborted (failures passed maxFailures under
+	// failurePolicy Abort). The controller keeps its decision here, not in
+	// spec (Git owns spec), so that a restarted controller keeps aborting;
+	// it is never cleared. Empty for a rollout aborted through spec.abort.
+	// +optional
+	// +kubebuilder:validation:Enum=FailureLimitAborted
+	AbortReason string `json:"abortReason,omitempty"`
+
+	// abortMessage says, for a person, why the controller aborted the
+	// rollout by itself: how many stations failed against which limit.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	AbortMessage string `json:"abortMessage,omitempty"`
+
 	// startTime is when the first twin was written.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
@@ -368,6 +422,7 @@ type StationFailure struct {
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failed`
 // +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStep`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type FirmwareRollout struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -37,11 +37,22 @@ const (
 	// ReasonWaitingForResume: a `pause: {}` step waits for the resume
 	// annotation.
 	ReasonWaitingForResume = "WaitingForResume"
-	// ReasonResumed: a `pause: {}` step was resumed (Event).
+	// ReasonResumed: a `pause: {}` step was resumed, or a Halted rollout
+	// goes on because its failures are within maxFailures again (Event).
 	ReasonResumed = "Resumed"
 	// ReasonHalted: more stations failed than strategy.maxFailures allows
 	// (Stalled condition, Warning Event).
 	ReasonHalted = "MaxFailuresExceeded"
+	// ReasonFailureLimitAborted: failures passed maxFailures under
+	// failurePolicy Abort, and the controller aborted the rollout by itself
+	// (status.abortReason; Ready and Stalled conditions, Warning Event).
+	ReasonFailureLimitAborted = "FailureLimitAborted"
+	// ReasonRetried: the retry annotation sent the update again to the
+	// stations the rollout counted Failed (Event).
+	ReasonRetried = "Retried"
+	// ReasonRetryRefused: the retry annotation was set on a rollout that
+	// cannot be retried, Completed or Aborted (Warning Event).
+	ReasonRetryRefused = "RetryRefused"
 	// ReasonCompleted: every step is done and every station has an outcome
 	// (Ready condition, Event).
 	ReasonCompleted = "Completed"

@@ -196,6 +196,28 @@ type Observation struct {
 	CupsCredCRC *uint32 `json:"cupsCredCrc,omitempty"`
 }
 
+// ForgetRollout forgets everything the observation holds about the rollout
+// uid: the updates served while it owned the station and the refusal
+// recorded for it. It reports whether anything was forgotten. Retrying a
+// rollout's failed station calls it so that the station's attempts are
+// counted afresh; every rollout-scoped record of the observation must be
+// forgotten here, and nowhere else.
+func (o *Observation) ForgetRollout(uid string) bool {
+	if o == nil || uid == "" {
+		return false
+	}
+	forgot := false
+	if o.ServedRollout == uid {
+		o.ServedPackage, o.ServedRollout, o.UpdatesServed = "", "", 0
+		forgot = true
+	}
+	if o.RefusedRollout == uid {
+		o.Refusal, o.RefusedPackage, o.RefusedRollout = "", "", ""
+		forgot = true
+	}
+	return forgot
+}
+
 // Credential roles: what a station does with a credential it holds (its
 // regular, backup and boot sets, DESIGN.md section 3), or will hold.
 const (
@@ -402,6 +424,51 @@ func OwnershipPatch(own *Ownership) *Patch {
 // key: the rest of the record stays as written).
 func FailedPatch(reason string) *Patch {
 	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagRollout: map[string]any{"failed": reason}}}}
+}
+
+// RetryPatch returns the patch that sends a Failed station its owning
+// rollout's update again: the ownership record becomes own (its Failed
+// cleared and a new WrittenAt, by the caller) and the observation record
+// becomes obs (the observation after ForgetRollout; nil leaves it alone).
+// wasOwn and wasObs are the records as read: a merge patch keeps every key
+// it does not name, so the keys they hold and the new records lack are
+// deleted explicitly.
+func RetryPatch(wasOwn *Ownership, own Ownership, wasObs, obs *Observation) *Patch {
+	root := map[string]any{TagRollout: replacing(toJSONMapOrNil(wasOwn), toJSONMap(own))}
+	if obs != nil {
+		root[TagObserved] = replacing(toJSONMapOrNil(wasObs), toJSONMap(*obs))
+	}
+	return &Patch{Tags: map[string]any{TagRoot: root}}
+}
+
+// replacing is the merge patch that turns the JSON object was into next:
+// next, with a null for every key of was that next lacks (recursively in
+// nested objects).
+func replacing(was, next map[string]any) map[string]any {
+	out := make(map[string]any, len(next))
+	for k, v := range next {
+		if wv, ok := was[k].(map[string]any); ok {
+			if nv, ok := v.(map[string]any); ok {
+				out[k] = replacing(wv, nv)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	for k := range was {
+		if _, ok := next[k]; !ok {
+			out[k] = nil
+		}
+	}
+	return out
+}
+
+// toJSONMapOrNil is toJSONMap of *v, or nil for a nil v.
+func toJSONMapOrNil[T any](v *T) map[string]any {
+	if v == nil {
+		return nil
+	}
+	return toJSONMap(*v)
 }
 
 // SetHistory makes the patch also replace the station's history with h.
