@@ -99,7 +99,7 @@ func TestUnitRetry(t *testing.T) {
 
 	// Handled: the same value does nothing again.
 	g.Expect(u.r.retry(context.Background(), s)).To(Succeed())
-	g.Expect(u.twins.writes[stationID(0)]).To(Equal(before0+1))
+	g.Expect(u.twins.writes[stationID(0)]).To(Equal(before0 + 1))
 }
 
 // TestUnitRetryRefusedWhenFinished: a Completed rollout refuses a retry
