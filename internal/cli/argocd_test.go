@@ -60,8 +60,13 @@ func loadArgoConfig(t *testing.T) argoConfig {
 	for _, d := range acts.Definitions {
 		c.actions[d.Name] = d.Action
 	}
-	if c.health == "" || c.discovery == "" || len(c.actions) != 3 {
-		t.Fatalf("%s lacks the health check, the discovery or the three actions", argoCMFile)
+	for _, act := range []control{controlPause, controlResume, controlAbort, controlRetry} {
+		if c.actions[string(act)] == "" {
+			t.Fatalf("%s lacks the action %s", argoCMFile, act)
+		}
+	}
+	if c.health == "" || c.discovery == "" {
+		t.Fatalf("%s lacks the health check or the discovery", argoCMFile)
 	}
 	return c
 }
@@ -239,38 +244,41 @@ func argoCases() []argoCase {
 	unpausedNotObserved := pausedBySpec
 
 	all := []string{"abort", "pause"}
-	return []argoCase{
+	// Retry is offered on a running rollout with failed stations (the
+	// fixtures' progressing status has one).
+	allRetry := []string{"abort", "pause", "retry"}
+	return append([]argoCase{
 		{"new, no status yet", mk(1, nil, fwv1.FirmwareRolloutStatus{}), "Progressing", "Waiting for the stationfleet controller to start the rollout", all},
 		{"pending, reconciling after an error", mk(1, nil, pendingReconciling), "Progressing", "retrying after an error: list rollouts: timeout", all},
 		{"pending, stalled on bad firmware", mk(1, nil, firmwareInvalidStatus()), "Degraded",
 			"firmware check failed, no twin was written: blob azblob://firmware/station/2.0.7/station.bin does not exist", all},
 		{"pending, stalled without stations", mk(1, nil, noStations), "Degraded", "the selector matches no station in IoT Hub; checking again every 1m0s", all},
 		{"pending, stalled on a terminal error before observing", mk(2, nil, invalidStrategy), "Degraded", "invalid percentage \"x%\"", all},
-		{"progressing", mk(1, nil, progressingStatus()), "Progressing", "step 2 of 4: 3 updated, 2 in progress, 1 failed, 44 pending of 50 stations", all},
+		{"progressing", mk(1, nil, progressingStatus()), "Progressing", "step 2 of 4: 3 updated, 2 in progress, 1 failed, 44 pending of 50 stations", allRetry},
 		{"progressing, retrying a registry error", mk(1, nil, registryErr(progressingStatus())), "Progressing",
-			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", all},
+			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", allRetry},
 		{"progressing, spec changed and not yet observed", mk(2, nil, progressingStatus()), "Progressing",
-			"Waiting for the stationfleet controller to act on generation 2", all},
+			"Waiting for the stationfleet controller to act on generation 2", allRetry},
 		{"progressing, first reconcile of a new generation failed", mk(2, nil, failedFirst), "Progressing",
-			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", all},
+			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", allRetry},
 		{"new, first reconcile failed", mk(1, nil, failedNew), "Progressing", "retrying after an error: query stations: 401 Unauthorized", all},
 		{"spec.paused cleared and not yet observed", mk(2, nil, unpausedNotObserved), "Progressing",
-			"Waiting for the stationfleet controller to act on generation 2", all},
-		{"paused by spec.paused", mk(1, setPaused, pausedBySpec), "Suspended", "spec.paused is true: no twin is written until it is false (step 2 of 4)", []string{"abort", "resume"}},
-		{"paused by spec.paused in a pause step", mk(1, setPaused, pausedInStep), "Suspended", "spec.paused is true: no twin is written until it is false (step 3 of 4)", []string{"abort", "resume"}},
-		{"waiting for resume", mk(1, nil, waitingStatus("fw-2-0-7")), "Suspended", "step 3 of 4: paused until resumed (kubectl stationfleet resume fw-2-0-7)", []string{"abort", "pause", "resume"}},
-		{"timed pause", mk(1, setTimedPause, timedPauseStatus()), "Suspended", "step 3 of 4: pause until 2026-03-14T16:04:26Z", all},
+			"Waiting for the stationfleet controller to act on generation 2", allRetry},
+		{"paused by spec.paused", mk(1, setPaused, pausedBySpec), "Suspended", "spec.paused is true: no twin is written until it is false (step 2 of 4)", []string{"abort", "resume", "retry"}},
+		{"paused by spec.paused in a pause step", mk(1, setPaused, pausedInStep), "Suspended", "spec.paused is true: no twin is written until it is false (step 3 of 4)", []string{"abort", "resume", "retry"}},
+		{"waiting for resume", mk(1, nil, waitingStatus("fw-2-0-7")), "Suspended", "step 3 of 4: paused until resumed (kubectl stationfleet resume fw-2-0-7)", []string{"abort", "pause", "resume", "retry"}},
+		{"timed pause", mk(1, setTimedPause, timedPauseStatus()), "Suspended", "step 3 of 4: pause until 2026-03-14T16:04:26Z", allRetry},
 		{"waiting for resume, retrying a registry error", mk(1, nil, registryErr(waitingStatus("fw-2-0-7"))), "Suspended",
-			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", []string{"abort", "pause", "resume"}},
+			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", []string{"abort", "pause", "resume", "retry"}},
 		{"timed pause, retrying a registry error", mk(1, setTimedPause, registryErr(timedPauseStatus())), "Suspended",
-			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", all},
+			"retrying after an error: query stations owned by fleet/fw-2-0-7: 503 Service Unavailable", allRetry},
 		{"halted", mk(1, nil, haltedStatus()), "Degraded",
-			"4 stations failed, more than maxFailures allows (2); no further batch is written. Abort to restore the previous firmware, or delete the rollout", []string{"abort"}},
+			"4 stations failed, more than maxFailures allows (2); no further batch is written. Abort to restore the previous firmware, or delete the rollout", []string{"abort", "retry"}},
 		{"halted, abort not yet observed", mk(2, setAbort, haltedStatus()), "Progressing", "Waiting for the stationfleet controller to act on generation 2", nil},
 		{"aborting", mk(2, setAbort, withGen(abortingStatus(), 2)), "Progressing", "restoring the previous firmware on the stations this rollout wrote", nil},
 		{"aborted", mk(2, setAbort, withGen(abortedStatus(), 2)), "Degraded", "aborted: the previous firmware is restored on 6 stations", nil},
 		{"completed", mk(1, nil, completedStatus()), "Healthy", "49 of 50 stations updated, 1 failed, 0 skipped", nil},
-	}
+	}, retryArgoCases(mk)...)
 }
 
 func TestArgoCDHealth(t *testing.T) {
@@ -305,7 +313,7 @@ func TestArgoCDActionsMatchTheCLI(t *testing.T) {
 			sort.Strings(enabled)
 			g.Expect(enabled).To(Equal(tc.wantActions), "enabled actions")
 
-			for _, act := range []control{controlPause, controlResume, controlAbort} {
+			for _, act := range []control{controlPause, controlResume, controlAbort, controlRetry} {
 				plan, cliErr := planControl(act, tc.obj, "kubectl stationfleet", testNow)
 				g.Expect(cliErr == nil).To(Equal(contains(enabled, string(act))), "%s: the CLI and Argo CD disagree on whether it applies (CLI: %v)", act, cliErr)
 				res, luaErr := runArgoLua(t, cfg.actions[string(act)], unstructuredOf(t, tc.obj), testNow)

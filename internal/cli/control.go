@@ -22,6 +22,7 @@ const (
 	controlPause  control = "pause"
 	controlResume control = "resume"
 	controlAbort  control = "abort"
+	controlRetry  control = "retry"
 )
 
 // argoTrackingAnnotation marks objects an Argo CD Application manages.
@@ -89,7 +90,7 @@ func planControl(act control, obj *fwv1.FirmwareRollout, cmd string, now time.Ti
 			return nil, refuse("is being aborted: an abort cannot be undone", follow)
 		case phase == fwv1.PhaseHalted:
 			return nil, refuse("is Halted (more failures than maxFailures allows) and cannot be resumed",
-				fmt.Sprintf("see `%s stations %s --outcome Failed`, then `%s abort %s` to restore the previous firmware or delete it and start a new rollout", cmd, name, cmd, name))
+				fmt.Sprintf("see `%s stations %s --outcome Failed`, then raise maxFailures in Git, `%s retry %s` to send the update again to the failed stations, or `%s abort %s` to restore the previous firmware", cmd, name, cmd, name, cmd, name))
 		}
 		waiting := waitsForResume(obj)
 		if !obj.Spec.Paused && !waiting {
@@ -123,8 +124,45 @@ func planControl(act control, obj *fwv1.FirmwareRollout, cmd string, now time.Ti
 			done:     fmt.Sprintf("rollout %s is aborting: the previous firmware is restored on every station it wrote; %s", name, follow),
 			gitField: "spec.abort: true",
 		}, nil
+
+	case controlRetry:
+		return planRetry(obj, refuse, follow, cmd, now)
 	}
 	return nil, fmt.Errorf("unknown command %q", act)
+}
+
+// planRetry decides what `retry` does to obj: it stamps the retry
+// annotation, which makes the controller send the update again to every
+// station the rollout counts Failed, with their attempts counted afresh. A
+// running rollout (Progressing, Paused, Halted) with failures may be
+// retried; a finished or aborting one may not.
+func planRetry(obj *fwv1.FirmwareRollout, refuse func(reason, hint string) error, follow, cmd string, now time.Time) (*controlPlan, error) {
+	name, st := obj.Name, &obj.Status
+	switch {
+	case st.Phase == fwv1.PhaseCompleted:
+		return nil, refuse("is Completed: a finished rollout sends nothing again",
+			fmt.Sprintf("to update its failed stations (`%s stations %s --outcome Failed`), roll the firmware out to them with a new FirmwareRollout", cmd, name))
+	case st.Phase == fwv1.PhaseAborted:
+		return nil, refuse("is Aborted: an abort cannot be undone", "create a new FirmwareRollout to roll the firmware out again")
+	case obj.Spec.Abort || st.Phase == fwv1.PhaseAborting:
+		return nil, refuse("is being aborted: an abort cannot be undone", follow)
+	case st.Phase != fwv1.PhaseProgressing && st.Phase != fwv1.PhasePaused && st.Phase != fwv1.PhaseHalted:
+		shown := string(st.Phase)
+		if shown == "" {
+			shown = "not yet reconciled"
+		}
+		return nil, refuse(fmt.Sprintf("has not started (phase %s): no station has failed", shown), follow)
+	case st.Phase != fwv1.PhaseHalted && st.Failed == 0:
+		return nil, refuse("has no failed station: there is nothing to retry", follow)
+	}
+	done := fmt.Sprintf("rollout %s: retry requested: the update is sent again to its %d failed stations, their attempts counted afresh", name, st.Failed)
+	if st.Phase == fwv1.PhaseHalted {
+		done += "; the rollout goes on once its failures are within maxFailures"
+	}
+	return &controlPlan{
+		patch: map[string]any{"metadata": map[string]any{"annotations": map[string]any{fwv1.RetryAnnotation: now.UTC().Format(time.RFC3339Nano)}}},
+		done:  done + "; " + follow,
+	}, nil
 }
 
 // resumeRefusal says why a rollout that is neither paused by spec.paused nor
@@ -203,6 +241,17 @@ func (a *app) resumeCommand() *cobra.Command {
 duration, sets the `+fwv1.ResumeAnnotation+` annotation to the
 current time so it moves past that step. It refuses a rollout that is not
 paused; a timed pause step ends by itself.`)
+}
+
+func (a *app) retryCommand() *cobra.Command {
+	return a.controlCommand(controlRetry, "Send the update again to a rollout's failed stations",
+		`retry sets the `+fwv1.RetryAnnotation+` annotation to the current
+time: the controller sends the update again to every station the rollout
+counted Failed (and still owns), with their attempts counted afresh and a new
+progress deadline, and a Halted rollout goes on once its failures are within
+maxFailures. Fix what made them fail first (a station's keys, its model, its
+network). It refuses a rollout that completed, is aborted or has no failed
+station. The annotation is not in Git, so Argo CD leaves it alone.`)
 }
 
 func (a *app) abortCommand() *cobra.Command {

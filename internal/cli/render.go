@@ -117,9 +117,7 @@ func (p printer) renderStatus(w io.Writer, obj *fwv1.FirmwareRollout) {
 	}
 	line("Stations", "%s updated of %d targets: %s failed, %d in progress, %d pending, %d skipped",
 		p.paint(ansiGreen, fmt.Sprint(st.Updated)), st.Targets, p.paint(redIf(st.Failed > 0), fmt.Sprint(st.Failed)), st.InProgress, st.Pending, st.Skipped)
-	if mf := spec.Strategy.MaxFailures; mf != nil {
-		line("Limit", "halts after more than %s failed", mf.String())
-	}
+	p.renderFailurePolicy(line, obj)
 	if st.StartTime != nil {
 		line("Started", "%s (%s)", st.StartTime.UTC().Format(time.RFC3339), p.ago(st.StartTime.Time))
 	}
@@ -176,6 +174,44 @@ func (p printer) renderStatus(w io.Writer, obj *fwv1.FirmwareRollout) {
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "Next: %s\n", hint)
 	}
+}
+
+// renderFailurePolicy writes what the rollout does when its failures pass
+// maxFailures, whether the controller aborted it for that, and the last
+// retry.
+func (p printer) renderFailurePolicy(line func(k, format string, args ...any), obj *fwv1.FirmwareRollout) {
+	st, strategy := &obj.Status, &obj.Spec.Strategy
+	policy := strategy.FailurePolicy
+	if policy == "" {
+		policy = fwv1.FailurePolicyHalt
+	}
+	verb := "halts"
+	if policy == fwv1.FailurePolicyAbort {
+		verb = "aborts (restores the previous firmware)"
+	}
+	if mf := strategy.MaxFailures; mf != nil {
+		line("Limit", "%s after more than %s failed (failurePolicy %s)", verb, mf.String(), policy)
+	} else {
+		line("Limit", "none: failures never stop the rollout (failurePolicy %s, no maxFailures)", policy)
+	}
+	if st.AbortReason != "" {
+		line("Aborted", "%s by the controller: %s", p.paint(ansiRed, st.AbortReason), st.AbortMessage)
+	}
+	req := obj.Annotations[fwv1.RetryAnnotation]
+	switch {
+	case req != "" && req != st.LastHandledRetry:
+		line("Retry", "requested %s, not yet handled", retryTime(p, req))
+	case st.LastHandledRetry != "":
+		line("Retry", "last requested %s: the failed stations then were sent the update again", retryTime(p, st.LastHandledRetry))
+	}
+}
+
+// retryTime shows a retry request's token: as a time when it is one.
+func retryTime(p printer, token string) string {
+	if t, err := time.Parse(time.RFC3339Nano, token); err == nil {
+		return fmt.Sprintf("%s (%s)", t.UTC().Format(time.RFC3339), p.ago(t))
+	}
+	return fmt.Sprintf("%q", token)
 }
 
 func redIf(b bool) string {
@@ -348,7 +384,8 @@ func (p printer) nextHint(obj *fwv1.FirmwareRollout) string {
 	case st.Phase == fwv1.PhaseCompleted || st.Phase == fwv1.PhaseAborted || st.Phase == fwv1.PhaseAborting || obj.Spec.Abort:
 		return ""
 	case st.Phase == fwv1.PhaseHalted:
-		return fmt.Sprintf("`%s stations %s --outcome Failed` shows what failed; `%s abort %s` restores the previous firmware", p.cmd, name, p.cmd, name)
+		return fmt.Sprintf("`%s stations %s --outcome Failed` shows what failed; raise maxFailures in Git, or fix them and `%s retry %s` to send the update again; `%s abort %s` restores the previous firmware",
+			p.cmd, name, p.cmd, name, p.cmd, name)
 	case stalled != nil && stalled.Status == metav1.ConditionTrue && stalled.Reason == fwv1.ReasonFirmwareInvalid:
 		return "fix the firmware blob, signature or public key the message names (spec.firmware is immutable: new firmware needs a new FirmwareRollout); the controller checks again by itself"
 	case stalled != nil && stalled.Status == metav1.ConditionTrue && stalled.Reason == fwv1.ReasonNoStations:

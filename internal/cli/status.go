@@ -109,6 +109,9 @@ func stopped(obj *fwv1.FirmwareRollout) (bool, error) {
 	case fwv1.PhaseCompleted:
 		return true, nil
 	case fwv1.PhaseHalted:
+		if req := obj.Annotations[fwv1.RetryAnnotation]; req != "" && req != st.LastHandledRetry {
+			return false, nil // a retry the controller has not handled yet
+		}
 		return true, bad("halted")
 	case fwv1.PhaseAborted:
 		return true, bad("was aborted")
