@@ -17,6 +17,8 @@
 //	batch.go       batch writes
 //	preflight.go   the firmware check before the first write
 //	release.go     abort and delete
+//	failurepolicy.go  the halt, recomputed each pass, and failurePolicy Abort
+//	retry.go       the retry annotation: failed stations are sent the update again
 //	failmark.go    recording a failure in the ownership record
 //	waker.go, reports.go, relay.go, route.go   station reports
 package controllers
