@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
@@ -63,11 +65,26 @@ func (r *FirmwareRolloutReconciler) liftHalt(ctx context.Context, s *rolloutScop
 // aborts it as spec.abort would. The decision is status, not spec (Git owns
 // spec): reconcileAbort reads it, so that a restarted controller keeps
 // aborting, and nothing undoes it.
+//
+// The decision is written to status before any twin is restored: a pass
+// that worked from a stale copy of the rollout (its status patch would be
+// refused) must not restore twins whose abort nobody records, and a
+// manager that stops half way must find the decision when it starts again,
+// or the stations already restored would look unwritten and be written
+// anew.
 func (r *FirmwareRolloutReconciler) abortOnFailures(ctx context.Context, s *rolloutScope, limit int) error {
 	st := &s.obj.Status
 	st.AbortReason = fwv1.ReasonFailureLimitAborted
 	st.AbortMessage = fmt.Sprintf("%d stations failed, more than maxFailures allows (%d): failurePolicy Abort restores the previous firmware on every station this rollout wrote",
 		st.Failed, limit)
+	switch err := r.Status().Patch(ctx, s.obj, statusPatch{base: s.base}); {
+	case apierrors.IsConflict(err):
+		// A stale copy: decide again, at once, on the fresh one.
+		return &Waiting{Phase: s.reached(), Reason: fwv1.ReasonFailureLimitAborted, Message: st.AbortMessage, RequeueAfter: 10 * time.Millisecond}
+	case err != nil:
+		return fmt.Errorf("record the decision to abort: %w", err)
+	}
+	s.base = s.obj.DeepCopy()
 	r.event(ctx, s.obj, corev1.EventTypeWarning, fwv1.ReasonFailureLimitAborted, st.AbortMessage)
 	return r.reconcileAbort(ctx, s)
 }

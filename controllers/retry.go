@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/rules"
@@ -26,6 +27,9 @@ func (r *FirmwareRolloutReconciler) retry(ctx context.Context, s *rolloutScope) 
 	req := s.obj.Annotations[fwv1.RetryAnnotation]
 	if req == "" || req == s.obj.Status.LastHandledRetry {
 		return nil
+	}
+	if handled, err := r.retryHandled(ctx, s, req); err != nil || handled {
+		return err
 	}
 	v, uid := s.view, s.uid()
 	var todo []int
@@ -71,6 +75,22 @@ func (r *FirmwareRolloutReconciler) retry(ctx context.Context, s *rolloutScope) 
 	s.obj.Status.LastHandledRetry = req
 	r.event(ctx, s.obj, corev1.EventTypeNormal, fwv1.ReasonRetried, retryMessage(s.retried, left))
 	return nil
+}
+
+// retryHandled reports whether the API server's copy of the rollout
+// already handled the retry req: the cached copy may be older than the
+// status the last pass wrote, and a retry is handled once (one uncached
+// read per retry request).
+func (r *FirmwareRolloutReconciler) retryHandled(ctx context.Context, s *rolloutScope, req string) (bool, error) {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	fresh := &fwv1.FirmwareRollout{}
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(s.obj), fresh); err != nil {
+		return false, fmt.Errorf("read the rollout before a retry: %w", err)
+	}
+	return fresh.Status.LastHandledRetry == req, nil
 }
 
 // retryStation sends the station id the update of the rollout uid again, in

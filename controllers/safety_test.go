@@ -97,6 +97,15 @@ func TestAbortDecisionSurvivesRestart(t *testing.T) {
 	r.Spec.Strategy.MaxFailures = ptr.To(intstr.FromInt32(0))
 	w.create(r)
 	w.waitPhase("r", fwv1.PhaseHalted, 30*time.Second)
+	// Every station failed and its failure is recorded in its twin.
+	g.Eventually(func() bool {
+		for i := range w.specs {
+			if tw := w.twinOf(w.id(i)); tw.Ownership == nil || tw.Ownership.Failed == "" {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond).Should(BeTrue())
 
 	// The restore of one station fails: the abort stops part way.
 	w.hub.InjectFault(hubsim.Fault{Op: hubsim.OpPatchTwin, DeviceID: w.id(0), Status: 403})
@@ -123,7 +132,11 @@ func TestRaisingMaxFailuresContinues(t *testing.T) {
 	r := w.rollout("r", batch("2"), batch("100%"))
 	r.Spec.Strategy.MaxFailures = ptr.To(intstr.FromInt32(0))
 	w.create(r)
-	r = w.waitPhase("r", fwv1.PhaseHalted, 30*time.Second)
+	w.waitPhase("r", fwv1.PhaseHalted, 30*time.Second)
+	// Both stations of the first batch fail (the halt comes with the first).
+	g.Eventually(func() int32 { return w.get("r").Status.Failed }, 30*time.Second, 50*time.Millisecond).Should(BeNumerically("==", 2))
+	r = w.get("r")
+	g.Expect(r.Status.Phase).To(Equal(fwv1.PhaseHalted))
 	g.Expect(r.Status.Pending).To(BeNumerically("==", 4))
 	failed := r.Status.Failed
 
