@@ -121,3 +121,34 @@ func TestUnitRetryRefusedWhenFinished(t *testing.T) {
 	g.Expect(s.obj.Status.LastHandledRetry).To(Equal(s.obj.Annotations[fwv1.RetryAnnotation]))
 	g.Expect(u.events()).To(ConsistOf(And(ContainSubstring(fwv1.ReasonRetryRefused), ContainSubstring("new FirmwareRollout"))))
 }
+
+// TestUnitRetryInChunks: a retry writes at most MaxWritesPerReconcile
+// twins per pass, like a batch, and counts as handled once every failed
+// station was sent the update again.
+func TestUnitRetryInChunks(t *testing.T) {
+	g := NewWithT(t)
+	u := newUnit(t, 3, []fwv1.RolloutStep{batchStep("100%")})
+	u.r.Options.MaxWritesPerReconcile = 2
+	u.twins.mu.Lock()
+	for i := range 3 {
+		u.twins.mu.Unlock()
+		u.own(i, "2.0.6")
+		u.twins.mu.Lock()
+		u.twins.apply(stationID(i), twin.FailedPatch(string(fwv1.FailureTimedOut)))
+	}
+	u.twins.mu.Unlock()
+	s := u.loaded(t)
+	s.obj.Annotations = map[string]string{fwv1.RetryAnnotation: "t1"}
+	var w *Waiting
+	g.Expect(errors.As(u.r.retry(context.Background(), s), &w)).To(BeTrue())
+	g.Expect(w.RequeueAfter).To(BeNumerically(">", 0))
+	g.Expect(s.obj.Status.Failed).To(BeEquivalentTo(1))
+	g.Expect(s.obj.Status.LastHandledRetry).To(BeEmpty(), "one failed station is left to write")
+	s = u.loaded(t) // the next pass
+	s.obj.Annotations = map[string]string{fwv1.RetryAnnotation: "t1"}
+	g.Expect(u.r.retry(context.Background(), s)).To(Succeed())
+	g.Expect(s.obj.Status.Failed).To(BeZero())
+	g.Expect(s.obj.Status.LastHandledRetry).To(Equal("t1"))
+	g.Expect(u.events()).To(ConsistOf(ContainSubstring("2 failed stations, their attempts counted afresh; 1 more follow"),
+		ContainSubstring("sent again to 1 failed stations")))
+}

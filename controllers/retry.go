@@ -19,10 +19,12 @@ import (
 // retry handles a new value of the retry annotation (`kubectl stationfleet
 // retry`, the Argo CD action): every station the rollout counts Failed, and
 // still owns, is sent the update again with its attempts counted afresh.
-// Each is one ETag-guarded twin write (retryStation). The failures drop,
-// and halt, which runs next, lets a Halted rollout go on. A station another
-// rollout owns by now is not touched. A pass that fails part way leaves the
-// annotation unhandled, so the next pass retries the stations still Failed.
+// Each is one ETag-guarded twin write (retryStation), at most
+// MaxWritesPerReconcile per pass as for a batch. The failures drop, and
+// halt, which runs next, lets a Halted rollout go on. A station another
+// rollout owns by now is not touched. The value counts as handled once no
+// failed station is left to write; a pass that fails part way leaves it
+// unhandled, so the next pass retries the stations still Failed.
 func (r *FirmwareRolloutReconciler) retry(ctx context.Context, s *rolloutScope) error {
 	req := s.obj.Annotations[fwv1.RetryAnnotation]
 	if req == "" || req == s.obj.Status.LastHandledRetry {
@@ -31,13 +33,33 @@ func (r *FirmwareRolloutReconciler) retry(ctx context.Context, s *rolloutScope) 
 	if handled, err := r.retryHandled(ctx, s, req); err != nil || handled {
 		return err
 	}
-	v, uid := s.view, s.uid()
 	var todo []int
-	for i, st := range v.all {
-		if st.OwnerUID == uid && v.outs[i].State == fwv1.OutcomeFailed {
+	for i, st := range s.view.all {
+		if st.OwnerUID == s.uid() && s.view.outs[i].State == fwv1.OutcomeFailed {
 			todo = append(todo, i)
 		}
 	}
+	more := max(len(todo)-r.Options.MaxWritesPerReconcile, 0)
+	todo = todo[:len(todo)-more]
+	left, err := r.retryStations(ctx, s, todo)
+	r.updateStatus(ctx, s)
+	if err != nil {
+		return err
+	}
+	r.event(ctx, s.obj, corev1.EventTypeNormal, fwv1.ReasonRetried, retryMessage(s.retried, left, more))
+	if more > 0 {
+		return &Waiting{Phase: s.reached(), Reason: fwv1.ReasonRetried, RequeueAfter: time.Millisecond,
+			Message: fmt.Sprintf("retry: %d more failed stations to send the update again", more)}
+	}
+	s.obj.Status.LastHandledRetry = req
+	return nil
+}
+
+// retryStations retries the stations at the positions todo of the view and
+// lays the twins as written over it. It returns how many were left alone
+// because another rollout owns them by now.
+func (r *FirmwareRolloutReconciler) retryStations(ctx context.Context, s *rolloutScope, todo []int) (int, error) {
+	v, uid := s.view, s.uid()
 	now := s.now.UTC().Truncate(time.Second)
 	fresh := make([]*twin.Twin, len(todo))
 	errs := fanOut(len(todo), r.Options.WriteConcurrency, func(j int) error {
@@ -68,13 +90,7 @@ func (r *FirmwareRolloutReconciler) retry(ctx context.Context, s *rolloutScope) 
 	if left > 0 {
 		r.forceFullRead(s.obj) // the owned view still holds them
 	}
-	r.updateStatus(ctx, s)
-	if err := kerrors.NewAggregate(errs); err != nil {
-		return err
-	}
-	s.obj.Status.LastHandledRetry = req
-	r.event(ctx, s.obj, corev1.EventTypeNormal, fwv1.ReasonRetried, retryMessage(s.retried, left))
-	return nil
+	return left, kerrors.NewAggregate(errs)
 }
 
 // retryHandled reports whether the API server's copy of the rollout
@@ -118,14 +134,18 @@ func (r *FirmwareRolloutReconciler) retryStation(ctx context.Context, id, uid st
 	})
 }
 
-// retryMessage is the Event of a handled retry.
-func retryMessage(retried, left int) string {
+// retryMessage is the Event of a retry pass: retried stations sent the
+// update again, left owned by another rollout, more still to write.
+func retryMessage(retried, left, more int) string {
 	msg := "retry requested: no station has failed, so none is sent the update again"
 	if retried > 0 {
 		msg = fmt.Sprintf("retry requested: the update is sent again to %d failed stations, their attempts counted afresh", retried)
 	}
 	if left > 0 {
 		msg += fmt.Sprintf("; %d failed stations are owned by another rollout by now and were left alone", left)
+	}
+	if more > 0 {
+		msg += fmt.Sprintf("; %d more follow", more)
 	}
 	return msg
 }
