@@ -304,6 +304,12 @@ type FirmwareRolloutStatus struct {
 	// Every counter is always stored, 0 included.
 	StationCounts `json:",inline"`
 
+	// skippedNotOnUpgradePath is how many of the skipped stations report a
+	// package that firmware.upgradeFrom does not list (they are not sent
+	// the update and their twins are left as they were).
+	// +optional
+	SkippedNotOnUpgradePath int32 `json:"skippedNotOnUpgradePath,omitempty"`
+
 	// progress is "updated/targets", for kubectl get.
 	// +optional
 	Progress string `json:"progress,omitempty"`
