@@ -58,7 +58,7 @@ func TestUpgradePathSkipsOtherStations(t *testing.T) {
 	g.Expect(st.Updated).To(BeNumerically("==", 6), statusString(r))
 	g.Expect(st.Skipped).To(BeNumerically("==", 2), statusString(r))
 	g.Expect(st.SkippedNotOnUpgradePath).To(BeNumerically("==", 2), statusString(r))
-	g.Expect(st.Failed + st.Pending + st.InProgress).To(BeZero(), statusString(r))
+	g.Expect(st.Failed+st.Pending+st.InProgress).To(BeZero(), statusString(r))
 	g.Expect(st.Failures).To(BeEmpty())
 	ready := meta.FindStatusCondition(st.Conditions, fwv1.ConditionReady)
 	g.Expect(ready.Status).To(BeEquivalentTo("True"))

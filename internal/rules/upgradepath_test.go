@@ -91,7 +91,7 @@ func TestEvaluateStationLetGoOffThePath(t *testing.T) {
 	a.Namespace, a.Name, a.UID = "ns", "a", "uid-a"
 	a.Spec.Firmware.Package, a.Spec.Firmware.UpgradeFrom = "v2", []string{"v1"}
 	tw := &twin.Twin{DeviceID: "0000000000000001", CUPS: twin.CUPS{Firmware: twin.Firmware{Package: "v2"}},
-		Ownership: &twin.Ownership{UID: "uid-a", Rollout: "ns/a", Batch: 1, WrittenAt: now.Add(-time.Minute), UpgradeFrom: []string{"v1"}},
+		Ownership:   &twin.Ownership{UID: "uid-a", Rollout: "ns/a", Batch: 1, WrittenAt: now.Add(-time.Minute), UpgradeFrom: []string{"v1"}},
 		Observation: &twin.Observation{Package: "v0", Refusal: twin.RefusalNotOnUpgradePath, RefusedPackage: "v2", RefusedRollout: "uid-a"}}
 	o := EvaluateStation(tw, a, nil, now)
 	g.Expect(o.State).To(Equal(fwv1.OutcomeSkipped))
