@@ -51,7 +51,7 @@ type FirmwareRolloutSpec struct {
 }
 
 // FirmwareSpec names a signed firmware package.
-// +kubebuilder:validation:XValidation:rule="!has(self.upgradeFrom) || !(self.package in self.upgradeFrom)",message="firmware.upgradeFrom must not contain firmware.package: a station that already runs it needs no update"
+// +kubebuilder:validation:XValidation:rule="!has(self.upgradeFrom) || !(self.package in self.upgradeFrom)",message="firmware.upgradeFrom must not contain firmware.package: a station that already runs it needs no update",fieldPath=".upgradeFrom"
 // +kubebuilder:validation:XValidation:rule="!has(self.publicKeyRef) || (size(self.publicKeyRef.name) > 0 && size(self.publicKeyRef.key) > 0)",message="firmware.publicKeyRef needs both name and key: the ConfigMap in the rollout's namespace and the key that holds the public key"
 type FirmwareSpec struct {
 	// package is the version the station's version.txt says after the
