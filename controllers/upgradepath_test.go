@@ -71,6 +71,14 @@ func TestUpgradePathSkipsOtherStations(t *testing.T) {
 		g.Expect(w.stations[i].Package()).To(Equal("2.0.7"), "station %d", i)
 		g.Expect(w.twinOf(w.id(i)).Ownership.UpgradeFrom).To(Equal([]string{"2.0.6"}), "station %d", i)
 	}
+	expectOffPathUntouched(t, w, r, before, seen, unseen)
+}
+
+// expectOffPathUntouched checks that the stations seen and unseen, both on
+// 2.0.5, end as they were before the rollout r, Skipped NotOnUpgradePath;
+// unseen (written, then put back) with a history entry that says so.
+func expectOffPathUntouched(t *testing.T, w *world, r *fwv1.FirmwareRollout, before map[int]*twin.Twin, seen, unseen int) {
+	g := NewWithT(t)
 	for _, i := range []int{seen, unseen} {
 		tw := w.twinOf(w.id(i))
 		g.Expect(tw.Ownership).To(BeNil(), "station %d", i)

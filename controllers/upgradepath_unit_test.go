@@ -57,8 +57,28 @@ func TestUnitUpgradePath(t *testing.T) {
 	g.Expect(s.obj.Status.SkippedNotOnUpgradePath).To(BeEquivalentTo(2))
 	g.Expect(w.Message).To(ContainSubstring("2 skipped as not on the upgrade path"))
 
-	// CUPS refuses the first written station at its first poll.
 	x := first[0]
+	refuseAndPutBack(t, u, x)
+
+	// The batch takes the next eligible station; x is not written again.
+	s = u.loaded(t)
+	s.obj.Status.CurrentStep = 1
+	g.Expect(errors.As(u.r.stepBatch(ctx, s, 1, s.obj.Spec.Strategy.Steps[0]), &w)).To(BeTrue())
+	now := written()
+	g.Expect(now).To(HaveLen(3))
+	g.Expect(now).NotTo(ContainElement(x))
+	g.Expect(now).NotTo(ContainElement(late))
+	g.Expect(s.obj.Status.SkippedNotOnUpgradePath).To(BeEquivalentTo(3))
+	g.Expect(s.obj.Status.InProgress).To(BeEquivalentTo(3))
+}
+
+// refuseAndPutBack makes CUPS refuse station x, which the rollout wrote,
+// as off the upgrade path, and checks that releaseOffPath puts its twin
+// back as it was, once.
+func refuseAndPutBack(t *testing.T, u *unit, x string) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	// CUPS refuses the first written station at its first poll.
 	u.twins.mu.Lock()
 	u.twins.apply(x, twin.ObservationPatch(twin.Observation{Package: "2.0.5",
 		Refusal: twin.RefusalNotOnUpgradePath, RefusedPackage: "2.0.7", RefusedRollout: "uid-fw"}))
@@ -78,15 +98,4 @@ func TestUnitUpgradePath(t *testing.T) {
 	writes := u.twins.writes[x]
 	g.Expect(u.r.releaseOffPath(ctx, u.loaded(t))).To(Succeed())
 	g.Expect(u.twins.writes[x]).To(Equal(writes), "put back once")
-
-	// The batch takes the next eligible station; x is not written again.
-	s = u.loaded(t)
-	s.obj.Status.CurrentStep = 1
-	g.Expect(errors.As(u.r.stepBatch(ctx, s, 1, s.obj.Spec.Strategy.Steps[0]), &w)).To(BeTrue())
-	now := written()
-	g.Expect(now).To(HaveLen(3))
-	g.Expect(now).NotTo(ContainElement(x))
-	g.Expect(now).NotTo(ContainElement(late))
-	g.Expect(s.obj.Status.SkippedNotOnUpgradePath).To(BeEquivalentTo(3))
-	g.Expect(s.obj.Status.InProgress).To(BeEquivalentTo(3))
 }
