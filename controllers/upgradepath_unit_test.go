@@ -78,13 +78,13 @@ func TestUnitUpgradePath(t *testing.T) {
 func refuseAndPutBack(t *testing.T, u *unit, x string) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	// CUPS refuses the first written station at its first poll.
+	// CUPS refuses x at its first poll.
 	u.twins.mu.Lock()
 	u.twins.apply(x, twin.ObservationPatch(twin.Observation{Package: "2.0.5",
 		Refusal: twin.RefusalNotOnUpgradePath, RefusedPackage: "2.0.7", RefusedRollout: "uid-fw"}))
 	u.twins.mu.Unlock()
 	u.r.forceFullRead(u.obj)
-	s = u.loaded(t)
+	s := u.loaded(t)
 	g.Expect(s.obj.Status.Failed).To(BeZero(), "not a failure")
 	g.Expect(u.r.releaseOffPath(ctx, s)).To(Succeed())
 	tw := u.twins.twin(x)
