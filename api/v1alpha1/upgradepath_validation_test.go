@@ -74,3 +74,39 @@ func TestUpgradeFromValidation(t *testing.T) {
 		g.Expect(err.Error()).To(ContainSubstring("spec.firmware is immutable"))
 	})
 }
+
+// TestUpgradeFromGoCheckMatchesTheAPIServer: kubectl stationfleet publish
+// refuses, before it uploads, exactly the upgradeFrom lists the API server
+// refuses, with the same words.
+func TestUpgradeFromGoCheckMatchesTheAPIServer(t *testing.T) {
+	lists := [][]string{
+		{"2.0.6"}, {"2.0.6", "2.0.6-hotfix1", "versión-2 固件"}, {"2.0.6 beta"},
+		{"2.0.6 "}, {" 2.0.6"}, {"2.0.6\n"}, {"2.0\t.6"}, {"2.0.6\u200b"}, {"2.0.6\u00a0"}, {"2.0\u2028.6"},
+		{"2.0.7"}, {"2.0.6", "2.0.7"}, {"2.0.6", "2.0.6"}, {""}, {strings.Repeat("9", 65)}, {strings.Repeat("é", 64)},
+	}
+	ns := testEnv.Namespace(t)
+	for i, l := range lists {
+		t.Run(fmt.Sprintf("%q", l), func(t *testing.T) {
+			g := NewWithT(t)
+			u := decode(t, validRollout)
+			u.SetNamespace(ns)
+			u.SetName(fmt.Sprintf("upgrade-from-go-%d", i))
+			v := make([]any, len(l))
+			for j := range l {
+				v[j] = l[j]
+			}
+			fw(u.Object["spec"].(map[string]any))["upgradeFrom"] = v
+			apiErr := testEnv.Client.Create(context.Background(), u)
+			goErr := fwv1.ValidateUpgradeFrom(l, "2.0.7")
+			if goErr == nil {
+				g.Expect(apiErr).NotTo(HaveOccurred(), "the Go check accepts what the API server refuses")
+				return
+			}
+			g.Expect(apiErr).To(HaveOccurred(), "the Go check refuses what the API server accepts: %v", goErr)
+			for _, msg := range fwv1.UpgradeFromMessages {
+				g.Expect(strings.Contains(apiErr.Error(), msg)).To(Equal(strings.Contains(goErr.Error(), msg)),
+					"message %q: API server said %v; the Go check said %v", msg, apiErr, goErr)
+			}
+		})
+	}
+}

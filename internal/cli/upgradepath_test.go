@@ -58,3 +58,35 @@ func TestUpgradePathShown(t *testing.T) {
 	golden(t, "stations-upgrade-path.golden", strings.ReplaceAll(r.out, ns, "NAMESPACE"))
 	g.Expect(r.out).NotTo(ContainSubstring("Failed"))
 }
+
+// TestPublishUpgradeFrom: publish --upgrade-from writes firmware.upgradeFrom
+// into a manifest the API server accepts, and refuses, before uploading,
+// what the API server would refuse, with the same words.
+func TestPublishUpgradeFrom(t *testing.T) {
+	g := NewWithT(t)
+	keyDir, fw, _ := publishKeys(t)
+	key := filepath.Join(keyDir, "sig-0.private.pem")
+	dir := t.TempDir()
+	publish := func(extra ...string) result {
+		return runCLI(t, append([]string{"publish", fw, "--to", "file://" + dir + "/station.bin", "--key", key, "--package", "2.0.7", "--tag", "a=b"}, extra...)...)
+	}
+	for _, bad := range []struct{ args []string }{
+		{[]string{"--upgrade-from", "2.0.6 "}},
+		{[]string{"--upgrade-from", "2.0.6", "--upgrade-from", "2.0.7"}},
+	} {
+		r := publish(bad.args...)
+		g.Expect(r.code).To(Equal(1))
+		entries, err := os.ReadDir(dir)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(entries).To(BeEmpty(), "nothing is uploaded when the flags are wrong")
+		if bad.args[1] == "2.0.6 " {
+			g.Expect(r.errOut).To(ContainSubstring(`--upgrade-from: firmware.upgradeFrom[0] "2.0.6 ": firmware.upgradeFrom entries must not start or end with white space`))
+		} else {
+			g.Expect(r.errOut).To(ContainSubstring("--upgrade-from: firmware.upgradeFrom must not contain firmware.package"))
+		}
+	}
+	r := publish("--upgrade-from", "2.0.6", "--upgrade-from", "2.0.6-hotfix,1")
+	g.Expect(r.code).To(Equal(0), r.errOut)
+	obj := applyManifest(t, []byte(r.out))
+	g.Expect(obj.Spec.Firmware.UpgradeFrom).To(Equal([]string{"2.0.6", "2.0.6-hotfix,1"}))
+}
