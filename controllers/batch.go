@@ -94,8 +94,8 @@ func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, 
 				return nil, nil
 			}
 		}
-		if ob := t.Observation; ob != nil && rules.OffUpgradePath(ob.Package, fw.Package, own.UpgradeFrom) {
-			c.offPath, c.s.Package = true, rules.Intern(ob.Package)
+		if ob := t.Observation; ob != nil && rules.OffUpgradePath(true, ob.Package, fw.Package, own.UpgradeFrom) {
+			c.offPath, c.s.Package, c.s.Seen = true, rules.Intern(ob.Package), true
 			return nil, nil
 		}
 		c.written = true

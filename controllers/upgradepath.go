@@ -112,7 +112,7 @@ func (r *FirmwareRolloutReconciler) noteReported(obj *fwv1.FirmwareRollout, seen
 	for i := range snap.stations {
 		t := &snap.stations[i]
 		if pkg, ok := seen[t.id]; ok {
-			t.pkg = rules.Intern(pkg)
+			t.pkg, t.seen = rules.Intern(pkg), true
 			if t.ownerUID == string(obj.UID) {
 				t.ownerUID, t.ownerName = "", ""
 			}

@@ -81,7 +81,7 @@ func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 	case s.OwnerUID != "" && active[s.OwnerUID]:
 		return Outcome{State: fwv1.OutcomeSkipped, Reason: string(fwv1.SkipOwnedElsewhere),
 			Message: "owned by the active rollout " + s.OwnerName}
-	case OffUpgradePath(s.Package, p.Package, p.UpgradeFrom):
+	case OffUpgradePath(s.Seen, s.Package, p.Package, p.UpgradeFrom):
 		return notOnUpgradePath(s, p)
 	default:
 		return Outcome{State: fwv1.OutcomePending}

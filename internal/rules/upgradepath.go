@@ -24,12 +24,12 @@ func OnUpgradePath(pkg string, from []string) bool {
 	return len(from) == 0 || slices.Contains(from, pkg)
 }
 
-// OffUpgradePath reports whether a station whose last reported package is
-// reported must not be written by a rollout of package target with
-// upgradeFrom from: it was seen (reported is not empty), does not run
-// target already and reports a package from does not list.
-func OffUpgradePath(reported, target string, from []string) bool {
-	return reported != "" && reported != target && !OnUpgradePath(reported, from)
+// OffUpgradePath reports whether a station must not be written by a
+// rollout of package target with upgradeFrom from: the CUPS server has seen
+// it (seen), it does not run target already, and the package it last
+// reported (reported; "" for a station without version.txt) is not in from.
+func OffUpgradePath(seen bool, reported, target string, from []string) bool {
+	return seen && reported != target && !OnUpgradePath(reported, from)
 }
 
 // skipForRefusal is the table from the CUPS refusals that are no failure
@@ -53,6 +53,9 @@ func NotOnUpgradePathMessage(reported string, from []string) string {
 	quoted := make([]string, len(from))
 	for i, p := range from {
 		quoted[i] = fmt.Sprintf("%q", p)
+	}
+	if reported == "" {
+		return "reports no package (no version.txt); firmware.upgradeFrom allows " + strings.Join(quoted, ", ")
 	}
 	return fmt.Sprintf("reports package %q; firmware.upgradeFrom allows %s", reported, strings.Join(quoted, ", "))
 }

@@ -26,11 +26,12 @@ func TestUpgradePathOutcomes(t *testing.T) {
 		state  fwv1.StationOutcome
 		reason string
 	}{
-		{"seen off the path, unwritten: skipped, not written", Station{Package: "v0.9"}, fwv1.OutcomeSkipped, "NotOnUpgradePath"},
-		{"seen on the path, unwritten: pending", Station{Package: "v1.1"}, fwv1.OutcomePending, ""},
-		{"seen on the target package, unwritten: pending (written, then Updated)", Station{Package: "v2"}, fwv1.OutcomePending, ""},
+		{"seen off the path, unwritten: skipped, not written", Station{Package: "v0.9", Seen: true}, fwv1.OutcomeSkipped, "NotOnUpgradePath"},
+		{"seen without version.txt, unwritten: skipped", Station{Seen: true}, fwv1.OutcomeSkipped, "NotOnUpgradePath"},
+		{"seen on the path, unwritten: pending", Station{Package: "v1.1", Seen: true}, fwv1.OutcomePending, ""},
+		{"seen on the target package, unwritten: pending (written, then Updated)", Station{Package: "v2", Seen: true}, fwv1.OutcomePending, ""},
 		{"never seen, unwritten: pending (written; CUPS decides)", Station{}, fwv1.OutcomePending, ""},
-		{"owned by another active rollout: that comes first", Station{Package: "v0.9", OwnerUID: "other", OwnerName: "ns/b"}, fwv1.OutcomeSkipped, "OwnedByAnotherRollout"},
+		{"owned by another active rollout: that comes first", Station{Package: "v0.9", Seen: true, OwnerUID: "other", OwnerName: "ns/b"}, fwv1.OutcomeSkipped, "OwnedByAnotherRollout"},
 		{"written, CUPS refused it off the path: skipped, not failed",
 			Station{OwnerUID: "me", WrittenAt: written, Package: "v0.9", Refusal: twin.RefusalNotOnUpgradePath, RefusedPackage: "v2"}, fwv1.OutcomeSkipped, "NotOnUpgradePath"},
 		{"written, refused for another package: in progress",
@@ -46,7 +47,7 @@ func TestUpgradePathOutcomes(t *testing.T) {
 			o := Classify(tc.s, "me", map[string]bool{"other": true}, p)
 			g.Expect(o.State).To(Equal(tc.state))
 			g.Expect(o.Reason).To(Equal(tc.reason))
-			if tc.reason == "NotOnUpgradePath" {
+			if tc.reason == "NotOnUpgradePath" && tc.s.Package != "" {
 				g.Expect(o.Message).To(Equal(msg))
 			}
 		})
@@ -55,7 +56,7 @@ func TestUpgradePathOutcomes(t *testing.T) {
 	// Without upgradeFrom, no station is ever off the path.
 	g := NewWithT(t)
 	p.UpgradeFrom = nil
-	g.Expect(Classify(Station{Package: "v0.9"}, "me", nil, p).State).To(Equal(fwv1.OutcomePending))
+	g.Expect(Classify(Station{Package: "v0.9", Seen: true}, "me", nil, p).State).To(Equal(fwv1.OutcomePending))
 }
 
 // TestNotOnUpgradePathIsNoFailure: the refusal→failure table never turns
@@ -77,7 +78,9 @@ func TestNotOnUpgradePathIsNoFailure(t *testing.T) {
 		g.Expect(ok).To(BeFalse(), r)
 	}
 	g.Expect(OnUpgradePath("anything", nil)).To(BeTrue())
-	g.Expect(OffUpgradePath("", "v2", []string{"v1"})).To(BeFalse(), "never seen: not known to be off the path")
+	g.Expect(OffUpgradePath(false, "", "v2", []string{"v1"})).To(BeFalse(), "never seen: not known to be off the path")
+	g.Expect(OffUpgradePath(true, "", "v2", []string{"v1"})).To(BeTrue(), "seen without version.txt: off the path")
+	g.Expect(NotOnUpgradePathMessage("", []string{"v1"})).To(Equal(`reports no package (no version.txt); firmware.upgradeFrom allows "v1"`))
 }
 
 // TestEvaluateStationLetGoOffThePath: a station the rollout wrote, CUPS
