@@ -18,6 +18,7 @@
 //	preflight.go   the firmware check before the first write
 //	release.go     abort and delete
 //	failmark.go    recording a failure in the ownership record
+//	upgradepath.go stations off firmware.upgradeFrom: not written, or put back
 //	waker.go, reports.go, relay.go, route.go   station reports
 package controllers
 
