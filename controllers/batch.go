@@ -18,6 +18,7 @@ type claim struct {
 	s       rules.Station
 	written bool   // this rollout owns it now (written now or before a restart)
 	skipped string // the active rollout that owns it instead
+	offPath bool   // CUPS saw it on a package off firmware.upgradeFrom: not written
 	err     error
 }
 
@@ -30,8 +31,11 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutSc
 	v := s.view
 	need = min(need, r.Options.MaxWritesPerReconcile)
 	own := twin.Ownership{Rollout: s.key(), UID: s.uid(), Batch: step, Model: s.obj.Spec.Firmware.Model,
-		MaxUpdateAttempts: s.params().MaxUpdateAttempts, WrittenAt: s.now.UTC().Truncate(time.Second)}
+		MaxUpdateAttempts: s.params().MaxUpdateAttempts, UpgradeFrom: s.obj.Spec.Firmware.UpgradeFrom,
+		WrittenAt: s.now.UTC().Truncate(time.Second)}
 	written := 0
+	seen := map[string]string{} // stations found off the upgrade path: their package
+	defer func() { r.noteReported(s.obj, seen) }()
 	var errs []error
 	for len(v.unwritten) > 0 && written < need && len(errs) == 0 {
 		n := min(need-written, len(v.unwritten))
@@ -51,6 +55,9 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutSc
 			if r.applyClaim(s, c) {
 				written++
 			}
+			if c.offPath {
+				seen[c.s.ID] = c.s.Package
+			}
 		}
 	}
 	// The cached selection is kept: the stations written here are in the
@@ -68,12 +75,14 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutSc
 
 // claim writes the firmware and ownership own into the twin of the
 // station at position i of the view, unless another active rollout owns
-// it or this one already does.
+// it, this one already does, or the CUPS server saw it on a package off
+// the rollout's upgrade path (checked on the fresh twin: the view's may be
+// older than the station's last poll).
 func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, i int, own twin.Ownership) claim {
 	c := claim{i: i, s: s.view.all[i]}
 	fw := desiredFirmware(s.obj)
 	_, c.err = r.Registry.Update(ctx, c.s.ID, func(t *twin.Twin) (*twin.Patch, error) {
-		c.written, c.skipped = false, ""
+		c.written, c.skipped, c.offPath = false, "", false
 		if o := t.Ownership; o != nil {
 			if o.UID == own.UID {
 				c.written = true // written before a restart: never twice
@@ -84,6 +93,10 @@ func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, 
 				c.skipped = o.Rollout
 				return nil, nil
 			}
+		}
+		if ob := t.Observation; ob != nil && rules.OffUpgradePath(true, ob.Package, fw.Package, own.UpgradeFrom) {
+			c.offPath, c.s.Package, c.s.Seen = true, rules.Intern(ob.Package), true
+			return nil, nil
 		}
 		c.written = true
 		c.s.Batch, c.s.WrittenAt = own.Batch, own.WrittenAt
@@ -100,6 +113,10 @@ func (r *FirmwareRolloutReconciler) applyClaim(s *rolloutScope, c claim) bool {
 	case c.skipped != "":
 		v.outs[c.i] = rules.Outcome{State: fwv1.OutcomeSkipped, Reason: string(fwv1.SkipOwnedElsewhere), Message: "owned by the active rollout " + c.skipped}
 		v.all[c.i] = c.s
+		return false
+	case c.offPath:
+		v.all[c.i] = c.s
+		v.outs[c.i] = rules.Classify(c.s, s.uid(), s.active, s.params())
 		return false
 	case c.written:
 		c.s.OwnerUID, c.s.OwnerName = s.uid(), s.key()

@@ -20,6 +20,7 @@
 //	failurepolicy.go  the halt, recomputed each pass, and failurePolicy Abort
 //	retry.go       the retry annotation: failed stations are sent the update again
 //	failmark.go    recording a failure in the ownership record
+//	upgradepath.go stations off firmware.upgradeFrom: not written, or put back
 //	waker.go, reports.go, relay.go, route.go   station reports
 package controllers
 

@@ -23,6 +23,7 @@ func (r *FirmwareRolloutReconciler) phases() []phase {
 		r.reconcileAbort,  // spec.abort restores every station written
 		r.preflight,       // the firmware is checked before the first write
 		r.loadStations,    // the station view
+		r.releaseOffPath,  // a station CUPS refused as off the upgrade path is put back as it was
 		r.countStations,   // status from the station view
 		r.markFailed,      // a Failed outcome is recorded in its twin, once
 		r.retry,           // the retry annotation: failed stations are sent the update again

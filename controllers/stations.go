@@ -32,7 +32,7 @@ func newStationView(uid string, owned map[string]rules.Station, selected []targe
 		if _, ok := owned[t.id]; ok {
 			continue
 		}
-		s := rules.Station{ID: t.id, Order: t.order}
+		s := rules.Station{ID: t.id, Order: t.order, Package: t.pkg, Seen: t.seen}
 		if t.ownerUID != uid {
 			s.OwnerUID, s.OwnerName = t.ownerUID, t.ownerName
 		}
@@ -178,6 +178,11 @@ type target struct {
 	id                  string
 	order               uint64
 	ownerUID, ownerName string
+	// pkg is the package the CUPS server last saw the station report
+	// (interned), "" when never seen: a station off the rollout's upgrade
+	// path is not written (rules.Classify).
+	pkg  string
+	seen bool
 }
 
 // targetSnapshot is a cached selector result.
@@ -202,7 +207,7 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScop
 	if err := r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
 		for _, t := range page {
 			st := rules.NewStation(t, uid)
-			out = append(out, target{id: st.ID, order: st.Order, ownerUID: st.OwnerUID, ownerName: st.OwnerName})
+			out = append(out, target{id: st.ID, order: st.Order, ownerUID: st.OwnerUID, ownerName: st.OwnerName, pkg: st.Package, seen: st.Seen})
 		}
 		return nil
 	}); err != nil {

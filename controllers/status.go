@@ -31,9 +31,12 @@ type statusNews struct {
 // each failure was first noticed). It is a pure function.
 func computeStatus(prev fwv1.FirmwareRolloutStatus, v *stationView, now time.Time) (fwv1.FirmwareRolloutStatus, statusNews) {
 	st := prev
-	st.Targets, st.StationCounts = int32(len(v.all)), fwv1.StationCounts{}
+	st.Targets, st.StationCounts, st.SkippedNotOnUpgradePath = int32(len(v.all)), fwv1.StationCounts{}, 0
 	for _, o := range v.outs {
 		st.Add(o.State)
+		if o.State == fwv1.OutcomeSkipped && o.Reason == string(fwv1.SkipNotOnUpgradePath) {
+			st.SkippedNotOnUpgradePath++
+		}
 	}
 	st.Progress = fmt.Sprintf("%d/%d", st.Updated, st.Targets)
 	var news statusNews

@@ -141,6 +141,7 @@ func (r *FirmwareRolloutReconciler) complete(ctx context.Context, s *rolloutScop
 	st.CompletionTime = &t
 	st.CurrentStep = int32(steps)
 	msg := fmt.Sprintf("%d of %d stations updated, %d failed, %d skipped", st.Updated, st.Targets, st.Failed, st.Skipped)
+	msg += notOnUpgradePath(st)
 	if st.Pending > 0 {
 		msg += fmt.Sprintf("; %d were not written because the steps ended before them", st.Pending)
 	}
@@ -154,7 +155,16 @@ func progressing(obj *fwv1.FirmwareRollout, step int, requeue time.Duration) *Wa
 	st := obj.Status
 	return &Waiting{Phase: fwv1.PhaseProgressing, Reason: fwv1.ReasonProgressing, RequeueAfter: requeue,
 		Message: fmt.Sprintf("step %d of %d: %d updated, %d in progress, %d failed, %d pending of %d stations",
-			step, len(obj.Spec.Strategy.Steps), st.Updated, st.InProgress, st.Failed, st.Pending, st.Targets)}
+			step, len(obj.Spec.Strategy.Steps), st.Updated, st.InProgress, st.Failed, st.Pending, st.Targets) + notOnUpgradePath(&st)}
+}
+
+// notOnUpgradePath is what a status message adds about the stations
+// skipped as not on the upgrade path, "" when there are none.
+func notOnUpgradePath(st *fwv1.FirmwareRolloutStatus) string {
+	if st.SkippedNotOnUpgradePath == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d skipped as not on the upgrade path (firmware.upgradeFrom)", st.SkippedNotOnUpgradePath)
 }
 
 // batchDone reports whether every station written by steps up to step has a

@@ -51,7 +51,8 @@ type StationCounts struct {
 
 	WrittenCounts `json:",inline"`
 
-	// skipped is how many are owned by another active rollout.
+	// skipped is how many are owned by another active rollout or report a
+	// package firmware.upgradeFrom does not list (skippedNotOnUpgradePath).
 	// +optional
 	Skipped int32 `json:"skipped"`
 }

@@ -58,6 +58,7 @@ type FirmwareRolloutSpec struct {
 }
 
 // FirmwareSpec names a signed firmware package.
+// +kubebuilder:validation:XValidation:rule="!has(self.upgradeFrom) || !(self.package in self.upgradeFrom)",message="firmware.upgradeFrom must not contain firmware.package: a station that already runs it needs no update",fieldPath=".upgradeFrom"
 // +kubebuilder:validation:XValidation:rule="!has(self.publicKeyRef) || (size(self.publicKeyRef.name) > 0 && size(self.publicKeyRef.key) > 0)",message="firmware.publicKeyRef needs both name and key: the ConfigMap in the rollout's namespace and the key that holds the public key"
 type FirmwareSpec struct {
 	// package is the version the station's version.txt says after the
@@ -117,6 +118,22 @@ type FirmwareSpec struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="!self.matches(r'[\\s\\p{Cc}\\p{Cf}\\p{Z}]')",message="firmware.model must not contain white space or control characters: it is compared with the model the station reports, for example linux"
 	Model string `json:"model,omitempty"`
+
+	// upgradeFrom, when set, names the packages this firmware may be
+	// installed over (AWS IoT Jobs' current-version rule): the CUPS server
+	// sends the update only to a station that reports one of them. Any
+	// other station is Skipped with reason NotOnUpgradePath, never Failed,
+	// and its twin is left as it was. Each entry is a package as a station's
+	// version.txt says it, validated like firmware.package. Empty: every
+	// selected station gets the update.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:XValidation:rule="self.trim() == self",message="firmware.upgradeFrom entries must not start or end with white space: the station trims version.txt, so they would never match"
+	// +kubebuilder:validation:items:XValidation:rule="!self.matches(r'[\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}]')",message="firmware.upgradeFrom entries must not contain a newline, a tab or any other control or invisible character: they are compared with the station's version.txt"
+	UpgradeFrom []string `json:"upgradeFrom,omitempty"`
 }
 
 // ConfigMapKeySelector selects a key of a ConfigMap in the rollout's
@@ -321,6 +338,12 @@ type FirmwareRolloutStatus struct {
 	// The targets by outcome: pending, inProgress, updated, failed, skipped.
 	// Every counter is always stored, 0 included.
 	StationCounts `json:",inline"`
+
+	// skippedNotOnUpgradePath is how many of the skipped stations report a
+	// package that firmware.upgradeFrom does not list (they are not sent
+	// the update and their twins are left as they were).
+	// +optional
+	SkippedNotOnUpgradePath int32 `json:"skippedNotOnUpgradePath,omitempty"`
 
 	// progress is "updated/targets", for kubectl get.
 	// +optional

@@ -135,4 +135,8 @@ type SkipReason string
 const (
 	// SkipOwnedElsewhere: another active rollout owns the station.
 	SkipOwnedElsewhere SkipReason = "OwnedByAnotherRollout"
+	// SkipNotOnUpgradePath: the station reports a package that
+	// firmware.upgradeFrom does not list; it is not sent the update and
+	// its twin is left (or put back) as it was.
+	SkipNotOnUpgradePath SkipReason = "NotOnUpgradePath"
 )

@@ -47,6 +47,7 @@ var tagKeyPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
 type publishOptions struct {
 	to, keyFile, pkg, name, model, out string
 	deviceIDs, tags                    []string
+	upgradeFrom                        []string
 	steps, maxFailures                 string
 	publicKeyConfigMap, stationKeyOut  string
 	publicKeySecret                    string // removed: publicKeyRef names a ConfigMap
@@ -90,6 +91,7 @@ $` + azblob.EnvSASToken + `, $` + azblob.EnvConnectionString + `), never from fl
 	fs.StringSliceVar(&o.deviceIDs, "device-id", nil, "Select a station by IoT Hub device id (16 hex digits); repeatable or comma-separated.")
 	fs.StringArrayVar(&o.tags, "tag", nil, "Select stations whose twin tag KEY equals VALUE (KEY=VALUE); repeatable, all must match.")
 	fs.StringVar(&o.model, "model", "", "Only update stations reporting this model (e.g. linux).")
+	fs.StringArrayVar(&o.upgradeFrom, "upgrade-from", nil, "Only update stations reporting this package (firmware.upgradeFrom); repeatable. Others are skipped, not failed.")
 	fs.StringVar(&o.steps, "steps", defaultSteps, `Comma-separated steps: a batch as a count or percentage, "pause" (until resumed) or "pause=DURATION".`)
 	fs.StringVar(&o.maxFailures, "max-failures", defaultMaxFailures, "Halt the rollout when more stations than this fail: a count or a percentage.")
 	fs.StringVar(&o.publicKeyConfigMap, "public-key-configmap", "", "CONFIGMAP/KEY of a ConfigMap in the rollout's namespace holding the public key (sig-N.key or PEM): the controller then verifies the signature before writing any twin.")
@@ -313,6 +315,16 @@ func (o *publishOptions) manifest(ns string) (map[string]any, error) {
 	fw := map[string]any{"package": pkg}
 	if o.model != "" {
 		fw["model"] = o.model
+	}
+	if len(o.upgradeFrom) > 0 {
+		if err := fwv1.ValidateUpgradeFrom(o.upgradeFrom, pkg); err != nil {
+			return nil, fmt.Errorf("--upgrade-from: %w", oneLine(err))
+		}
+		from := make([]any, len(o.upgradeFrom))
+		for i, p := range o.upgradeFrom {
+			from[i] = p
+		}
+		fw["upgradeFrom"] = from
 	}
 	if o.publicKeySecret != "" {
 		return nil, fmt.Errorf("--public-key-secret is gone: publicKeyRef names a ConfigMap (a public key is not a secret, and the manager reads no Secrets); " +

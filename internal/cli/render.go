@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -88,6 +89,9 @@ func (p printer) renderStatus(w io.Writer, obj *fwv1.FirmwareRollout) {
 		extra += ", model " + fw.Model
 	}
 	line("Firmware", "%s from %s (%s)", fw.Package, fw.URL, extra)
+	if len(fw.UpgradeFrom) > 0 {
+		line("Upgrades", "only stations reporting %s (firmware.upgradeFrom); others are skipped", quoteList(fw.UpgradeFrom))
+	}
 
 	phase := st.Phase
 	if phase == "" {
@@ -117,6 +121,10 @@ func (p printer) renderStatus(w io.Writer, obj *fwv1.FirmwareRollout) {
 	}
 	line("Stations", "%s updated of %d targets: %s failed, %d in progress, %d pending, %d skipped",
 		p.paint(ansiGreen, fmt.Sprint(st.Updated)), st.Targets, p.paint(redIf(st.Failed > 0), fmt.Sprint(st.Failed)), st.InProgress, st.Pending, st.Skipped)
+	if st.SkippedNotOnUpgradePath > 0 {
+		line("Skipped", "%d not on the upgrade path: they report another package than firmware.upgradeFrom lists (`%s stations %s --outcome Skipped`)",
+			st.SkippedNotOnUpgradePath, p.cmd, obj.Name)
+	}
 	p.renderFailurePolicy(line, obj)
 	if st.StartTime != nil {
 		line("Started", "%s (%s)", st.StartTime.UTC().Format(time.RFC3339), p.ago(st.StartTime.Time))
@@ -212,6 +220,15 @@ func retryTime(p printer, token string) string {
 		return fmt.Sprintf("%s (%s)", t.UTC().Format(time.RFC3339), p.ago(t))
 	}
 	return fmt.Sprintf("%q", token)
+}
+
+// quoteList writes a list of packages as "a", "b".
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
 }
 
 func redIf(b bool) string {

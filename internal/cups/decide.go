@@ -52,7 +52,8 @@ type Outcome struct {
 	// Served is the package an update was sent for, empty for none.
 	Served string
 	// Refusal is the reason an update was withheld (twin.RefusalKeyMismatch,
-	// twin.RefusalModelMismatch), empty for none.
+	// twin.RefusalModelMismatch, twin.RefusalNotApplied,
+	// twin.RefusalNotOnUpgradePath), empty for none.
 	Refusal string
 	// RefusedPackage is the package Refusal applies to.
 	RefusedPackage string
@@ -149,6 +150,11 @@ func Decide(in Input) (Decision, error) {
 			// maxUpdateAttempts is the number of sends: the station was
 			// sent the update that often and asks again on another package.
 			d.Outcome = Outcome{Refusal: twin.RefusalNotApplied, RefusedPackage: c.Package, Rollout: rollout}
+		case own != nil && offUpgradePath(in.Twin, req, rollout):
+			// firmware.upgradeFrom: the firmware may only be installed over
+			// the packages it names. Not an error status: the station gets
+			// the no-change answer, and the rollout skips it.
+			d.Outcome = Outcome{Refusal: twin.RefusalNotOnUpgradePath, RefusedPackage: c.Package, Rollout: rollout}
 		case own != nil && own.Model != "" && own.Model != req.Model:
 			d.Outcome = Outcome{Refusal: twin.RefusalModelMismatch, RefusedPackage: c.Package, Rollout: rollout}
 		case up.Signature == nil && len(req.Keys) > 0,
@@ -167,6 +173,19 @@ func Decide(in Input) (Decision, error) {
 	d.Observation, d.Record, changed = Observe(in.Twin.Observation, req, d.Outcome, in.Now, in.Refresh)
 	d.Notify = changed && in.Twin.Ownership != nil
 	return d, nil
+}
+
+// offUpgradePath reports whether the rollout uid that owns the station of t
+// names the packages its firmware may be installed over and the station
+// reports another one. It decides the first send only: a station the
+// rollout already sent the update to was on the path then, and what it
+// reports afterwards is the update's outcome (NotApplied after the
+// attempts), not a reason to skip it.
+func offUpgradePath(t *twin.Twin, req *Request, uid string) bool {
+	if rules.OnUpgradePath(req.Package, t.Ownership.UpgradeFrom) {
+		return false
+	}
+	return servedFor(t.Observation, t.CUPS.Package, uid) == 0
 }
 
 // firmwareUpdate checks and decodes the twin's firmware fields.

@@ -3,7 +3,9 @@
 // a station's outcome within a rollout (Evaluate, Classify, EvaluateStation),
 // which rollouts still hold their stations (ActiveRollouts), how many
 // stations a batch step writes (BatchSize), how many failures halt a rollout
-// (FailureLimit), and how many sends a station gets (AttemptsUsedUp).
+// (FailureLimit), how many sends a station gets (AttemptsUsedUp), and which
+// stations a firmware may be installed on (OnUpgradePath, OffUpgradePath,
+// SkipForRefusal).
 //
 // Every replica and every restart reaches the same answer from the same
 // twins, and the CLI shows exactly what the controller counts. The package

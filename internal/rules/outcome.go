@@ -33,12 +33,15 @@ type Params struct {
 	MaxUpdateAttempts int
 	ProgressDeadline  time.Duration
 	Now               time.Time
+	// UpgradeFrom is firmware.upgradeFrom: the packages the firmware may be
+	// installed over, empty for any.
+	UpgradeFrom []string
 }
 
 // ParamsFor returns the evaluation parameters of a rollout at now.
 func ParamsFor(obj *fwv1.FirmwareRollout, now time.Time) Params {
 	p := Params{Package: obj.Spec.Firmware.Package, MaxUpdateAttempts: DefaultMaxUpdateAttempts,
-		ProgressDeadline: DefaultProgressDeadline, Now: now}
+		ProgressDeadline: DefaultProgressDeadline, Now: now, UpgradeFrom: obj.Spec.Firmware.UpgradeFrom}
 	if a := obj.Spec.Strategy.MaxUpdateAttempts; a != nil {
 		p.MaxUpdateAttempts = int(*a)
 	}
@@ -69,7 +72,8 @@ func FailureForRefusal(refusal string) (fwv1.FailureReason, bool) {
 
 // Classify decides a station's outcome for the rollout uid: Evaluate when
 // the rollout owns it, Skipped when another rollout in active owns it,
-// Pending otherwise (not yet written).
+// Skipped when the CUPS server saw it on a package off the rollout's
+// upgrade path (it is not written), Pending otherwise (not yet written).
 func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 	switch {
 	case s.OwnerUID == uid:
@@ -77,6 +81,8 @@ func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 	case s.OwnerUID != "" && active[s.OwnerUID]:
 		return Outcome{State: fwv1.OutcomeSkipped, Reason: string(fwv1.SkipOwnedElsewhere),
 			Message: "owned by the active rollout " + s.OwnerName}
+	case OffUpgradePath(s.Seen, s.Package, p.Package, p.UpgradeFrom):
+		return notOnUpgradePath(s, p)
 	default:
 		return Outcome{State: fwv1.OutcomePending}
 	}
@@ -91,6 +97,9 @@ func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 //   - CUPS withheld the update from it, for this rollout, because of
 //     KeyMismatch, ModelMismatch or NotApplied (asked again after
 //     maxUpdateAttempts sends): Failed with that reason;
+//   - CUPS withheld the update from it, for this rollout, because it
+//     reports a package off firmware.upgradeFrom: Skipped NotOnUpgradePath
+//     (the controller then puts its twin back as it was);
 //   - progressDeadline passed since its twin was written: Failed TimedOut;
 //   - else InProgress.
 func Evaluate(s Station, p Params) Outcome {
@@ -98,11 +107,14 @@ func Evaluate(s Station, p Params) Outcome {
 		return failed(r, s, p)
 	}
 	refusal, refused := FailureForRefusal(s.Refusal)
+	_, skipped := SkipForRefusal(s.Refusal)
 	switch {
 	case s.Package == p.Package:
 		return Outcome{State: fwv1.OutcomeUpdated}
 	case refused && s.RefusedPackage == p.Package:
 		return failed(refusal, s, p)
+	case skipped && s.RefusedPackage == p.Package:
+		return notOnUpgradePath(s, p)
 	case s.ServedPackage == p.Package && s.UpdatesServed > p.MaxUpdateAttempts:
 		// Recorded by a CUPS server that did not know the limit (an
 		// ownership record written before it carried maxUpdateAttempts).

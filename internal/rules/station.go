@@ -25,6 +25,7 @@ type Station struct {
 	// From the CUPS server's observation, scoped to the rollout the
 	// Station was built for.
 	Package        string // the package the station last reported
+	Seen           bool   // the CUPS server has seen the station (Package may be "": no version.txt)
 	ServedPackage  string
 	UpdatesServed  int
 	Refusal        string
@@ -43,7 +44,7 @@ func NewStation(t *twin.Twin, rolloutUID string) Station {
 		s.Failed = Intern(o.Failed)
 	}
 	if ob := t.Observation; ob != nil {
-		s.Package = Intern(ob.Package)
+		s.Package, s.Seen = Intern(ob.Package), true
 		// Served counts and refusals belong to the rollout that owned the
 		// station when CUPS recorded them: another rollout's (an aborted
 		// one's KeyMismatch, say) say nothing about this one.

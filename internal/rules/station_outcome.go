@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"time"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
@@ -39,18 +40,29 @@ type StationOutcome struct {
 //   - no longer owned by obj but in the twin's history of obj: what obj
 //     counted when it let the station go (FromHistory);
 //   - owned by another rollout whose UID is in active: Skipped;
+//   - seen by CUPS on a package off firmware.upgradeFrom: Skipped
+//     NotOnUpgradePath (also when obj wrote it and let it go for that
+//     reason: a skip is not final, the station becomes eligible again once
+//     it reports a package on the path);
 //   - otherwise: Pending (not yet written).
 func EvaluateStation(t *twin.Twin, obj *fwv1.FirmwareRollout, active map[string]bool, now time.Time) StationOutcome {
 	uid := string(obj.UID)
+	var letGo *twin.HistoryEntry
 	if t.Ownership == nil || t.Ownership.UID != uid {
 		if h := twin.Find(t.History, uid); h != nil {
-			return HistoryOutcome(t, h)
+			if h.Outcome != string(fwv1.OutcomeSkipped) {
+				return HistoryOutcome(t, h)
+			}
+			letGo = h
 		}
 	}
 	s := NewStation(t, uid)
 	p := ParamsFor(obj, now)
 	o := Classify(s, uid, active, p)
 	so := StationOutcome{State: o.State, Reason: o.Reason, Message: o.Message, Deadline: o.Deadline}
+	if letGo != nil && o.Reason == string(fwv1.SkipNotOnUpgradePath) && letGo.Restored {
+		so.Message += fmt.Sprintf("; batch %d wrote it before CUPS saw it, and its twin was put back as it was", letGo.Batch)
+	}
 	if s.OwnerUID == uid {
 		so.Batch = s.Batch
 	}

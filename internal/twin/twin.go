@@ -134,6 +134,10 @@ type Ownership struct {
 	// the CUPS server has sent the update more often than that and the
 	// station still asks (it is Failed NotApplied), it is not sent again.
 	MaxUpdateAttempts int `json:"maxUpdateAttempts,omitempty"`
+	// UpgradeFrom, when set, is the rollout's firmware.upgradeFrom: the
+	// CUPS server sends the update only to a station reporting one of
+	// these packages, and records RefusalNotOnUpgradePath for any other.
+	UpgradeFrom []string `json:"upgradeFrom,omitempty"`
 	// Failed, when set, is the reason (KeyMismatch, ModelMismatch,
 	// NotApplied, TimedOut) for which the rollout counted the station
 	// Failed. The outcome is final: the CUPS server does not send the
@@ -154,6 +158,10 @@ const (
 	// package, after it was sent the update the owning rollout's
 	// maxUpdateAttempts times.
 	RefusalNotApplied = "NotApplied"
+	// RefusalNotOnUpgradePath: the owning rollout names the packages it may
+	// be installed over (Ownership.UpgradeFrom) and the station reports
+	// another one. Not a failure: the rollout skips the station.
+	RefusalNotOnUpgradePath = "NotOnUpgradePath"
 )
 
 // Observation is what the CUPS server last saw of a station
@@ -180,8 +188,8 @@ type Observation struct {
 	// UpdatesServed is how many times an update to ServedPackage was sent.
 	UpdatesServed int `json:"updatesServed,omitempty"`
 	// Refusal is the reason the last update to RefusedPackage was withheld
-	// (RefusalKeyMismatch, RefusalModelMismatch, RefusalNotApplied), empty
-	// when none.
+	// (RefusalKeyMismatch, RefusalModelMismatch, RefusalNotApplied,
+	// RefusalNotOnUpgradePath), empty when none.
 	Refusal string `json:"refusal,omitempty"`
 	// RefusedPackage is the package Refusal applies to.
 	RefusedPackage string `json:"refusedPackage,omitempty"`
