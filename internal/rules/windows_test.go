@@ -74,7 +74,7 @@ func TestWindowsAt(t *testing.T) {
 		{name: "spring forward: the duration is elapsed time", windows: []fwv1.BatchWindow{win("0 1 * * *", 2*time.Hour, "Europe/Berlin")},
 			t: at(berlin, 2026, 3, 29, 3, 30), open: true, until: at(berlin, 2026, 3, 29, 4, 0), zone: "Europe/Berlin"},
 		{name: "fall back: 02:30 happens twice, the first window is over", windows: []fwv1.BatchWindow{win("30 2 * * *", 30*time.Minute, "Europe/Berlin")},
-			t: time.Date(2026, 10, 25, 1, 15, 0, 0, time.UTC), // 02:15 CET, the second 02:15 of the night
+			t:    time.Date(2026, 10, 25, 1, 15, 0, 0, time.UTC), // 02:15 CET, the second 02:15 of the night
 			next: time.Date(2026, 10, 25, 1, 30, 0, 0, time.UTC), zone: "Europe/Berlin"},
 		{name: "fall back: the second 02:30 opens again", windows: []fwv1.BatchWindow{win("30 2 * * *", 30*time.Minute, "Europe/Berlin")},
 			t: time.Date(2026, 10, 25, 1, 45, 0, 0, time.UTC), open: true, until: time.Date(2026, 10, 25, 2, 0, 0, 0, time.UTC), zone: "Europe/Berlin"},
