@@ -29,6 +29,7 @@ func (r *FirmwareRolloutReconciler) phases() []phase {
 		r.countStations,   // status from the station view
 		r.markFailed,      // a Failed outcome is recorded in its twin, once
 		r.halt,            // too many failures: no further batch
+		r.checkWindows,    // batch windows that do not parse stall before any write
 		r.pause,           // spec.paused: no further write
 		r.reconcileSteps,  // the strategy's steps, as far as they go
 		r.complete,        // every step done: complete once every station has an outcome

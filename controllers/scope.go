@@ -22,6 +22,8 @@ type rolloutScope struct {
 	// (rules.ActiveRollouts) and byUID every rollout (loadStations).
 	active map[string]bool
 	byUID  map[string]*fwv1.FirmwareRollout
+	// windows are the parsed strategy.windows (checkWindows).
+	windows []rules.Window
 
 	// phase is the phase the pass has reached, shown if a transient error
 	// ends it (a Waiting, Stalling or Finished outcome names its own).
