@@ -48,6 +48,23 @@ func (w *world) waitReason(name, reason string, timeout time.Duration) *fwv1.Fir
 	return r
 }
 
+// eventNotes are the notes of the Events with reason in the world's
+// namespace.
+func (w *world) eventNotes(reason string) []string {
+	w.t.Helper()
+	var events eventsv1.EventList
+	if err := testEnv.Client.List(context.Background(), &events, client.InNamespace(w.ns)); err != nil {
+		w.t.Fatalf("list events: %v", err)
+	}
+	var notes []string
+	for _, e := range events.Items {
+		if e.Reason == reason {
+			notes = append(notes, e.Note)
+		}
+	}
+	return notes
+}
+
 // TestBatchWindows: a rollout outside its window writes nothing and says
 // until when; at the opening it starts its batch; a batch started in the
 // window finishes after the window closed; the next batch waits for the
@@ -71,16 +88,7 @@ func TestBatchWindows(t *testing.T) {
 	g.Consistently(func() int { return len(w.hub.RolloutWrites(string(r.UID))) }, 2*time.Second, 200*time.Millisecond).Should(BeZero(),
 		"no twin is written outside the window (the world resyncs every second)")
 	g.Expect(w.get("r").Status.Pending).To(BeNumerically("==", 10))
-	var events eventsv1.EventList
-	g.Expect(testEnv.Client.List(context.Background(), &events, client.InNamespace(w.ns))).To(Succeed())
-	waits := 0
-	for _, e := range events.Items {
-		if e.Reason == fwv1.ReasonOutsideWindow {
-			waits++
-			g.Expect(e.Note).To(Equal(msg))
-		}
-	}
-	g.Expect(waits).To(Equal(1), "one Event when the wait starts")
+	g.Expect(w.eventNotes(fwv1.ReasonOutsideWindow)).To(Equal([]string{msg}), "one Event when the wait starts")
 
 	// The first batch's stations do not report yet, so the batch is still
 	// in flight when the window closes.
