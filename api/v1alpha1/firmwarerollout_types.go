@@ -216,7 +216,6 @@ type BatchWindow struct {
 	// Fields take numbers, ranges (1-5), lists (1,3), steps (*/15) and
 	// the names JAN-DEC and SUN-SAT. Evaluated in timeZone.
 	// +required
-	// +kubebuilder:validation:MinLength=9
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('@')",message="windows[].schedule must be 5 cron fields (minute hour day-of-month month day-of-week), not a descriptor such as @daily: write 0 0 * * * for @daily"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('TZ=')",message="windows[].schedule must not name a time zone (TZ=...): set windows[].timeZone instead"
