@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -156,4 +157,37 @@ func TestParseWindowsRefuses(t *testing.T) {
 			g.Expect(err.Error()).To(HavePrefix(tc.msg))
 		})
 	}
+}
+
+// FuzzWindows: any schedule, zone and duration either parses or is refused
+// with an error naming the window, never a panic; a parsed window is open
+// at a time or names an opening after it, and an open one ends after it
+// (or never).
+func FuzzWindows(f *testing.F) {
+	for _, s := range []string{"0 2 * * *", "*/15 0-5 1,15 JAN-MAR ?", "0 22 * * MON-FRI", "* * * * *", "0 0 29 2 *", "61 * * * *", "@every 1h", "TZ=UTC 0 2 * * *", "0 0 30 2 *"} {
+		f.Add(s, "Europe/Berlin", int64(time.Hour), int64(1796000000))
+	}
+	f.Add("30 2 * * *", "America/New_York", int64(30*time.Minute), int64(1773000000))
+	f.Fuzz(func(t *testing.T, schedule, zone string, d, unix int64) {
+		if d < int64(time.Minute) || d > int64(168*time.Hour) || unix < 0 || unix > 4e9 {
+			return // the API server refuses such durations; times of this era
+		}
+		ws, err := ParseWindows([]fwv1.BatchWindow{win(schedule, time.Duration(d), zone)})
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "strategy.windows[0]: ") {
+				t.Fatalf("error does not name the window: %v", err)
+			}
+			return
+		}
+		now := time.Unix(unix, 0)
+		st := WindowsAt(ws, now)
+		switch {
+		case st.Open && !st.Until.IsZero() && !st.Until.After(now):
+			t.Fatalf("open at %s until %s", now, st.Until)
+		case !st.Open && !st.Next.IsZero() && !st.Next.After(now):
+			t.Fatalf("closed at %s, opens at %s", now, st.Next)
+		case !st.Open && !st.Next.IsZero() && !WindowsAt(ws, st.Next).Open:
+			t.Fatalf("not open at its opening %s", st.Next)
+		}
+	})
 }
