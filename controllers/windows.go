@@ -24,6 +24,9 @@ import (
 // of a new batch is written, with the parser's message; stations already
 // written keep being counted.
 func (r *FirmwareRolloutReconciler) checkWindows(ctx context.Context, s *rolloutScope) error {
+	if int(s.obj.Status.CurrentStep) > len(s.obj.Spec.Strategy.Steps) {
+		return nil // every step done: no batch left to start
+	}
 	ws, err := rules.ParseWindows(s.obj.Spec.Strategy.Windows)
 	if err == nil {
 		s.windows = ws
@@ -54,7 +57,10 @@ func (r *FirmwareRolloutReconciler) waitForWindow(ctx context.Context, s *rollou
 	}
 	st := &s.obj.Status
 	msg := fmt.Sprintf("step %d of %d: %s", i, len(s.obj.Spec.Strategy.Steps), rules.WindowWaitMessage(ws, s.now))
-	if reason, _ := readyCondition(s.obj); reason != fwv1.ReasonOutsideWindow || st.Phase != fwv1.PhasePaused {
+	// Announced when a wait starts, or when the opening it waits for
+	// moved (the windows changed); status.nextWindow outlives a transient
+	// error, so a retried pass does not announce it again.
+	if prev := s.base.Status.NextWindow; prev == nil || !prev.Time.Equal(ws.Next) {
 		r.event(ctx, s.obj, corev1.EventTypeNormal, fwv1.ReasonOutsideWindow, msg)
 	}
 	requeue := r.requeueWhileInFlight(s)
