@@ -89,6 +89,7 @@ func (r *FirmwareRolloutReconciler) stepBatch(ctx context.Context, s *rolloutSco
 			if err := r.waitForWindow(ctx, s, i); err != nil {
 				return err
 			}
+			startBatch(s)
 			r.event(ctx, s.obj, corev1.EventTypeNormal, fwv1.ReasonBatchStarted,
 				fmt.Sprintf("step %d: writing the firmware into %d stations' twins", i, size))
 		}

@@ -63,6 +63,9 @@ func (r *FirmwareRolloutReconciler) waitForWindow(ctx context.Context, s *rollou
 	if prev := s.base.Status.NextWindow; prev == nil || !prev.Time.Equal(ws.Next) {
 		r.event(ctx, s.obj, corev1.EventTypeNormal, fwv1.ReasonOutsideWindow, msg)
 	}
+	if len(st.Batches) == 0 {
+		st.StartTime = nil // startTime is when the first twin is written (startBatch)
+	}
 	requeue := r.requeueWhileInFlight(s)
 	if !ws.Next.IsZero() {
 		next := metav1.NewTime(ws.Next)
@@ -72,6 +75,15 @@ func (r *FirmwareRolloutReconciler) waitForWindow(ctx context.Context, s *rollou
 		requeue = min(requeue, ws.Next.Sub(s.now)+time.Second)
 	}
 	return &Waiting{Phase: fwv1.PhasePaused, Reason: fwv1.ReasonOutsideWindow, Message: msg, RequeueAfter: requeue}
+}
+
+// startBatch records the rollout's startTime when its first batch starts
+// after a window wait cleared it.
+func startBatch(s *rolloutScope) {
+	if s.obj.Status.StartTime == nil {
+		t := metav1.NewTime(s.now)
+		s.obj.Status.StartTime = &t
+	}
 }
 
 // keepNextWindow drops status.nextWindow unless the pass ended waiting for

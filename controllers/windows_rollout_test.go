@@ -88,6 +88,7 @@ func TestBatchWindows(t *testing.T) {
 	g.Consistently(func() int { return len(w.hub.RolloutWrites(string(r.UID))) }, 2*time.Second, 200*time.Millisecond).Should(BeZero(),
 		"no twin is written outside the window (the world resyncs every second)")
 	g.Expect(w.get("r").Status.Pending).To(BeNumerically("==", 10))
+	g.Expect(w.get("r").Status.StartTime).To(BeNil(), "no twin written, not started")
 	g.Expect(w.eventNotes(fwv1.ReasonOutsideWindow)).To(Equal([]string{msg}), "one Event when the wait starts")
 
 	// The first batch's stations do not report yet, so the batch is still

@@ -84,6 +84,7 @@ func TestUnitWindowWait(t *testing.T) {
 	g.Expect(obj.Status.NextWindow).NotTo(BeNil())
 	g.Expect(obj.Status.NextWindow.Time.Equal(time.Date(2026, 12, 3, 1, 0, 0, 0, time.UTC))).To(BeTrue())
 	g.Expect(res.RequeueAfter).To(Equal(5*time.Hour+3*time.Minute+time.Second), "requeued at the opening")
+	g.Expect(obj.Status.StartTime).To(BeNil(), "not started: no twin written")
 	g.Expect(u.events()).To(ConsistOf(ContainSubstring(fwv1.ReasonOutsideWindow)))
 
 	*clock = clock.Add(time.Hour)
@@ -95,6 +96,7 @@ func TestUnitWindowWait(t *testing.T) {
 	*clock = time.Date(2026, 12, 3, 1, 0, 0, 0, time.UTC) // the opening
 	obj, _, _ = u.pass(t)
 	g.Expect(u.owned(4)).To(Equal(2), "the batch starts at the opening")
+	g.Expect(obj.Status.StartTime.Time.Equal(*clock)).To(BeTrue(), "started when the first twin was written")
 	g.Expect(obj.Status.Phase).To(Equal(fwv1.PhaseProgressing))
 	g.Expect(obj.Status.NextWindow).To(BeNil())
 	g.Expect(u.events()).To(ContainElement(ContainSubstring(fwv1.ReasonBatchStarted)))
@@ -190,6 +192,30 @@ func TestUnitWindowInvalid(t *testing.T) {
 			g.Expect(u.events()).To(ConsistOf(ContainSubstring(tc.msg)))
 			u.pass(t)
 			g.Expect(u.events()).To(BeEmpty(), "announced once")
+		})
+	}
+}
+
+// TestUnitKeepNextWindow: status.nextWindow stays while the rollout waits
+// for a window, also through a pass that failed on a transient error, and
+// goes otherwise.
+func TestUnitKeepNextWindow(t *testing.T) {
+	next := metav1.NewTime(unitNow)
+	for _, tc := range []struct {
+		name string
+		sum  summary
+		keep bool
+	}{
+		{"waiting for a window", summary{phase: fwv1.PhasePaused, reason: fwv1.ReasonOutsideWindow}, true},
+		{"a transient error", summary{phase: fwv1.PhasePaused, err: errors.New("503")}, true},
+		{"progressing", summary{phase: fwv1.PhaseProgressing, reason: fwv1.ReasonProgressing}, false},
+		{"paused by spec", summary{phase: fwv1.PhasePaused, reason: fwv1.ReasonPaused}, false},
+		{"stalled", summary{phase: fwv1.PhasePending, reason: fwv1.ReasonInvalidStrategy, stalled: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := fwv1.FirmwareRolloutStatus{NextWindow: &next}
+			keepNextWindow(&st, tc.sum)
+			NewWithT(t).Expect(st.NextWindow != nil).To(Equal(tc.keep))
 		})
 	}
 }
