@@ -137,6 +137,7 @@ func (r *FirmwareRolloutReconciler) patchStatus(ctx context.Context, s *rolloutS
 	obj := s.obj
 	obj.Status.Phase = sum.phase
 	setConditions(&obj.Status.Conditions, obj.Generation, sum)
+	keepNextWindow(&obj.Status, sum)
 	if retErr == nil {
 		obj.Status.ObservedGeneration = obj.Generation
 	}

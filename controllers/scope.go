@@ -22,6 +22,8 @@ type rolloutScope struct {
 	// (rules.ActiveRollouts) and byUID every rollout (loadStations).
 	active map[string]bool
 	byUID  map[string]*fwv1.FirmwareRollout
+	// windows are the parsed strategy.windows (checkWindows).
+	windows []rules.Window
 
 	// retried is how many failed stations the retry phase sent the update
 	// again in this pass (liftHalt says so).

@@ -85,6 +85,11 @@ func (r *FirmwareRolloutReconciler) stepBatch(ctx context.Context, s *rolloutSco
 	}
 	if need := size - writtenHere; need > 0 && len(v.unwritten) > 0 {
 		if writtenHere == 0 {
+			// Only a batch's start waits for a window; one started goes on.
+			if err := r.waitForWindow(ctx, s, i); err != nil {
+				return err
+			}
+			startBatch(s)
 			r.event(ctx, s.obj, corev1.EventTypeNormal, fwv1.ReasonBatchStarted,
 				fmt.Sprintf("step %d: writing the firmware into %d stations' twins", i, size))
 		}

@@ -74,6 +74,9 @@ type world struct {
 	// testEnv.Config, an administrator).
 	cfg *rest.Config
 
+	// now, when set, is the reconciler's clock (newWorldClock).
+	now func() time.Time
+
 	stopManager  context.CancelFunc
 	managerDone  chan error
 	stopStations context.CancelFunc
@@ -84,9 +87,16 @@ type world struct {
 // station's spec before it is registered.
 func newWorld(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec)) *world {
 	t.Helper()
+	return newWorldClock(t, n, tweak, nil)
+}
+
+// newWorldClock is newWorld with the reconciler's clock replaced by now
+// (the CUPS server and the stations keep the real one).
+func newWorldClock(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec), now func() time.Time) *world {
+	t.Helper()
 	g := NewWithT(t)
 	startEnv(t)
-	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir()}
+	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir(), now: now}
 	w.hub = hubsim.Start(t, hubsim.Options{})
 	var err error
 	w.signer, err = embedded.LoadOrCreateSigner(filepath.Join(w.dir, "keys", "sig-0.pem"))
@@ -142,8 +152,11 @@ func (w *world) startManager() {
 	opts.CUPS = cups.Options{Addr: w.cupsAddr, Insecure: true, CacheTTL: 100 * time.Millisecond}
 	opts.Rollout.StatusResync = time.Second
 	opts.Rollout.TargetResync = time.Second
-	_, err = app.Setup(mgr, opts)
+	parts, err := app.Setup(mgr, opts)
 	g.Expect(err).NotTo(HaveOccurred())
+	if w.now != nil {
+		parts.Reconciler.Now = w.now
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopManager = cancel

@@ -229,6 +229,63 @@ type RolloutStrategy struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	MaxUpdateAttempts *int32 `json:"maxUpdateAttempts,omitempty"`
+
+	// windows are the times a batch step may start (write the first twin
+	// of its batch): a batch starts only while one of them is open, and
+	// outside them the rollout waits (phase Paused, reason OutsideWindow).
+	// A batch already started goes on whatever the time, and stations
+	// poll CUPS on their own clock, so windows gate when batches are
+	// written, not when stations update. Pause steps are not affected.
+	// Empty: a batch may start at any time.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	Windows []BatchWindow `json:"windows,omitempty"`
+}
+
+// BatchWindow is a recurring time span in which a batch may start, as in
+// hawkBit's and AWS IoT Jobs' maintenance windows: it opens at each
+// activation of its cron schedule, in its time zone, and stays open for its
+// duration.
+type BatchWindow struct {
+	// schedule is a cron expression of 5 fields, minute hour day-of-month
+	// month day-of-week, as a Kubernetes CronJob's: "0 2 * * *" opens the
+	// window at 02:00 every day, "0 22 * * MON-FRI" at 22:00 on weekdays.
+	// Fields take numbers, ranges (1-5), lists (1,3), steps (*/15) and
+	// the names JAN-DEC and SUN-SAT. Evaluated in timeZone.
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('@')",message="windows[].schedule must be 5 cron fields (minute hour day-of-month month day-of-week), not a descriptor such as @daily: write 0 0 * * * for @daily"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('TZ=')",message="windows[].schedule must not name a time zone (TZ=...): set windows[].timeZone instead"
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('@') || self.contains('TZ=') || self.matches('^[0-9A-Za-z*?,/ -]+$')",message="windows[].schedule may contain only digits, the names JAN-DEC and SUN-SAT, the characters * ? , - / and spaces between fields"
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('@') || self.contains('TZ=') || !self.matches('^[0-9A-Za-z*?,/ -]+$') || self.matches('^ *[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ *$')",message="windows[].schedule must have exactly 5 fields separated by spaces: minute hour day-of-month month day-of-week, for example 0 2 * * *"
+	Schedule string `json:"schedule"`
+
+	// duration is how long the window stays open after each activation of
+	// its schedule, as elapsed time (a 2h window that opens at 01:00 on
+	// the night the clocks go forward closes at 04:00 local time). From 1m
+	// to 168h (7 days). A window whose duration reaches its schedule's
+	// next activation stays open.
+	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="windows[].duration must be from 1m to 168h (7 days)"
+	Duration metav1.Duration `json:"duration"`
+
+	// timeZone is the IANA time zone the schedule is evaluated in, for
+	// example Europe/Berlin or America/New_York; UTC by default. Windows
+	// follow the zone's daylight saving time: an activation at a local
+	// time the clocks skip does not happen that day, one at a local time
+	// that occurs twice happens twice. A name the manager's time zone
+	// database does not know stalls the rollout before any twin is
+	// written (reason InvalidStrategy).
+	// +optional
+	// +kubebuilder:default="UTC"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$')",message="windows[].timeZone must be an IANA time zone name such as Europe/Berlin or UTC: letters, digits, '_', '+', '-' and '/' between parts"
+	// +kubebuilder:validation:XValidation:rule="self != 'Local'",message="windows[].timeZone must name a zone: Local would be the manager's own zone, which differs between clusters"
+	TimeZone string `json:"timeZone,omitempty"`
 }
 
 // FailurePolicy is what a rollout does when its failures pass maxFailures.
@@ -399,6 +456,11 @@ type FirmwareRolloutStatus struct {
 	// completionTime is when the rollout completed, halted or was aborted.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// nextWindow is when the next batch window opens, set while the
+	// rollout waits for one (reason OutsideWindow) and removed otherwise.
+	// +optional
+	NextWindow *metav1.Time `json:"nextWindow,omitempty"`
 }
 
 // BatchStatus summarises one batch. A batch holds only stations the rollout
@@ -447,6 +509,7 @@ type StationFailure struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Next Window",type=string,priority=1,JSONPath=`.status.nextWindow`,description="when the batch window the rollout waits for opens"
 type FirmwareRollout struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

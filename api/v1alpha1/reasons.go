@@ -70,8 +70,14 @@ const (
 	// ReasonVerified: the firmware check passed (FirmwareVerified True).
 	ReasonVerified = "Verified"
 	// ReasonInvalidStrategy: a step's batch size cannot be computed from the
-	// strategy (Stalled condition).
+	// strategy, or a batch window's schedule or time zone does not parse
+	// (Stalled condition; for windows before any twin is written, with a
+	// Warning Event).
 	ReasonInvalidStrategy = "InvalidStrategy"
+	// ReasonOutsideWindow: the next batch waits for one of
+	// strategy.windows to open (Ready condition, phase Paused, Event when
+	// the wait starts; status.nextWindow says when).
+	ReasonOutsideWindow = "OutsideWindow"
 	// ReasonNoStations: the selector matches no station (Stalled condition).
 	ReasonNoStations = "NoStations"
 	// ReasonBatchStarted: a batch's twins are being written (Event).

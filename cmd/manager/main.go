@@ -8,6 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	// The time zone database, in the binary: batch windows name IANA
+	// zones (strategy.windows[].timeZone) and the manager's image is
+	// distroless/static, which must not be relied on for
+	// /usr/share/zoneinfo. About 450 KB.
+	_ "time/tzdata"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"

@@ -9,6 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// The time zone database, in the binary: the status view shows batch
+	// windows in their IANA zones on any system (Windows has none).
+	_ "time/tzdata"
 
 	"github.com/stationfleet/stationfleet/internal/cli"
 )

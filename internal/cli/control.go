@@ -185,6 +185,9 @@ func resumeRefusal(obj *fwv1.FirmwareRollout, refuse func(reason, hint string) e
 		}
 		return refuse(fmt.Sprintf("is in a timed pause step (step %d of %d), which ends by itself", st.CurrentStep, len(obj.Spec.Strategy.Steps)), hint)
 	}
+	if waitsForWindow(obj) {
+		return refuse(windowRefusal(obj), "to start it sooner, change spec.strategy.windows (in Git, for a rollout Argo CD manages)")
+	}
 	// Paused in a step that is no pause: spec.paused was cleared and the
 	// controller has not acted on it yet.
 	return refuse("is no longer paused: spec.paused is false and the current step is not a pause step", follow)

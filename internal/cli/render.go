@@ -126,6 +126,7 @@ func (p printer) renderStatus(w io.Writer, obj *fwv1.FirmwareRollout) {
 			st.SkippedNotOnUpgradePath, p.cmd, obj.Name)
 	}
 	p.renderFailurePolicy(line, obj)
+	p.renderWindows(w, obj, line)
 	if st.StartTime != nil {
 		line("Started", "%s (%s)", st.StartTime.UTC().Format(time.RFC3339), p.ago(st.StartTime.Time))
 	}
@@ -282,6 +283,8 @@ func (p printer) renderSteps(w io.Writer, obj *fwv1.FirmwareRollout) {
 				}
 			case n < st.CurrentStep || (n == st.CurrentStep && st.Phase == fwv1.PhaseCompleted):
 				rest = "no stations left for this batch"
+			case n == st.CurrentStep && waitsForWindow(obj):
+				rest = p.paint(ansiYellow, "waiting for a batch window") + " (" + p.ago(st.NextWindow.Time) + ")"
 			case n == st.CurrentStep:
 				rest = "writing twins"
 			default:
@@ -407,6 +410,8 @@ func (p printer) nextHint(obj *fwv1.FirmwareRollout) string {
 		return "fix the firmware blob, signature or public key the message names (spec.firmware is immutable: new firmware needs a new FirmwareRollout); the controller checks again by itself"
 	case stalled != nil && stalled.Status == metav1.ConditionTrue && stalled.Reason == fwv1.ReasonNoStations:
 		return "check spec.selector against the twins in IoT Hub (device ids, tags); the controller queries again by itself"
+	case waitsForWindow(obj):
+		return "the next batch starts by itself when a window opens; to start it sooner, change spec.strategy.windows"
 	case st.Phase == fwv1.PhasePaused && (obj.Spec.Paused || waitsForResume(obj)):
 		return fmt.Sprintf("`%s resume %s` goes on", p.cmd, name)
 	}
