@@ -45,17 +45,32 @@ func computeStatus(prev fwv1.FirmwareRolloutStatus, v *stationView, now time.Tim
 	return st, news
 }
 
+// batchAgg is one batch's summary while it is being counted, with its
+// earliest write.
+type batchAgg struct {
+	b     fwv1.BatchStatus
+	start time.Time
+}
+
+// laterStart is the earliest write of the batches after step, zero when
+// none was written.
+func laterStart(batches map[int]*batchAgg, step int32) time.Time {
+	var first time.Time
+	for n, a := range batches {
+		if int32(n) > step && !a.start.IsZero() && (first.IsZero() || a.start.Before(first)) {
+			first = a.start
+		}
+	}
+	return first
+}
+
 // batchSummaries are the summaries of the batches of the stations in v.
 func batchSummaries(prev []fwv1.BatchStatus, v *stationView, now time.Time) ([]fwv1.BatchStatus, []time.Duration) {
-	type agg struct {
-		b     fwv1.BatchStatus
-		start time.Time
-	}
-	batches := map[int]*agg{}
+	batches := map[int]*batchAgg{}
 	for i, s := range v.all {
 		a := batches[s.Batch]
 		if a == nil {
-			a = &agg{b: fwv1.BatchStatus{Step: int32(s.Batch)}}
+			a = &batchAgg{b: fwv1.BatchStatus{Step: int32(s.Batch)}}
 		}
 		if !a.b.Add(v.outs[i].State) {
 			continue // never written: in no batch
@@ -82,9 +97,16 @@ func batchSummaries(prev []fwv1.BatchStatus, v *stationView, now time.Time) ([]f
 			if c := completed[b.Step]; c != nil {
 				b.CompletionTime = c
 			} else {
-				t := metav1.NewTime(now)
+				// A later batch starts only once this one completed: when
+				// the pass that saw it complete lost its status patch (a
+				// conflict), the completion is no later than that start.
+				end := now
+				if next := laterStart(batches, b.Step); !next.IsZero() && next.Before(end) {
+					end = next
+				}
+				t := metav1.NewTime(end)
 				b.CompletionTime = &t
-				done = append(done, now.Sub(a.start))
+				done = append(done, end.Sub(a.start))
 			}
 		}
 		out = append(out, b)

@@ -85,3 +85,22 @@ func TestUnitComputeStatus(t *testing.T) {
 	_, news = computeStatus(st2, v, unitNow.Add(2*time.Minute))
 	g.Expect(news.batchesDone).To(BeEmpty())
 }
+
+// TestUnitBatchCompletionAfterLostPatch: the pass that saw batch 1 complete
+// and wrote batch 2 lost its status patch (a conflict); the next pass must
+// not say batch 1 completed after batch 2 started.
+func TestUnitBatchCompletionAfterLostPatch(t *testing.T) {
+	g := NewWithT(t)
+	written1, written2 := unitNow.Add(-time.Hour), unitNow.Add(-5*time.Second)
+	v := &stationView{
+		all: []rules.Station{
+			{ID: "A", OwnerUID: "u", Batch: 1, WrittenAt: written1},
+			{ID: "B", OwnerUID: "u", Batch: 2, WrittenAt: written2},
+		},
+		outs: []rules.Outcome{{State: fwv1.OutcomeUpdated}, {State: fwv1.OutcomeInProgress}},
+	}
+	prev := fwv1.FirmwareRolloutStatus{Batches: []fwv1.BatchStatus{{Step: 1, Size: 1}}}
+	st, news := computeStatus(prev, v, unitNow)
+	g.Expect(st.Batches[0].CompletionTime.Time).To(Equal(written2), "batch 1 completed no later than batch 2 started")
+	g.Expect(news.batchesDone).To(Equal([]time.Duration{written2.Sub(written1)}))
+}
