@@ -32,7 +32,8 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutSc
 	need = min(need, r.Options.MaxWritesPerReconcile)
 	own := twin.Ownership{Rollout: s.key(), UID: s.uid(), Batch: step, Model: s.obj.Spec.Firmware.Model,
 		MaxUpdateAttempts: s.params().MaxUpdateAttempts, UpgradeFrom: s.obj.Spec.Firmware.UpgradeFrom,
-		WrittenAt: s.now.UTC().Truncate(time.Second)}
+		BakeSeconds: int(s.params().BakeTime.Round(time.Second) / time.Second),
+		WrittenAt:   s.now.UTC().Truncate(time.Second)}
 	written := 0
 	seen := map[string]string{} // stations found off the upgrade path: their package
 	defer func() { r.noteReported(s.obj, seen) }()

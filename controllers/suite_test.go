@@ -73,8 +73,7 @@ type world struct {
 	// cfg, when set, is how the manager reaches the API server (default:
 	// testEnv.Config, an administrator).
 	cfg *rest.Config
-
-	// now, when set, is the reconciler's clock (newWorldClock).
+	// now, when set, is the clock of the manager (controller and CUPS).
 	now func() time.Time
 
 	stopManager  context.CancelFunc
@@ -87,16 +86,31 @@ type world struct {
 // station's spec before it is registered.
 func newWorld(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec)) *world {
 	t.Helper()
-	return newWorldClock(t, n, tweak, nil)
+	return newWorldWith(t, n, tweak, worldOptions{})
 }
 
-// newWorldClock is newWorld with the reconciler's clock replaced by now
-// (the CUPS server and the stations keep the real one).
+// newWorldClock is newWorld with the manager's clock (the reconciler's and
+// the CUPS server's) replaced by now; the stations keep the real one.
 func newWorldClock(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec), now func() time.Time) *world {
+	t.Helper()
+	return newWorldWith(t, n, tweak, worldOptions{now: now})
+}
+
+// worldOptions change how newWorldWith builds a world.
+type worldOptions struct {
+	// now is the manager's clock (nil: time.Now).
+	now func() time.Time
+	// manualPolls leaves the stations to the test, which calls their Poll,
+	// instead of a fleet polling every pollInterval.
+	manualPolls bool
+}
+
+// newWorldWith is newWorld with options.
+func newWorldWith(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec), o worldOptions) *world {
 	t.Helper()
 	g := NewWithT(t)
 	startEnv(t)
-	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir(), now: now}
+	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir(), now: o.now}
 	w.hub = hubsim.Start(t, hubsim.Options{})
 	var err error
 	w.signer, err = embedded.LoadOrCreateSigner(filepath.Join(w.dir, "keys", "sig-0.pem"))
@@ -123,7 +137,11 @@ func newWorldClock(t *testing.T, n int, tweak func(i int, sp *embedded.StationSp
 
 	w.cupsAddr = proc.FreeAddr(t)
 	w.startManager()
-	w.startStations()
+	if o.manualPolls {
+		w.stations = embedded.Stations(w.specs, "http://"+w.cupsAddr)
+	} else {
+		w.startStations()
+	}
 	return w
 }
 
@@ -152,11 +170,9 @@ func (w *world) startManager() {
 	opts.CUPS = cups.Options{Addr: w.cupsAddr, Insecure: true, CacheTTL: 100 * time.Millisecond}
 	opts.Rollout.StatusResync = time.Second
 	opts.Rollout.TargetResync = time.Second
-	parts, err := app.Setup(mgr, opts)
+	opts.Now = w.now
+	_, err = app.Setup(mgr, opts)
 	g.Expect(err).NotTo(HaveOccurred())
-	if w.now != nil {
-		parts.Reconciler.Now = w.now
-	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopManager = cancel

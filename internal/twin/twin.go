@@ -138,8 +138,13 @@ type Ownership struct {
 	// CUPS server sends the update only to a station reporting one of
 	// these packages, and records RefusalNotOnUpgradePath for any other.
 	UpgradeFrom []string `json:"upgradeFrom,omitempty"`
+	// BakeSeconds, when set, is the rollout's strategy.bakeTime in
+	// seconds: for that long after the station first reports the package,
+	// the CUPS server keeps its Report (Observation.Report) and does not
+	// send the update again to a station that fell back to Previous.
+	BakeSeconds int `json:"bakeSeconds,omitempty"`
 	// Failed, when set, is the reason (KeyMismatch, ModelMismatch,
-	// NotApplied, TimedOut) for which the rollout counted the station
+	// NotApplied, TimedOut, Unhealthy, RolledBack) for which the rollout counted the station
 	// Failed. The outcome is final: the CUPS server does not send the
 	// update to the station again while this record exists.
 	Failed string `json:"failed,omitempty"`
@@ -162,7 +167,79 @@ const (
 	// be installed over (Ownership.UpgradeFrom) and the station reports
 	// another one. Not a failure: the rollout skips the station.
 	RefusalNotOnUpgradePath = "NotOnUpgradePath"
+	// RefusalRolledBack: within the owning rollout's bake time, the station
+	// reported the package, then its previous package (Ownership.Previous)
+	// again: its firmware fell back to the old image, and it is not sent
+	// the update again.
+	RefusalRolledBack = "RolledBack"
 )
+
+// MaxReportPolls bounds Report.Polls: two equal gaps need three polls, and
+// a few more show the spacing to a person.
+const MaxReportPolls = 6
+
+// Report is the CUPS server's record, scoped to one rollout with a bake
+// time, of a station after it first reported that rollout's package
+// (Observation.Report). The rollout's rule (internal/rules) reads the
+// station's health after the update from it.
+type Report struct {
+	// Rollout is the UID of the rollout that owned the station.
+	Rollout string `json:"rollout"`
+	// Package is the rollout's package, as the station reported it.
+	Package string `json:"package"`
+	// At is when the station first reported Package.
+	At time.Time `json:"at"`
+	// Polls are the times of the current sequence of polls that reported
+	// Package, oldest first, at most MaxReportPolls (the latest): the first
+	// sequence starts with the report at At. A sequence restarts (with the
+	// next poll) after an answer that sent the station anything (URIs,
+	// credentials, firmware) or that the server knows failed: that poll is
+	// the station's reaction to the answer, not to its network server.
+	Polls []time.Time `json:"polls,omitempty"`
+	// Restarts is how many times the sequence restarted.
+	Restarts int `json:"restarts,omitempty"`
+	// RestartNext is true when the last answer sent the station something
+	// or failed: its next poll starts a new sequence.
+	RestartNext bool `json:"restartNext,omitempty"`
+	// Back is another package the station reported after Package, empty
+	// when none; BackAt is when it first did.
+	Back   string     `json:"back,omitempty"`
+	BackAt *time.Time `json:"backAt,omitempty"`
+}
+
+// Equal reports whether r and o hold the same values.
+func (r *Report) Equal(o *Report) bool {
+	if r == nil || o == nil {
+		return r == o
+	}
+	if r.Rollout != o.Rollout || r.Package != o.Package || !r.At.Equal(o.At) || r.Restarts != o.Restarts || r.RestartNext != o.RestartNext ||
+		r.Back != o.Back || len(r.Polls) != len(o.Polls) || (r.BackAt == nil) != (o.BackAt == nil) {
+		return false
+	}
+	if r.BackAt != nil && !r.BackAt.Equal(*o.BackAt) {
+		return false
+	}
+	for i := range r.Polls {
+		if !r.Polls[i].Equal(o.Polls[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Clone returns a deep copy of r (nil for nil).
+func (r *Report) Clone() *Report {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Polls = append([]time.Time(nil), r.Polls...)
+	if r.BackAt != nil {
+		t := *r.BackAt
+		c.BackAt = &t
+	}
+	return &c
+}
 
 // Observation is what the CUPS server last saw of a station
 // (tags.stationfleet.observed). It is written only when something in it
@@ -202,6 +279,10 @@ type Observation struct {
 	// CRC even when it connected with its backup). Nil in records written
 	// before the field existed.
 	CupsCredCRC *uint32 `json:"cupsCredCrc,omitempty"`
+	// Report is the record of the station's health after it reported the
+	// owning rollout's package, kept while the rollout's bake time runs;
+	// nil when none.
+	Report *Report `json:"report,omitempty"`
 }
 
 // ForgetRollout forgets everything the observation holds about the rollout
@@ -498,8 +579,26 @@ func (p *Patch) SetHistory(h []HistoryEntry) *Patch {
 }
 
 // ObservationPatch returns the patch that replaces the observation record.
+// A merge patch leaves alone a key it does not name, so every optional key
+// the record does not hold (a cleared refusal, a report the bake time
+// ended, a report's emptied polls) is sent as null, which deletes it.
 func ObservationPatch(obs Observation) *Patch {
-	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagObserved: toJSONMap(obs)}}}
+	m := toJSONMap(obs)
+	nullAbsent(m, "station", "model", "package", "servedPackage", "servedRollout", "updatesServed",
+		"refusal", "refusedPackage", "refusedRollout", "cupsCredCrc", "report")
+	if r, ok := m["report"].(map[string]any); ok {
+		nullAbsent(r, "polls", "restarts", "restartNext", "back", "backAt")
+	}
+	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagObserved: m}}}
+}
+
+// nullAbsent sets each of keys that m does not hold to nil.
+func nullAbsent(m map[string]any, keys ...string) {
+	for _, k := range keys {
+		if _, ok := m[k]; !ok {
+			m[k] = nil
+		}
+	}
 }
 
 func nilIfEmpty(s string) any {
