@@ -286,8 +286,8 @@ type Observation struct {
 }
 
 // ForgetRollout forgets everything the observation holds about the rollout
-// uid: the updates served while it owned the station and the refusal
-// recorded for it. It reports whether anything was forgotten. Retrying a
+// uid: the updates served while it owned the station, the refusal
+// recorded for it, and the health report of its bake time. It reports whether anything was forgotten. Retrying a
 // rollout's failed station calls it so that the station's attempts are
 // counted afresh; every rollout-scoped record of the observation must be
 // forgotten here, and nowhere else.
@@ -302,6 +302,11 @@ func (o *Observation) ForgetRollout(uid string) bool {
 	}
 	if o.RefusedRollout == uid {
 		o.Refusal, o.RefusedPackage, o.RefusedRollout = "", "", ""
+		forgot = true
+	}
+	if o.Report != nil && o.Report.Rollout == uid {
+		// A retried station bakes afresh from its next report.
+		o.Report = nil
 		forgot = true
 	}
 	return forgot

@@ -16,6 +16,10 @@ func TestForgetRollout(t *testing.T) {
 	if o.Refusal != RefusalKeyMismatch || o.RefusedRollout != "b" || o.Package != "2.0.6" {
 		t.Errorf("another rollout's refusal or the package was forgotten: %+v", o)
 	}
+	o.Report = &Report{Rollout: "a", Package: "2.0.7"}
+	if !o.ForgetRollout("a") || o.Report != nil {
+		t.Errorf("the bake time's report of the retried rollout was kept: %+v", o.Report)
+	}
 	if o.ForgetRollout("a") || (*Observation)(nil).ForgetRollout("a") {
 		t.Error("forgot twice")
 	}
