@@ -131,16 +131,16 @@ func TestStatusFieldsPromoted(t *testing.T) {
 // change, zeros included.
 const (
 	statusWire = `{"observedGeneration":2,"phase":"Progressing","targets":10,"pending":4,"inProgress":2,"updated":3,"failed":0,"skipped":1,` +
-		`"progress":"3/10","currentStep":2,"stepStartTime":"2026-12-01T10:00:00Z","batches":[` +
+		`"progress":"3/10","baking":1,"currentStep":2,"stepStartTime":"2026-12-01T10:00:00Z","batches":[` +
 		`{"step":1,"size":5,"inProgress":2,"updated":3,"failed":0,"startTime":"2026-12-01T10:00:00Z"},` +
 		`{"step":2,"size":1,"inProgress":0,"updated":0,"failed":0}]}`
-	emptyStatusWire = `{"targets":0,"pending":0,"inProgress":0,"updated":0,"failed":0,"skipped":0,"currentStep":0}`
+	emptyStatusWire = `{"targets":0,"pending":0,"inProgress":0,"updated":0,"failed":0,"skipped":0,"baking":0,"currentStep":0}`
 )
 
 func wireStatus() fwv1.FirmwareRolloutStatus {
 	ts := metav1.NewTime(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
 	st := fwv1.FirmwareRolloutStatus{ObservedGeneration: 2, Phase: fwv1.PhaseProgressing, Progress: "3/10", CurrentStep: 2, StepStartTime: &ts}
-	st.Targets, st.Pending, st.InProgress, st.Updated, st.Failed, st.Skipped = 10, 4, 2, 3, 0, 1
+	st.Targets, st.Pending, st.InProgress, st.Updated, st.Failed, st.Skipped, st.Baking = 10, 4, 2, 3, 0, 1, 1
 	b := fwv1.BatchStatus{Step: 1, Size: 5, StartTime: &ts}
 	b.InProgress, b.Updated, b.Failed = 2, 3, 0
 	st.Batches = []fwv1.BatchStatus{b, {Step: 2, Size: 1}}
@@ -171,6 +171,7 @@ func expectWireCounts(g Gomega, st fwv1.FirmwareRolloutStatus) {
 	want := wireStatus()
 	g.Expect(st.Targets).To(Equal(want.Targets))
 	g.Expect(st.StationCounts).To(Equal(want.StationCounts))
+	g.Expect(st.Baking).To(Equal(want.Baking))
 	g.Expect(st.Batches).To(HaveLen(len(want.Batches)))
 	for i, b := range st.Batches {
 		g.Expect(b.WrittenCounts).To(Equal(want.Batches[i].WrittenCounts), "batch %d", i)
@@ -237,7 +238,7 @@ func TestFailureReasonRefused(t *testing.T) {
 			}
 			g.Expect(err).To(HaveOccurred(), "the API server accepted failure reason %q", reason)
 			g.Expect(err.Error()).To(ContainSubstring(fmt.Sprintf(
-				`status.failures[0].reason: Unsupported value: %q: supported values: "KeyMismatch", "ModelMismatch", "NotApplied", "TimedOut"`, reason)))
+				`status.failures[0].reason: Unsupported value: %q: supported values: "KeyMismatch", "ModelMismatch", "NotApplied", "TimedOut", "Unhealthy", "RolledBack"`, reason)))
 		})
 	}
 }
@@ -256,7 +257,7 @@ func TestStatusCountersRoundTrip(t *testing.T) {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(fwv1.GroupVersion.WithKind(fwv1.FirmwareRolloutKind))
 	g.Expect(testEnv.Client.Get(ctx, client.ObjectKeyFromObject(r), u)).To(Succeed())
-	for k, want := range map[string]int64{"targets": 10, "pending": 4, "inProgress": 2, "updated": 3, "failed": 0, "skipped": 1} {
+	for k, want := range map[string]int64{"targets": 10, "pending": 4, "inProgress": 2, "updated": 3, "failed": 0, "skipped": 1, "baking": 1} {
 		n, found, err := unstructured.NestedInt64(u.Object, "status", k)
 		g.Expect(err).NotTo(HaveOccurred(), "status.%s", k)
 		g.Expect(found).To(BeTrue(), "status.%s is not stored", k)
@@ -281,5 +282,5 @@ func TestStatusCountersRoundTrip(t *testing.T) {
 	status, _, err := unstructured.NestedMap(u.Object, "status")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(status).To(Equal(map[string]any{"targets": int64(0), "pending": int64(0), "inProgress": int64(0), "updated": int64(0),
-		"failed": int64(0), "skipped": int64(0), "currentStep": int64(0)}))
+		"failed": int64(0), "skipped": int64(0), "baking": int64(0), "currentStep": int64(0)}))
 }

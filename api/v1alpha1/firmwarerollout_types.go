@@ -191,6 +191,22 @@ type RolloutStrategy struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	MaxUpdateAttempts *int32 `json:"maxUpdateAttempts,omitempty"`
+
+	// bakeTime is how long a station must stay healthy after it first
+	// reports the new package before it counts as Updated. Until then it is
+	// in progress (status.baking). A station that keeps coming back to CUPS
+	// at a steady short spacing within the bake time cannot reach its
+	// network server and is Failed Unhealthy; one that reports its previous
+	// package again is Failed RolledBack. Absent or 0 turns it off: a
+	// station is Updated at its first report. At most 168h; keep it below
+	// twice the stations' CUPS_OKSYNC_INTV (24h by default), or stations
+	// that poll at their own short interval look unhealthy.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="strategy.bakeTime must be a duration such as 30m, 2h or 1h30m (units h, m, s)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) <= duration('168h')",message="strategy.bakeTime must be at most 168h (one week)"
+	BakeTime *metav1.Duration `json:"bakeTime,omitempty"`
 }
 
 // RolloutStep is exactly one of a batch or a pause.
@@ -291,6 +307,11 @@ type FirmwareRolloutStatus struct {
 	// +optional
 	Progress string `json:"progress,omitempty"`
 
+	// baking is how many stations reported the new package and are still
+	// within strategy.bakeTime; they are counted in inProgress too.
+	// +optional
+	Baking int32 `json:"baking"`
+
 	// currentStep is the 1-based index of the step the rollout is in; 0
 	// before it starts. It equals the number of steps once they are done.
 	// +optional
@@ -347,8 +368,8 @@ type BatchStatus struct {
 type StationFailure struct {
 	// deviceId is the station's IoT Hub device id.
 	DeviceID string `json:"deviceId"`
-	// reason is why it failed: KeyMismatch, ModelMismatch, NotApplied or
-	// TimedOut.
+	// reason is why it failed: KeyMismatch, ModelMismatch, NotApplied,
+	// TimedOut, Unhealthy or RolledBack.
 	Reason FailureReason `json:"reason"`
 	// message says what happened, for a person.
 	// +optional
@@ -366,6 +387,7 @@ type StationFailure struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Updated",type=string,JSONPath=`.status.progress`,description="updated/targets"
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failed`
+// +kubebuilder:printcolumn:name="Baking",type=integer,JSONPath=`.status.baking`,priority=1,description="stations within their bake time"
 // +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStep`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -85,7 +85,7 @@ const (
 // below, its name to the Enum marker and to FailureReasons, then run
 // `make manifests`; TestFailureReasonEnum checks that the marker and
 // FailureReasons agree.
-// +kubebuilder:validation:Enum=KeyMismatch;ModelMismatch;NotApplied;TimedOut
+// +kubebuilder:validation:Enum=KeyMismatch;ModelMismatch;NotApplied;TimedOut;Unhealthy;RolledBack
 type FailureReason string
 
 // The failure reasons of a station.
@@ -102,11 +102,20 @@ const (
 	// FailureTimedOut: the station did not report the new package within
 	// progressDeadline of its twin being written.
 	FailureTimedOut FailureReason = "TimedOut"
+	// FailureUnhealthy: within strategy.bakeTime of reporting the new
+	// package, the station kept coming back to CUPS at a steady short
+	// spacing: it cannot reach its network server (DESIGN.md section 3).
+	FailureUnhealthy FailureReason = "Unhealthy"
+	// FailureRolledBack: within strategy.bakeTime of reporting the new
+	// package, the station reported its previous package again: its
+	// firmware fell back to the old image.
+	FailureRolledBack FailureReason = "RolledBack"
 )
 
 // FailureReasons returns every failure reason, in the order of the CRD's enum.
 func FailureReasons() []FailureReason {
-	return []FailureReason{FailureKeyMismatch, FailureModelMismatch, FailureNotApplied, FailureTimedOut}
+	return []FailureReason{FailureKeyMismatch, FailureModelMismatch, FailureNotApplied, FailureTimedOut,
+		FailureUnhealthy, FailureRolledBack}
 }
 
 // Known reports whether r is one of FailureReasons, that is a value the API

@@ -108,6 +108,11 @@ func TestInvalidManifestsRefused(t *testing.T) {
 		{"batch 101%", func(s map[string]any) { strategy(s)["steps"] = []any{map[string]any{"batch": "101%"}} }, "batch must be a positive count or a percentage from 1% to 100%"},
 		{"maxFailures word", func(s map[string]any) { strategy(s)["maxFailures"] = "many" }, "strategy.maxFailures must be a count (0 or more) or a percentage"},
 		{"progressDeadline short", func(s map[string]any) { strategy(s)["progressDeadline"] = "30s" }, "strategy.progressDeadline must be at least 1m"},
+		{"bakeTime garbage", func(s map[string]any) { strategy(s)["bakeTime"] = "a while" },
+			`spec.strategy.bakeTime: Invalid value: "a while": strategy.bakeTime must be a duration such as 30m, 2h or 1h30m (units h, m, s)`},
+		{"bakeTime negative", func(s map[string]any) { strategy(s)["bakeTime"] = "-1h" }, "strategy.bakeTime must be a duration such as 30m"},
+		{"bakeTime over a week", func(s map[string]any) { strategy(s)["bakeTime"] = "169h" },
+			`spec.strategy.bakeTime: Invalid value: "169h": strategy.bakeTime must be at most 168h (one week)`},
 		{"progressDeadline garbage", func(s map[string]any) { strategy(s)["progressDeadline"] = "tomorrow" }, "spec.strategy.progressDeadline: Invalid value: \"tomorrow\""},
 
 		// Issue 13 item 7: what a person sees for the package and URL

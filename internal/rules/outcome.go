@@ -23,8 +23,12 @@ type Outcome struct {
 	// reason (a fwv1.SkipReason), empty otherwise.
 	Reason  string
 	Message string
-	// Deadline is when an in-progress station times out.
+	// Deadline is when an in-progress station times out, or, while it
+	// bakes, when its bake time ends.
 	Deadline time.Time
+	// Baking is true for an InProgress station that reported the package
+	// and whose bake time has not passed.
+	Baking bool
 }
 
 // Params is what outcome evaluation needs from the rollout.
@@ -32,7 +36,9 @@ type Params struct {
 	Package           string
 	MaxUpdateAttempts int
 	ProgressDeadline  time.Duration
-	Now               time.Time
+	// BakeTime is strategy.bakeTime, 0 when off.
+	BakeTime time.Duration
+	Now      time.Time
 }
 
 // ParamsFor returns the evaluation parameters of a rollout at now.
@@ -45,6 +51,9 @@ func ParamsFor(obj *fwv1.FirmwareRollout, now time.Time) Params {
 	if d := obj.Spec.Strategy.ProgressDeadline; d != nil {
 		p.ProgressDeadline = d.Duration
 	}
+	if b := obj.Spec.Strategy.BakeTime; b != nil && b.Duration > 0 {
+		p.BakeTime = b.Duration
+	}
 	return p
 }
 
@@ -55,6 +64,7 @@ var failureForRefusal = map[string]fwv1.FailureReason{
 	twin.RefusalKeyMismatch:   fwv1.FailureKeyMismatch,
 	twin.RefusalModelMismatch: fwv1.FailureModelMismatch,
 	twin.RefusalNotApplied:    fwv1.FailureNotApplied,
+	twin.RefusalRolledBack:    fwv1.FailureRolledBack,
 }
 
 // FailureForRefusal returns the failure reason for a CUPS refusal, and
@@ -87,10 +97,13 @@ func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 //   - the ownership record says Failed: Failed with that reason, final (the
 //     controller recorded it when it first counted the failure); a reason
 //     the API does not list (a newer controller's) is ignored;
-//   - the station reports the rollout's package: Updated;
+//   - the station reports the rollout's package: Updated, or with a bake
+//     time, InProgress (Baking) until the bake time passed, and Failed
+//     Unhealthy when it kept coming back to CUPS (see health.go);
 //   - CUPS withheld the update from it, for this rollout, because of
-//     KeyMismatch, ModelMismatch or NotApplied (asked again after
-//     maxUpdateAttempts sends): Failed with that reason;
+//     KeyMismatch, ModelMismatch, NotApplied (asked again after
+//     maxUpdateAttempts sends) or RolledBack (reported its previous
+//     package within the bake time): Failed with that reason;
 //   - progressDeadline passed since its twin was written: Failed TimedOut;
 //   - else InProgress.
 func Evaluate(s Station, p Params) Outcome {
@@ -99,6 +112,8 @@ func Evaluate(s Station, p Params) Outcome {
 	}
 	refusal, refused := FailureForRefusal(s.Refusal)
 	switch {
+	case s.Package == p.Package && p.BakeTime > 0:
+		return baked(s, p)
 	case s.Package == p.Package:
 		return Outcome{State: fwv1.OutcomeUpdated}
 	case refused && s.RefusedPackage == p.Package:
@@ -137,6 +152,10 @@ func failed(reason fwv1.FailureReason, s Station, p Params) Outcome {
 			n = s.UpdatesServed
 		}
 		o.Message = fmt.Sprintf("served the update %d times, the station still reports package %q", n, s.Package)
+	case fwv1.FailureUnhealthy:
+		o.Message = unhealthyMessage(s, p)
+	case fwv1.FailureRolledBack:
+		o.Message = rolledBackMessage(s, p)
 	case fwv1.FailureTimedOut:
 		o.Message = fmt.Sprintf("no report of package %q within %s of the twin being written", p.Package, p.ProgressDeadline)
 		if s.Package != "" {

@@ -29,6 +29,9 @@ type Station struct {
 	UpdatesServed  int
 	Refusal        string
 	RefusedPackage string
+	// Report is the CUPS server's record after the station first reported
+	// this rollout's package (nil when none): its health while it bakes.
+	Report *twin.Report
 }
 
 // NewStation builds the record of the station of t as the rollout
@@ -53,6 +56,7 @@ func NewStation(t *twin.Twin, rolloutUID string) Station {
 		if ob.RefusedRollout == rolloutUID {
 			s.Refusal, s.RefusedPackage = Intern(ob.Refusal), Intern(ob.RefusedPackage)
 		}
+		s.Report = scopedReport(ob, rolloutUID)
 	}
 	return s
 }

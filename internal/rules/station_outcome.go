@@ -17,8 +17,12 @@ type StationOutcome struct {
 	Reason string
 	// Message explains a failure or skip, for a person.
 	Message string
-	// Deadline is when an in-progress station times out.
+	// Deadline is when an in-progress station times out, or, while it
+	// bakes, when its bake time ends.
 	Deadline time.Time
+	// Baking is true while the station reported the package and its bake
+	// time has not passed.
+	Baking bool
 	// Batch is the step number whose batch wrote the station, 0 when the
 	// rollout never wrote it.
 	Batch int
@@ -50,7 +54,7 @@ func EvaluateStation(t *twin.Twin, obj *fwv1.FirmwareRollout, active map[string]
 	s := NewStation(t, uid)
 	p := ParamsFor(obj, now)
 	o := Classify(s, uid, active, p)
-	so := StationOutcome{State: o.State, Reason: o.Reason, Message: o.Message, Deadline: o.Deadline}
+	so := StationOutcome{State: o.State, Reason: o.Reason, Message: o.Message, Deadline: o.Deadline, Baking: o.Baking}
 	if s.OwnerUID == uid {
 		so.Batch = s.Batch
 	}

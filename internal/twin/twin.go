@@ -134,8 +134,13 @@ type Ownership struct {
 	// the CUPS server has sent the update more often than that and the
 	// station still asks (it is Failed NotApplied), it is not sent again.
 	MaxUpdateAttempts int `json:"maxUpdateAttempts,omitempty"`
+	// BakeSeconds, when set, is the rollout's strategy.bakeTime in
+	// seconds: for that long after the station first reports the package,
+	// the CUPS server keeps its Report (Observation.Report) and does not
+	// send the update again to a station that fell back to Previous.
+	BakeSeconds int `json:"bakeSeconds,omitempty"`
 	// Failed, when set, is the reason (KeyMismatch, ModelMismatch,
-	// NotApplied, TimedOut) for which the rollout counted the station
+	// NotApplied, TimedOut, Unhealthy, RolledBack) for which the rollout counted the station
 	// Failed. The outcome is final: the CUPS server does not send the
 	// update to the station again while this record exists.
 	Failed string `json:"failed,omitempty"`
@@ -154,7 +159,86 @@ const (
 	// package, after it was sent the update the owning rollout's
 	// maxUpdateAttempts times.
 	RefusalNotApplied = "NotApplied"
+	// RefusalRolledBack: within the owning rollout's bake time, the station
+	// reported the package, then its previous package (Ownership.Previous)
+	// again: its firmware fell back to the old image, and it is not sent
+	// the update again.
+	RefusalRolledBack = "RolledBack"
 )
+
+// MaxReportPolls bounds Report.Polls: two equal gaps need three polls, and
+// a few more show the spacing to a person.
+const MaxReportPolls = 6
+
+// Report is the CUPS server's record, scoped to one rollout with a bake
+// time, of a station after it first reported that rollout's package
+// (Observation.Report). The rollout's rule (internal/rules) reads the
+// station's health after the update from it.
+type Report struct {
+	// Rollout is the UID of the rollout that owned the station.
+	Rollout string `json:"rollout"`
+	// Package is the rollout's package, as the station reported it.
+	Package string `json:"package"`
+	// At is when the station first reported Package.
+	At time.Time `json:"at"`
+	// Polls are the times of the current sequence of later polls that
+	// still reported Package, oldest first, at most MaxReportPolls (the
+	// latest). A sequence restarts (Polls emptied) after an answer that
+	// sent the station anything (URIs, credentials, firmware) or that the
+	// server knows failed: the station's next poll is its reaction to that
+	// answer, not to its network server.
+	Polls []time.Time `json:"polls,omitempty"`
+	// Restarts is how many times the sequence restarted. While it is 0 the
+	// sequence began with the report at At.
+	Restarts int `json:"restarts,omitempty"`
+	// Back is another package the station reported after Package, empty
+	// when none; BackAt is when it first did.
+	Back   string     `json:"back,omitempty"`
+	BackAt *time.Time `json:"backAt,omitempty"`
+}
+
+// Sequence returns the times of the report's current sequence of polls on
+// Package: At and Polls while the sequence never restarted, else Polls.
+func (r *Report) Sequence() []time.Time {
+	if r.Restarts == 0 {
+		return append([]time.Time{r.At}, r.Polls...)
+	}
+	return r.Polls
+}
+
+// Equal reports whether r and o hold the same values.
+func (r *Report) Equal(o *Report) bool {
+	if r == nil || o == nil {
+		return r == o
+	}
+	if r.Rollout != o.Rollout || r.Package != o.Package || !r.At.Equal(o.At) || r.Restarts != o.Restarts ||
+		r.Back != o.Back || len(r.Polls) != len(o.Polls) || (r.BackAt == nil) != (o.BackAt == nil) {
+		return false
+	}
+	if r.BackAt != nil && !r.BackAt.Equal(*o.BackAt) {
+		return false
+	}
+	for i := range r.Polls {
+		if !r.Polls[i].Equal(o.Polls[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Clone returns a deep copy of r (nil for nil).
+func (r *Report) Clone() *Report {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Polls = append([]time.Time(nil), r.Polls...)
+	if r.BackAt != nil {
+		t := *r.BackAt
+		c.BackAt = &t
+	}
+	return &c
+}
 
 // Observation is what the CUPS server last saw of a station
 // (tags.stationfleet.observed). It is written only when something in it
@@ -194,6 +278,10 @@ type Observation struct {
 	// CRC even when it connected with its backup). Nil in records written
 	// before the field existed.
 	CupsCredCRC *uint32 `json:"cupsCredCrc,omitempty"`
+	// Report is the record of the station's health after it reported the
+	// owning rollout's package, kept while the rollout's bake time runs;
+	// nil when none.
+	Report *Report `json:"report,omitempty"`
 }
 
 // Credential roles: what a station does with a credential it holds (its
@@ -423,8 +511,26 @@ func (p *Patch) SetHistory(h []HistoryEntry) *Patch {
 }
 
 // ObservationPatch returns the patch that replaces the observation record.
+// A merge patch leaves alone a key it does not name, so every optional key
+// the record does not hold (a cleared refusal, a report the bake time
+// ended, a report's emptied polls) is sent as null, which deletes it.
 func ObservationPatch(obs Observation) *Patch {
-	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagObserved: toJSONMap(obs)}}}
+	m := toJSONMap(obs)
+	nullAbsent(m, "station", "model", "package", "servedPackage", "servedRollout", "updatesServed",
+		"refusal", "refusedPackage", "refusedRollout", "cupsCredCrc", "report")
+	if r, ok := m["report"].(map[string]any); ok {
+		nullAbsent(r, "polls", "restarts", "back", "backAt")
+	}
+	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagObserved: m}}}
+}
+
+// nullAbsent sets each of keys that m does not hold to nil.
+func nullAbsent(m map[string]any, keys ...string) {
+	for _, k := range keys {
+		if _, ok := m[k]; !ok {
+			m[k] = nil
+		}
+	}
 }
 
 func nilIfEmpty(s string) any {
