@@ -59,6 +59,9 @@ type Outcome struct {
 	// Rollout is the UID of the rollout that owns the station, empty for
 	// none: served counts and refusals are recorded for that rollout only.
 	Rollout string
+	// Poll is what this poll adds to the station's Report (its health
+	// after the update), nil when no bake time runs for it.
+	Poll *ReportPoll
 }
 
 // servedFor is how many times the update to pkg was sent to the station
@@ -145,6 +148,10 @@ func Decide(in Input) (Decision, error) {
 			// The rollout counted the station Failed: its outcome is final
 			// and the update is not sent again while the rollout owns the
 			// station (DESIGN.md section 5). Nothing new to record.
+		case rollingBack(in.Twin, req, in.Now):
+			// It reported the rollout's package, then its previous one:
+			// the firmware fell back. Sending it again would loop.
+			d.Outcome = Outcome{Refusal: twin.RefusalRolledBack, RefusedPackage: c.Package, Rollout: rollout}
 		case own != nil && rules.AttemptsUsedUp(servedFor(in.Twin.Observation, c.Package, rollout), own.MaxUpdateAttempts):
 			// maxUpdateAttempts is the number of sends: the station was
 			// sent the update that often and asks again on another package.
@@ -162,7 +169,12 @@ func Decide(in Input) (Decision, error) {
 		}
 	}
 
-	// 6. The observation.
+	// 6. The observation. Any answer but "nothing to change" restarts the
+	// station's sequence of polls: it sends something, and it is also the
+	// only answer the server can know failed (a blob store outage).
+	if d.Outcome.Poll = reportPoll(in.Twin, req, in.Now); d.Outcome.Poll != nil {
+		d.Outcome.Poll.Restart = !d.IsNoChange()
+	}
 	var changed bool
 	d.Observation, d.Record, changed = Observe(in.Twin.Observation, req, d.Outcome, in.Now, in.Refresh)
 	d.Notify = changed && in.Twin.Ownership != nil
@@ -227,6 +239,7 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 	if out.Refusal != "" {
 		obs.Refusal, obs.RefusedPackage, obs.RefusedRollout = out.Refusal, out.RefusedPackage, out.Rollout
 	}
+	obs.Report = nextReport(obs.Report, out.Poll)
 	changed = prev == nil || !sameObservation(*prev, obs)
 	stale := prev == nil || now.Sub(prev.LastSeen) >= refresh
 	if changed || stale {
@@ -242,5 +255,6 @@ func sameObservation(a, b twin.Observation) bool {
 		slices.Equal(a.Keys, b.Keys) && a.ServedPackage == b.ServedPackage &&
 		a.ServedRollout == b.ServedRollout && a.UpdatesServed == b.UpdatesServed && a.Refusal == b.Refusal &&
 		a.RefusedPackage == b.RefusedPackage && a.RefusedRollout == b.RefusedRollout &&
-		(a.CupsCredCRC == nil) == (b.CupsCredCRC == nil) && (a.CupsCredCRC == nil || *a.CupsCredCRC == *b.CupsCredCRC)
+		(a.CupsCredCRC == nil) == (b.CupsCredCRC == nil) && (a.CupsCredCRC == nil || *a.CupsCredCRC == *b.CupsCredCRC) &&
+		a.Report.Equal(b.Report)
 }

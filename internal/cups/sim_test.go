@@ -37,9 +37,10 @@ func credBlob(trust, cert, key []byte) []byte {
 	return append(b, key...)
 }
 
-// newSimEnv starts the server; adjust edits the twin first (its CUPS URI
-// and credential CRCs already match the station, its package is v1).
-func newSimEnv(t *testing.T, adjust func(e *simEnv)) *simEnv {
+// newSimEnv starts the server (with the extra options); adjust edits the
+// twin first (its CUPS URI and credential CRCs already match the station,
+// its package is v1).
+func newSimEnv(t *testing.T, adjust func(e *simEnv), extra ...Option) *simEnv {
 	t.Helper()
 	e := &simEnv{serverCA: newTestCA(t, "server CA"), stCA: newTestCA(t, "station CA"), blobs: newMemBlobs()}
 	e.sigKey = readVector(t, "sig-0.key")
@@ -49,7 +50,7 @@ func newSimEnv(t *testing.T, adjust func(e *simEnv)) *simEnv {
 	opts.CacheTTL = time.Hour // every change below goes with an Invalidate, as the controller does
 	// The server's port is needed in the station's cups.uri and the twin,
 	// so start with an empty twin store and fill it before the first poll.
-	e.h = startServer(t, opts, store, e.blobs)
+	e.h = startServer(t, opts, store, e.blobs, extra...)
 	cupsURI := "https://" + e.h.url[len("https://"):len(e.h.url)-len(UpdateInfoPath)]
 	st := stationsim.State{
 		EUI:      0x001122FFFE334455,

@@ -82,7 +82,7 @@ func baked(s Station, p Params) Outcome {
 		// that the rollout does not wait for a record that never comes.
 		return Outcome{State: fwv1.OutcomeUpdated}
 	}
-	if _, _, ok := SteadyGap(r.Sequence()); ok {
+	if _, _, ok := SteadyGap(r.Polls); ok {
 		return failed(fwv1.FailureUnhealthy, s, p)
 	}
 	end := r.At.Add(p.BakeTime)
@@ -99,7 +99,7 @@ func unhealthyMessage(s Station, p Params) string {
 	if r == nil {
 		return fmt.Sprintf("reported %q, then came back to CUPS at a steady spacing within the bake time: it cannot reach its network server", p.Package)
 	}
-	gap, n, ok := SteadyGap(r.Sequence())
+	gap, n, ok := SteadyGap(r.Polls)
 	if !ok {
 		return fmt.Sprintf("reported %q at %s, then came back to CUPS at a steady spacing within the bake time: it cannot reach its network server",
 			r.Package, clock(r.At))

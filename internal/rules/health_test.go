@@ -29,6 +29,9 @@ func TestEvaluateHealthAfterTheUpdate(t *testing.T) {
 		return Params{Package: "v2", MaxUpdateAttempts: 3, ProgressDeadline: 26 * time.Hour, BakeTime: bake, Now: now}
 	}
 	report := func(restarts int, polls ...time.Time) *twin.Report {
+		if restarts == 0 {
+			polls = append([]time.Time{at}, polls...) // the first sequence starts with the report
+		}
 		return &twin.Report{Rollout: "uid", Package: "v2", At: at, Polls: polls, Restarts: restarts}
 	}
 	station := func(pkg string, r *twin.Report) Station {
@@ -109,7 +112,7 @@ func TestEvaluateWithoutBakeTime(t *testing.T) {
 	g := NewWithT(t)
 	at := time.Date(2026, 12, 1, 10, 2, 3, 0, time.UTC)
 	s := Station{Package: "v2", OwnerUID: "uid", WrittenAt: at,
-		Report: &twin.Report{Rollout: "uid", Package: "v2", At: at, Polls: after(at, 60, 120)}}
+		Report: &twin.Report{Rollout: "uid", Package: "v2", At: at, Polls: after(at, 0, 60, 120)}}
 	o := Evaluate(s, Params{Package: "v2", ProgressDeadline: time.Hour, Now: at})
 	g.Expect(o.State).To(Equal(fwv1.OutcomeUpdated))
 }

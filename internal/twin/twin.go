@@ -181,29 +181,22 @@ type Report struct {
 	Package string `json:"package"`
 	// At is when the station first reported Package.
 	At time.Time `json:"at"`
-	// Polls are the times of the current sequence of later polls that
-	// still reported Package, oldest first, at most MaxReportPolls (the
-	// latest). A sequence restarts (Polls emptied) after an answer that
-	// sent the station anything (URIs, credentials, firmware) or that the
-	// server knows failed: the station's next poll is its reaction to that
-	// answer, not to its network server.
+	// Polls are the times of the current sequence of polls that reported
+	// Package, oldest first, at most MaxReportPolls (the latest): the first
+	// sequence starts with the report at At. A sequence restarts (with the
+	// next poll) after an answer that sent the station anything (URIs,
+	// credentials, firmware) or that the server knows failed: that poll is
+	// the station's reaction to the answer, not to its network server.
 	Polls []time.Time `json:"polls,omitempty"`
-	// Restarts is how many times the sequence restarted. While it is 0 the
-	// sequence began with the report at At.
+	// Restarts is how many times the sequence restarted.
 	Restarts int `json:"restarts,omitempty"`
+	// RestartNext is true when the last answer sent the station something
+	// or failed: its next poll starts a new sequence.
+	RestartNext bool `json:"restartNext,omitempty"`
 	// Back is another package the station reported after Package, empty
 	// when none; BackAt is when it first did.
 	Back   string     `json:"back,omitempty"`
 	BackAt *time.Time `json:"backAt,omitempty"`
-}
-
-// Sequence returns the times of the report's current sequence of polls on
-// Package: At and Polls while the sequence never restarted, else Polls.
-func (r *Report) Sequence() []time.Time {
-	if r.Restarts == 0 {
-		return append([]time.Time{r.At}, r.Polls...)
-	}
-	return r.Polls
 }
 
 // Equal reports whether r and o hold the same values.
@@ -211,7 +204,7 @@ func (r *Report) Equal(o *Report) bool {
 	if r == nil || o == nil {
 		return r == o
 	}
-	if r.Rollout != o.Rollout || r.Package != o.Package || !r.At.Equal(o.At) || r.Restarts != o.Restarts ||
+	if r.Rollout != o.Rollout || r.Package != o.Package || !r.At.Equal(o.At) || r.Restarts != o.Restarts || r.RestartNext != o.RestartNext ||
 		r.Back != o.Back || len(r.Polls) != len(o.Polls) || (r.BackAt == nil) != (o.BackAt == nil) {
 		return false
 	}
@@ -519,7 +512,7 @@ func ObservationPatch(obs Observation) *Patch {
 	nullAbsent(m, "station", "model", "package", "servedPackage", "servedRollout", "updatesServed",
 		"refusal", "refusedPackage", "refusedRollout", "cupsCredCrc", "report")
 	if r, ok := m["report"].(map[string]any); ok {
-		nullAbsent(r, "polls", "restarts", "back", "backAt")
+		nullAbsent(r, "polls", "restarts", "restartNext", "back", "backAt")
 	}
 	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagObserved: m}}}
 }
