@@ -42,6 +42,8 @@ func TestHealthAfterTheUpdate(t *testing.T) {
 		bake        = 3 * time.Second
 		fallBack    = time.Second
 	)
+	// The kubectl plugin builds while the rollout runs.
+	plugin := buildPlugin(t)
 	sched := stationsim.DefaultSchedule().Scale(1.0 / 600)
 	// When each station first reported the new package (its session's
 	// start: the CUPS server saw it a moment later).
@@ -153,23 +155,48 @@ func TestHealthAfterTheUpdate(t *testing.T) {
 	g.Expect(row).To(HaveKeyWithValue("UPDATED", "5/8"))
 	g.Expect(row["FAILED"]).To(failedCell(3), "FAILED column")
 
-	out := kubectlStationfleet(t, kubectl, "status", "r", "-n", w.ns)
+	out := kubectlStationfleet(t, kubectl, plugin(), "status", "r", "-n", w.ns)
 	g.Expect(out).To(ContainSubstring("5 updated of 8 targets: 3 failed"))
 	g.Expect(out).To(MatchRegexp(`%s\s+Unhealthy\s`, w.id(rejected)))
 	g.Expect(out).To(MatchRegexp(`%s\s+Unhealthy\s`, w.id(unreachable)))
 	g.Expect(out).To(MatchRegexp(`%s\s+RolledBack\s`, w.id(fellBack)))
 }
 
-// kubectlStationfleet runs `kubectl stationfleet ARGS` with the CLI built
-// as the kubectl plugin kubectl-stationfleet, and returns its output.
-func kubectlStationfleet(t *testing.T, kubectl string, args ...string) string {
+// buildPlugin starts building the CLI as the kubectl plugin
+// kubectl-stationfleet; the returned func waits for it and returns the
+// directory that holds it.
+func buildPlugin(t *testing.T) func() string {
 	t.Helper()
 	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "kubectl-stationfleet"), "./cmd/stationfleet")
-	build.Dir = moduleRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/stationfleet: %v\n%s", err, out)
+	done := make(chan error, 1)
+	var out []byte
+	go func() {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, "kubectl-stationfleet"), "./cmd/stationfleet")
+		build.Dir = moduleRoot
+		var err error
+		out, err = build.CombinedOutput()
+		done <- err
+	}()
+	t.Cleanup(func() { <-done })
+	var err error
+	waited := false
+	return func() string {
+		t.Helper()
+		if !waited {
+			err, waited = <-done, true
+			done <- err // for the cleanup
+		}
+		if err != nil {
+			t.Fatalf("go build ./cmd/stationfleet: %v\n%s", err, out)
+		}
+		return dir
 	}
+}
+
+// kubectlStationfleet runs `kubectl stationfleet ARGS` with the plugin in
+// dir on kubectl's PATH, and returns its output.
+func kubectlStationfleet(t *testing.T, kubectl, dir string, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, kubectl, append([]string{"stationfleet"}, args...)...)
