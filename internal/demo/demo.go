@@ -63,9 +63,10 @@ type Options struct {
 	// package FallBackAfter after it reported the new one: Failed
 	// RolledBack.
 	FallBack int
-	// BakeTime is the rollout's strategy.bakeTime; 0 is 1.5×PollInterval,
-	// shorter than two check-ins so that a healthy station never comes
-	// back twice within it.
+	// BakeTime is the rollout's strategy.bakeTime; 0 is 1.5×PollInterval
+	// in whole seconds (the twin keeps it in seconds), at least 1 s. It
+	// must stay shorter than two check-ins, so that a healthy station
+	// never comes back twice within it.
 	BakeTime time.Duration
 	// StateDir keeps the state (etcd, the emulator, firmware, keys, station
 	// packages) so that a second run continues where the first stopped;
@@ -95,7 +96,7 @@ func (o Options) bakeTime() time.Duration {
 	if o.BakeTime > 0 {
 		return o.BakeTime
 	}
-	return o.PollInterval * 3 / 2
+	return max((o.PollInterval * 3 / 2).Truncate(time.Second), time.Second)
 }
 
 // Schedule is the stations' poll schedule: a real station's, scaled so
@@ -119,7 +120,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.FailShare, "fail-share", o.FailShare, "Share of stations (0..1) that never apply the update and end Failed.")
 	fs.IntVar(&o.BreakTC, "break-tc", o.BreakTC, "Number of stations whose update breaks their network-server connection (they end Failed Unhealthy).")
 	fs.IntVar(&o.FallBack, "fall-back", o.FallBack, "Number of stations whose firmware falls back to the previous package (they end Failed RolledBack).")
-	fs.DurationVar(&o.BakeTime, "bake-time", o.BakeTime, "The rollout's strategy.bakeTime (default 1.5x --poll-interval).")
+	fs.DurationVar(&o.BakeTime, "bake-time", o.BakeTime, "The rollout's strategy.bakeTime (default 1.5x --poll-interval in whole seconds, at least 1s; at most 1.8x --poll-interval).")
 	fs.StringVar(&o.StateDir, "keep-state", o.StateDir, "Directory that keeps the demo's state, so a second run continues where this one stopped.")
 	fs.StringVar(&o.CUPSAddr, "cups-addr", o.CUPSAddr, "Address of the CUPS server (loopback).")
 	fs.BoolVar(&o.ExitWhenDone, "exit-when-done", o.ExitWhenDone, "Stop when the rollout ends instead of running until interrupted.")
@@ -156,7 +157,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, errors.New("--break-tc and --fall-back must be 0 or more")
 	}
 	if bake := o.bakeTime(); bake > o.PollInterval*9/5 {
-		return nil, fmt.Errorf("--bake-time %s must be at most 1.8x --poll-interval (%s; check-ins vary by 10%%): a healthy station that checks in twice within the bake time looks unhealthy", bake, o.PollInterval*9/5)
+		return nil, fmt.Errorf("--bake-time %s must be at most 1.8x --poll-interval (%s; check-ins vary by 10%%): a healthy station that checks in twice within the bake time looks unhealthy (raise --poll-interval: at least 560ms for a bake time of 1s)", bake, o.PollInterval*9/5)
 	}
 	root, err := controlplane.ModuleRoot()
 	if err != nil {

@@ -33,7 +33,9 @@ func TestDemoCompletes(t *testing.T) {
 	g := NewWithT(t)
 	var out bytes.Buffer
 	o := demo.DefaultOptions()
-	o.PollInterval = 300 * time.Millisecond
+	// Check-ins every second and a bake time of one (1.5x in whole
+	// seconds: the twin keeps the bake time in seconds).
+	o.PollInterval = time.Second
 	o.CUPSAddr = proc.FreeAddr(t)
 	o.ExitWhenDone = true
 	o.StateDir = t.TempDir()
@@ -56,7 +58,7 @@ func TestDemoCompletes(t *testing.T) {
 	}
 	g.Expect(reasons).To(Equal(map[fwv1.FailureReason]int{fwv1.FailureNotApplied: 3, fwv1.FailureUnhealthy: 1, fwv1.FailureRolledBack: 1}))
 	g.Expect(res.Rollout.Spec.Strategy.BakeTime).NotTo(BeNil())
-	g.Expect(res.Rollout.Spec.Strategy.BakeTime.Duration).To(Equal(o.PollInterval * 3 / 2))
+	g.Expect(res.Rollout.Spec.Strategy.BakeTime.Duration).To(Equal(time.Second))
 	// What a person sees: where to reach each part, the progress, the end.
 	g.Expect(out.String()).To(ContainSubstring("export KUBECONFIG="))
 	g.Expect(out.String()).To(ContainSubstring("http://" + o.CUPSAddr + "/update-info"))
@@ -102,7 +104,7 @@ func TestDemoInterruptLeavesNothing(t *testing.T) {
 
 	state := t.TempDir()
 	addr := proc.FreeAddr(t)
-	cmd := exec.Command(bin, "--keep-state", state, "--cups-addr", addr, "--poll-interval", "300ms")
+	cmd := exec.Command(bin, "--keep-state", state, "--cups-addr", addr, "--poll-interval", "1s")
 	cmd.Dir = root
 	stdout, err := cmd.StdoutPipe()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -176,6 +178,10 @@ func TestDemoRefusesBadHealthOptions(t *testing.T) {
 	o.BakeTime = 4 * time.Second
 	_, err := demo.Run(context.Background(), o)
 	g.Expect(err).To(MatchError(ContainSubstring("--bake-time 4s must be at most 1.8x --poll-interval")))
+	o = demo.DefaultOptions()
+	o.PollInterval = 300 * time.Millisecond
+	_, err = demo.Run(context.Background(), o)
+	g.Expect(err).To(MatchError(ContainSubstring("--bake-time 1s must be at most 1.8x --poll-interval")))
 	o = demo.DefaultOptions()
 	o.FallBack = -1
 	_, err = demo.Run(context.Background(), o)
