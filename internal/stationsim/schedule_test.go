@@ -241,3 +241,25 @@ func TestFallBack(t *testing.T) {
 	g.Expect(s.Stats().FallBacks).To(BeEquivalentTo(1))
 	g.Expect(s.Stats().UpdatesApplied).To(BeEquivalentTo(1))
 }
+
+// TestRestartPollsAtOnce: a restart (an operator's, a watchdog's) brings a
+// start poll within Schedule.Start, also while the station waits for its
+// regular check-in (Run wakes up).
+func TestRestartPollsAtOnce(t *testing.T) {
+	g := NewWithT(t)
+	pl := newPollLog(t, "none", "none")
+	s := New(State{EUI: 1, CUPSURI: pl.URL, Package: "v1"}, WithSchedule(testSchedule()))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, 0) }()
+	defer func() { cancel(); <-done }()
+	g.Eventually(pl.log).Should(HaveLen(1), "the start poll")
+	g.Consistently(pl.log, 300*time.Millisecond, 20*time.Millisecond).Should(HaveLen(1))
+	restarted := time.Now()
+	s.Restart()
+	g.Eventually(pl.log, time.Second, 2*time.Millisecond).Should(HaveLen(2))
+	g.Expect(pl.log()[1].at.Sub(restarted)).To(BeNumerically("<", DefaultStart/300+100*time.Millisecond))
+	res := pollOnce(t, s)
+	g.Expect(res.StartPoll).To(BeFalse(), "only the first session after a start is its start poll")
+	g.Expect(res.NextPoll).To(BeNumerically("~", time.Hour, 6*time.Minute), "TC up: the regular check-in")
+}
