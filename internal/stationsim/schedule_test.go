@@ -112,9 +112,8 @@ func TestStartPollAfterUpdate(t *testing.T) {
 	polls := pl.log()
 	g.Expect(polls[0].updated).To(BeTrue())
 	g.Expect(polls[1].pkg).To(Equal("2.0.7"))
-	// 0.2 s after the session ended, which itself is a millisecond or two
-	// on loopback; leave room for a loaded machine.
-	g.Expect(polls[1].at.Sub(polls[0].at)).To(BeNumerically("<", DefaultStart+150*time.Millisecond))
+	// Within 0.2 s of the end of the session that brought the update.
+	g.Expect(polls[1].at.Sub(polls[0].at)).To(BeNumerically("<", DefaultStart+slack))
 	g.Consistently(pl.log, 500*time.Millisecond, 50*time.Millisecond).Should(HaveLen(2), "then nothing until the regular check-in")
 }
 
@@ -145,12 +144,16 @@ func testSchedule() Schedule {
 	return sc
 }
 
+// slack is how much later than its schedule a poll may arrive on a loaded
+// machine (the session itself is a millisecond or two on loopback).
+const slack = 250 * time.Millisecond
+
 // expectSpacing checks that every spacing is want or a little more (the
 // session itself, a loaded machine), never less.
 func expectSpacing(g Gomega, got []time.Duration, want time.Duration) {
 	for i, d := range got {
 		g.Expect(d).To(BeNumerically(">=", want-5*time.Millisecond), "spacing %d of %v", i, got)
-		g.Expect(d).To(BeNumerically("<", want+120*time.Millisecond), "spacing %d of %v", i, got)
+		g.Expect(d).To(BeNumerically("<", want+slack), "spacing %d of %v", i, got)
 	}
 }
 
@@ -179,7 +182,7 @@ func TestTCBrokenByUpdate(t *testing.T) {
 			for _, p := range polls[1:] {
 				g.Expect(p.pkg).To(Equal("2.0.7"))
 			}
-			g.Expect(polls[1].at.Sub(polls[0].at)).To(BeNumerically("<", sc.Start+120*time.Millisecond), "the start poll")
+			g.Expect(polls[1].at.Sub(polls[0].at)).To(BeNumerically("<", sc.Start+slack), "the start poll")
 			expectSpacing(g, spacings(polls, 1), tc.want)
 			g.Expect(s.Behavior().TC).To(Equal(tc.state), "the update broke TC")
 			g.Expect(s.Behavior().TCAfterUpdate).To(BeEmpty(), "once")
@@ -210,7 +213,7 @@ func TestTCChangeAtAnyTime(t *testing.T) {
 	s.SetBehavior(Behavior{TC: TCRejected})
 	g.Eventually(pl.log, 5*time.Second, 5*time.Millisecond).Should(HaveLen(4))
 	polls := pl.log()
-	g.Expect(polls[1].at.Sub(changed)).To(BeNumerically("~", sc.Resync, 100*time.Millisecond))
+	g.Expect(polls[1].at.Sub(changed)).To(And(BeNumerically(">=", sc.Resync-5*time.Millisecond), BeNumerically("<", sc.Resync+slack)))
 	expectSpacing(g, spacings(polls, 1), sc.Resync)
 
 	s.SetBehavior(Behavior{TC: TCUp})
@@ -233,9 +236,9 @@ func TestFallBack(t *testing.T) {
 	g.Eventually(pl.log, 5*time.Second, 5*time.Millisecond).Should(HaveLen(3))
 	polls := pl.log()
 	g.Expect([]string{polls[0].pkg, polls[1].pkg, polls[2].pkg}).To(Equal([]string{"v1", "2.0.7", "v1"}))
-	g.Expect(polls[1].at.Sub(polls[0].at)).To(BeNumerically("<", sc.Start+120*time.Millisecond), "the start poll after the update")
+	g.Expect(polls[1].at.Sub(polls[0].at)).To(BeNumerically("<", sc.Start+slack), "the start poll after the update")
 	g.Expect(polls[2].at.Sub(polls[1].at)).To(BeNumerically(">=", after))
-	g.Expect(polls[2].at.Sub(polls[1].at)).To(BeNumerically("<", after+sc.Start+120*time.Millisecond), "the start poll after the fallback")
+	g.Expect(polls[2].at.Sub(polls[1].at)).To(BeNumerically("<", after+sc.Start+slack), "the start poll after the fallback")
 	g.Consistently(pl.log, 500*time.Millisecond, 20*time.Millisecond).Should(HaveLen(3), "then TC is up: quiet")
 	g.Expect(s.Package()).To(Equal("v1"))
 	g.Expect(s.Stats().FallBacks).To(BeEquivalentTo(1))
@@ -258,7 +261,7 @@ func TestRestartPollsAtOnce(t *testing.T) {
 	restarted := time.Now()
 	s.Restart()
 	g.Eventually(pl.log, time.Second, 2*time.Millisecond).Should(HaveLen(2))
-	g.Expect(pl.log()[1].at.Sub(restarted)).To(BeNumerically("<", DefaultStart/300+100*time.Millisecond))
+	g.Expect(pl.log()[1].at.Sub(restarted)).To(BeNumerically("<", DefaultStart/300+slack))
 	res := pollOnce(t, s)
 	g.Expect(res.StartPoll).To(BeFalse(), "only the first session after a start is its start poll")
 	g.Expect(res.NextPoll).To(BeNumerically("~", time.Hour, 6*time.Minute), "TC up: the regular check-in")
