@@ -30,7 +30,8 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutSc
 	v := s.view
 	need = min(need, r.Options.MaxWritesPerReconcile)
 	own := twin.Ownership{Rollout: s.key(), UID: s.uid(), Batch: step, Model: s.obj.Spec.Firmware.Model,
-		MaxUpdateAttempts: s.params().MaxUpdateAttempts, WrittenAt: s.now.UTC().Truncate(time.Second)}
+		MaxUpdateAttempts: s.params().MaxUpdateAttempts, BakeSeconds: int(s.params().BakeTime.Round(time.Second) / time.Second),
+		WrittenAt: s.now.UTC().Truncate(time.Second)}
 	written := 0
 	var errs []error
 	for len(v.unwritten) > 0 && written < need && len(errs) == 0 {

@@ -79,3 +79,27 @@ func TestUnitFailureAnnouncedOnce(t *testing.T) {
 	g.Expect(obj.Status.Failures[0].DeviceID).To(Equal(v.all[len(v.all)-1].ID))
 	g.Expect(obj.Status.Failed).To(BeEquivalentTo(fwv1.MaxFailuresListed + 6))
 }
+
+// TestUnitHealthFailuresAnnounced: a station counted Unhealthy or
+// RolledBack gets its Warning Event with the rule's message, and is listed.
+func TestUnitHealthFailuresAnnounced(t *testing.T) {
+	g := NewWithT(t)
+	rec := events.NewFakeRecorder(10)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	r := &FirmwareRolloutReconciler{Recorder: rec}
+	obj := &fwv1.FirmwareRollout{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "fw", UID: "uid-1"}}
+	v := &stationView{}
+	for i, reason := range []fwv1.FailureReason{fwv1.FailureUnhealthy, fwv1.FailureRolledBack} {
+		v.all = append(v.all, rules.Station{ID: fmt.Sprintf("0016C0FFFE%06X", i), OwnerUID: "uid-1", Batch: 1, WrittenAt: now})
+		v.outs = append(v.outs, rules.Outcome{State: fwv1.OutcomeFailed, Reason: string(reason), Message: "what it did"})
+	}
+	v.all = append(v.all, rules.Station{ID: "0016C0FFFE000009", OwnerUID: "uid-1", Batch: 1, WrittenAt: now})
+	v.outs = append(v.outs, rules.Outcome{State: fwv1.OutcomeInProgress, Baking: true, Deadline: now.Add(time.Hour)})
+	r.updateStatus(context.Background(), &rolloutScope{obj: obj, view: v, now: now})
+	g.Expect(rec.Events).To(Receive(ContainSubstring("station 0016C0FFFE000000 failed: Unhealthy: what it did")))
+	g.Expect(rec.Events).To(Receive(ContainSubstring("station 0016C0FFFE000001 failed: RolledBack: what it did")))
+	g.Expect(obj.Status.Failures).To(HaveLen(2))
+	g.Expect(obj.Status.Failed).To(BeEquivalentTo(2))
+	g.Expect(obj.Status.InProgress).To(BeEquivalentTo(1))
+	g.Expect(obj.Status.Baking).To(BeEquivalentTo(1))
+}

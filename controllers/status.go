@@ -32,8 +32,12 @@ type statusNews struct {
 func computeStatus(prev fwv1.FirmwareRolloutStatus, v *stationView, now time.Time) (fwv1.FirmwareRolloutStatus, statusNews) {
 	st := prev
 	st.Targets, st.StationCounts = int32(len(v.all)), fwv1.StationCounts{}
+	st.Baking = 0
 	for _, o := range v.outs {
 		st.Add(o.State)
+		if o.Baking {
+			st.Baking++
+		}
 	}
 	st.Progress = fmt.Sprintf("%d/%d", st.Updated, st.Targets)
 	var news statusNews
@@ -202,7 +206,7 @@ func (p statusPatch) Data(obj client.Object) ([]byte, error) {
 	if err := json.Unmarshal(counts, &status); err != nil {
 		return nil, err
 	}
-	status["targets"], status["currentStep"] = st.Targets, st.CurrentStep
+	status["targets"], status["currentStep"], status["baking"] = st.Targets, st.CurrentStep, st.Baking
 	patch["status"] = status
 	// Optimistic lock: a reconcile that worked from a copy older than the
 	// status it last wrote (the informer had not caught up) must not write

@@ -95,10 +95,10 @@ func (r *FirmwareRolloutReconciler) stepBatch(ctx context.Context, s *rolloutSco
 		if err != nil {
 			return err
 		}
-		return progressing(s.obj, i, requeue)
+		return progressing(s, i, requeue)
 	}
 	if !batchDone(v, uid, i) {
-		return progressing(s.obj, i, r.requeueWhileInFlight(s))
+		return progressing(s, i, r.requeueWhileInFlight(s))
 	}
 	st := s.obj.Status
 	r.event(ctx, s.obj, corev1.EventTypeNormal, fwv1.ReasonBatchCompleted,
@@ -135,7 +135,7 @@ func (r *FirmwareRolloutReconciler) complete(ctx context.Context, s *rolloutScop
 	st := &s.obj.Status
 	steps := len(s.obj.Spec.Strategy.Steps)
 	if st.InProgress > 0 {
-		return progressing(s.obj, steps, r.requeueWhileInFlight(s))
+		return progressing(s, steps, r.requeueWhileInFlight(s))
 	}
 	t := metav1.NewTime(s.now)
 	st.CompletionTime = &t
@@ -150,11 +150,33 @@ func (r *FirmwareRolloutReconciler) complete(ctx context.Context, s *rolloutScop
 }
 
 // progressing is the outcome of a pass that waits on the stations of step.
-func progressing(obj *fwv1.FirmwareRollout, step int, requeue time.Duration) *Waiting {
+// With stations baking it says how many, and until when the last one
+// bakes.
+func progressing(s *rolloutScope, step int, requeue time.Duration) *Waiting {
+	obj := s.obj
 	st := obj.Status
+	inProgress := fmt.Sprintf("%d in progress", st.InProgress)
+	if until := bakingUntil(s.view); st.Baking > 0 && !until.IsZero() {
+		inProgress += fmt.Sprintf(" (%d baking until %s)", st.Baking, until.UTC().Format(time.RFC3339))
+	}
 	return &Waiting{Phase: fwv1.PhaseProgressing, Reason: fwv1.ReasonProgressing, RequeueAfter: requeue,
-		Message: fmt.Sprintf("step %d of %d: %d updated, %d in progress, %d failed, %d pending of %d stations",
-			step, len(obj.Spec.Strategy.Steps), st.Updated, st.InProgress, st.Failed, st.Pending, st.Targets)}
+		Message: fmt.Sprintf("step %d of %d: %d updated, %s, %d failed, %d pending of %d stations",
+			step, len(obj.Spec.Strategy.Steps), st.Updated, inProgress, st.Failed, st.Pending, st.Targets)}
+}
+
+// bakingUntil is when the last baking station of v ends its bake time,
+// zero when none bakes.
+func bakingUntil(v *stationView) time.Time {
+	var until time.Time
+	if v == nil {
+		return until
+	}
+	for _, o := range v.outs {
+		if o.Baking && o.Deadline.After(until) {
+			until = o.Deadline
+		}
+	}
+	return until
 }
 
 // batchDone reports whether every station written by steps up to step has a

@@ -73,6 +73,8 @@ type world struct {
 	// cfg, when set, is how the manager reaches the API server (default:
 	// testEnv.Config, an administrator).
 	cfg *rest.Config
+	// now, when set, is the clock of the manager (controller and CUPS).
+	now func() time.Time
 
 	stopManager  context.CancelFunc
 	managerDone  chan error
@@ -84,9 +86,24 @@ type world struct {
 // station's spec before it is registered.
 func newWorld(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec)) *world {
 	t.Helper()
+	return newWorldWith(t, n, tweak, worldOptions{})
+}
+
+// worldOptions change how newWorldWith builds a world.
+type worldOptions struct {
+	// now is the manager's clock (nil: time.Now).
+	now func() time.Time
+	// manualPolls leaves the stations to the test, which calls their Poll,
+	// instead of a fleet polling every pollInterval.
+	manualPolls bool
+}
+
+// newWorldWith is newWorld with options.
+func newWorldWith(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec), o worldOptions) *world {
+	t.Helper()
 	g := NewWithT(t)
 	startEnv(t)
-	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir()}
+	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir(), now: o.now}
 	w.hub = hubsim.Start(t, hubsim.Options{})
 	var err error
 	w.signer, err = embedded.LoadOrCreateSigner(filepath.Join(w.dir, "keys", "sig-0.pem"))
@@ -113,7 +130,11 @@ func newWorld(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpec)) 
 
 	w.cupsAddr = proc.FreeAddr(t)
 	w.startManager()
-	w.startStations()
+	if o.manualPolls {
+		w.stations = embedded.Stations(w.specs, "http://"+w.cupsAddr)
+	} else {
+		w.startStations()
+	}
 	return w
 }
 
@@ -142,6 +163,7 @@ func (w *world) startManager() {
 	opts.CUPS = cups.Options{Addr: w.cupsAddr, Insecure: true, CacheTTL: 100 * time.Millisecond}
 	opts.Rollout.StatusResync = time.Second
 	opts.Rollout.TargetResync = time.Second
+	opts.Now = w.now
 	_, err = app.Setup(mgr, opts)
 	g.Expect(err).NotTo(HaveOccurred())
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -35,6 +36,10 @@ type Options struct {
 	// reconciles; empty means every namespace. Reports of stations owned
 	// by a rollout elsewhere are relayed through the API (ReportRelay).
 	WatchNamespaces []string
+	// Now, when set, is the clock of the controller and the CUPS server
+	// (tests of time-dependent behaviour, such as a bake time); nil is
+	// time.Now.
+	Now func() time.Time
 }
 
 // DefaultOptions returns the manager's defaults.
@@ -193,6 +198,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 		Recorder:  mgr.GetEventRecorder("stationfleet"),
 		Wake:      wake,
 		Options:   o.Rollout,
+		Now:       o.Now,
 	}
 	if !o.DisableCUPS {
 		// A station's report wakes this process's controller when it runs
@@ -202,7 +208,11 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 			return nil, fmt.Errorf("add the report relay: %w", err)
 		}
 		route := &controllers.ReportRouter{Waker: wake, Relay: relay, Elected: mgr.Elected()}
-		srv, err := cups.NewServer(o.CUPS, reg, store, cups.WithNotifier(cups.NotifierFunc(route.NotifyStation)))
+		cupsOpts := []cups.Option{cups.WithNotifier(cups.NotifierFunc(route.NotifyStation))}
+		if o.Now != nil {
+			cupsOpts = append(cupsOpts, cups.WithClock(o.Now))
+		}
+		srv, err := cups.NewServer(o.CUPS, reg, store, cupsOpts...)
 		if err != nil {
 			return nil, fmt.Errorf("CUPS server: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
 )
 
 // barWidth is the number of cells of a batch progress bar.
@@ -115,8 +116,16 @@ func (p printer) renderStatus(w io.Writer, obj *fwv1.FirmwareRollout) {
 	if st.ObservedGeneration < obj.Generation {
 		line("Observed", "generation %d of %d: the controller has not acted on the latest change yet", st.ObservedGeneration, obj.Generation)
 	}
-	line("Stations", "%s updated of %d targets: %s failed, %d in progress, %d pending, %d skipped",
-		p.paint(ansiGreen, fmt.Sprint(st.Updated)), st.Targets, p.paint(redIf(st.Failed > 0), fmt.Sprint(st.Failed)), st.InProgress, st.Pending, st.Skipped)
+	inProgress := fmt.Sprintf("%d in progress", st.InProgress)
+	if st.Baking > 0 {
+		inProgress += fmt.Sprintf(" (%d baking)", st.Baking)
+	}
+	line("Stations", "%s updated of %d targets: %s failed, %s, %d pending, %d skipped",
+		p.paint(ansiGreen, fmt.Sprint(st.Updated)), st.Targets, p.paint(redIf(st.Failed > 0), fmt.Sprint(st.Failed)), inProgress, st.Pending, st.Skipped)
+	if b := spec.Strategy.BakeTime; b != nil && b.Duration > 0 {
+		line("Bake time", "%s: a station is Updated that long after it reports the package, unless it keeps coming back to CUPS (Unhealthy) or falls back (RolledBack)",
+			rules.ShortDuration(b.Duration))
+	}
 	if mf := spec.Strategy.MaxFailures; mf != nil {
 		line("Limit", "halts after more than %s failed", mf.String())
 	}

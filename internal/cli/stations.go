@@ -280,7 +280,11 @@ func writeStations(w io.Writer, rows []stationRow, want fwv1.StationOutcome, wid
 		if r.batch > 0 {
 			batch = fmt.Sprint(r.batch)
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d", r.id, batch, r.outcome.State, dash(r.outcome.Reason), dash(r.pkg), r.served)
+		reason := r.outcome.Reason
+		if r.outcome.Baking {
+			reason = "baking until " + r.outcome.Deadline.UTC().Format(time.RFC3339)
+		}
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d", r.id, batch, r.outcome.State, dash(reason), dash(r.pkg), r.served)
 		if wide {
 			seen, msg := "never", r.outcome.Message
 			if !r.lastSeen.IsZero() {
@@ -288,6 +292,8 @@ func writeStations(w io.Writer, rows []stationRow, want fwv1.StationOutcome, wid
 			}
 			switch {
 			case r.outcome.FromHistory:
+			case r.outcome.Baking:
+				msg = fmt.Sprintf("%s: Updated %s if it does not come back to CUPS or fall back", r.outcome.Message, p.ago(r.outcome.Deadline))
 			case r.outcome.State == fwv1.OutcomeInProgress:
 				msg = fmt.Sprintf("waiting for the station to report the package; times out %s", p.ago(r.outcome.Deadline))
 			case r.outcome.State == fwv1.OutcomePending:

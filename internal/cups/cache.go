@@ -42,7 +42,9 @@ type TwinCache struct {
 
 	mu        sync.Mutex
 	entries   map[string]*cacheEntry
-	inflight  map[string]int // reads in progress per station
+	inflight  map[string]int  // reads in progress per station
+	writing   map[string]int  // writes in progress per station
+	overlap   map[string]bool // two writes of the station overlapped since it had none
 	lastSweep time.Time
 }
 
@@ -62,7 +64,8 @@ func NewTwinCache(getter TwinGetter, ttl time.Duration) *TwinCache {
 	if ttl == 0 {
 		ttl = DefaultCacheTTL
 	}
-	return &TwinCache{getter: getter, ttl: ttl, now: time.Now, entries: map[string]*cacheEntry{}, inflight: map[string]int{}}
+	return &TwinCache{getter: getter, ttl: ttl, now: time.Now, entries: map[string]*cacheEntry{}, inflight: map[string]int{},
+		writing: map[string]int{}, overlap: map[string]bool{}}
 }
 
 // Get returns the station's twin from the cache or, when absent or expired,
@@ -131,6 +134,9 @@ func (c *TwinCache) BeginWrite(deviceID string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inflight[deviceID]++
+	if c.writing[deviceID]++; c.writing[deviceID] > 1 {
+		c.overlap[deviceID] = true
+	}
 	return c.seq.Load()
 }
 
@@ -143,6 +149,18 @@ func (c *TwinCache) EndWrite(deviceID string, t *twin.Twin, start uint64) {
 	defer c.mu.Unlock()
 	if c.inflight[deviceID]--; c.inflight[deviceID] <= 0 {
 		delete(c.inflight, deviceID)
+	}
+	overlapped := c.overlap[deviceID]
+	if c.writing[deviceID]--; c.writing[deviceID] <= 0 {
+		delete(c.writing, deviceID)
+		delete(c.overlap, deviceID)
+	}
+	if overlapped {
+		// Two writes of the station ran at once: which one's twin is the
+		// newer is unknown (the one that returns last may have patched
+		// first), so the next Get reads the registry.
+		delete(c.entries, deviceID)
+		return
 	}
 	if c.ttl < 0 || t == nil {
 		return

@@ -220,10 +220,15 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 		obs = *prev
 		obs.Keys = slices.Clone(prev.Keys)
 	}
-	obs.Station, obs.Model, obs.Package = req.Station, req.Model, req.Package
-	obs.Keys = slices.Clone(req.Keys)
-	credCRC := req.CupsCredCRC
-	obs.CupsCredCRC = &credCRC
+	// A request older than the one recorded (two writes of one station
+	// that ran concurrently, the older retried after the newer) still
+	// counts its outcome, but does not take back what the newer reported.
+	if prev == nil || !now.Before(prev.LastSeen) {
+		obs.Station, obs.Model, obs.Package = req.Station, req.Model, req.Package
+		obs.Keys = slices.Clone(req.Keys)
+		credCRC := req.CupsCredCRC
+		obs.CupsCredCRC = &credCRC
+	}
 	if obs.Keys == nil {
 		obs.Keys = []uint32{}
 	}
@@ -243,7 +248,9 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 	changed = prev == nil || !sameObservation(*prev, obs)
 	stale := prev == nil || now.Sub(prev.LastSeen) >= refresh
 	if changed || stale {
-		obs.LastSeen = now.UTC()
+		if prev == nil || now.After(prev.LastSeen) {
+			obs.LastSeen = now.UTC()
+		}
 		return obs, true, changed
 	}
 	return obs, false, false

@@ -1,6 +1,7 @@
 package cups
 
 import (
+	"slices"
 	"time"
 
 	"github.com/stationfleet/stationfleet/internal/twin"
@@ -60,7 +61,8 @@ func rollingBack(t *twin.Twin, req *Request, now time.Time) bool {
 //   - within the bake time, a later poll on the package joins the current
 //     sequence of polls (or starts a new one after an answer that sent
 //     something or failed); one on another package is recorded as Back;
-//   - after the bake time, or once Back is recorded, nothing changes.
+//   - after the bake time, once Back is recorded, or for a poll older than
+//     the latest recorded, nothing changes.
 func nextReport(r *twin.Report, p *ReportPoll) *twin.Report {
 	if p == nil {
 		return r
@@ -71,13 +73,29 @@ func nextReport(r *twin.Report, p *ReportPoll) *twin.Report {
 		}
 		return &twin.Report{Rollout: p.Rollout, Package: p.Package, At: p.At, Polls: []time.Time{p.At}, RestartNext: p.Restart}
 	}
-	if r.Back != "" || !p.At.Before(r.At.Add(p.Bake)) {
+	if r.Back != "" || !p.At.Before(r.At.Add(p.Bake)) || !p.At.After(r.At) {
+		// After the bake time or the fallback, nothing more to learn; a
+		// poll older than the report (two writes of the station that ran
+		// concurrently, the older retried last) changes nothing.
 		return r
 	}
 	n := r.Clone()
 	if p.Reported != p.Package {
 		at := p.At
 		n.Back, n.BackAt = p.Reported, &at
+		return n
+	}
+	if k := len(n.Polls); k > 0 && !p.At.After(n.Polls[k-1]) {
+		// Older than the latest poll recorded (concurrent writes applied
+		// out of order): put it in its place in the sequence.
+		i, found := slices.BinarySearchFunc(n.Polls, p.At, func(a, b time.Time) int { return a.Compare(b) })
+		if found || i == 0 {
+			return r
+		}
+		n.Polls = slices.Insert(n.Polls, i, p.At)
+		if len(n.Polls) > twin.MaxReportPolls {
+			n.Polls = n.Polls[len(n.Polls)-twin.MaxReportPolls:]
+		}
 		return n
 	}
 	if n.RestartNext {

@@ -136,3 +136,37 @@ func TestDecideRolledBack(t *testing.T) {
 	d = poll(g, tw2, "v0", at.Add(90*time.Second), nil)
 	g.Expect(d.Update).NotTo(BeNil())
 }
+
+// TestObserveOutOfOrder: two writes of one station can run concurrently,
+// and the older one is then applied last: it counts its outcome but takes
+// back neither the package the newer reported nor its report.
+func TestObserveOutOfOrder(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	at := t0.Add(3 * time.Second)
+	v1, v2 := stationRequest(), stationRequest()
+	v2.Package = "v2"
+	mk := func(pkg string, when time.Time) *ReportPoll {
+		return &ReportPoll{Rollout: "u1", Package: "v2", Bake: time.Hour, Reported: pkg, At: when}
+	}
+	newer, _, _ := Observe(nil, v2, Outcome{Poll: mk("v2", at)}, at, 0)
+	older, _, _ := Observe(&newer, v1, Outcome{Served: "v2", Rollout: "u1", Poll: mk("v1", t0)}, t0, 0)
+	g.Expect(older.Package).To(Equal("v2"))
+	g.Expect(older.LastSeen).To(Equal(at))
+	g.Expect(older.UpdatesServed).To(Equal(1), "the older write's send still counts")
+	g.Expect(older.Report.Back).To(BeEmpty())
+	g.Expect(older.Report.Polls).To(Equal([]time.Time{at}))
+}
+
+// TestReportPollsOutOfOrder: a poll written after a later one takes its
+// place in the sequence.
+func TestReportPollsOutOfOrder(t *testing.T) {
+	g := NewWithT(t)
+	at := time.Date(2026, 12, 1, 10, 0, 3, 0, time.UTC)
+	r := &twin.Report{Rollout: "u1", Package: "v2", At: at, Polls: []time.Time{at, at.Add(120 * time.Second)}}
+	p := &ReportPoll{Rollout: "u1", Package: "v2", Bake: time.Hour, Reported: "v2", At: at.Add(60 * time.Second)}
+	n := nextReport(r, p)
+	g.Expect(n.Polls).To(Equal([]time.Time{at, at.Add(60 * time.Second), at.Add(120 * time.Second)}))
+	g.Expect(r.Polls).To(HaveLen(2), "the record passed in is not modified")
+	g.Expect(nextReport(n, p)).To(BeIdenticalTo(n), "a poll already recorded changes nothing")
+}
