@@ -55,6 +55,19 @@ type Options struct {
 	PollInterval time.Duration
 	// FailShare is the share of stations that never apply an update.
 	FailShare float64
+	// BreakTC is how many stations' update breaks their network-server
+	// connection: the network server rejects them, so they come back to
+	// CUPS every R (ResyncInterval) and end Failed Unhealthy.
+	BreakTC int
+	// FallBack is how many stations' firmware falls back to the previous
+	// package FallBackAfter after it reported the new one: Failed
+	// RolledBack.
+	FallBack int
+	// BakeTime is the rollout's strategy.bakeTime; 0 is 1.5×PollInterval
+	// in whole seconds (the twin keeps it in seconds), at least 1 s. It
+	// must stay shorter than two check-ins, so that a healthy station
+	// never comes back twice within it.
+	BakeTime time.Duration
 	// StateDir keeps the state (etcd, the emulator, firmware, keys, station
 	// packages) so that a second run continues where the first stopped;
 	// empty uses a temporary directory removed at exit.
@@ -74,14 +87,40 @@ type Options struct {
 
 // DefaultOptions returns the options `make demo` uses.
 func DefaultOptions() Options {
-	return Options{Stations: 50, PollInterval: 2 * time.Second, FailShare: 0.06, CUPSAddr: "127.0.0.1:5002", Namespace: "default"}
+	return Options{Stations: 50, PollInterval: 2 * time.Second, FailShare: 0.06, BreakTC: 1, FallBack: 1,
+		CUPSAddr: "127.0.0.1:5002", Namespace: "default"}
 }
+
+// bakeTime is the rollout's bake time.
+func (o Options) bakeTime() time.Duration {
+	if o.BakeTime > 0 {
+		return o.BakeTime
+	}
+	return max((o.PollInterval * 3 / 2).Truncate(time.Second), time.Second)
+}
+
+// Schedule is the stations' poll schedule: a real station's, scaled so
+// that R (CUPS_RESYNC_INTV, 60 s) is a twentieth of the poll interval
+// (100 ms at 2 s: a station that cannot reach its network server comes
+// back every 750 ms), checking in every PollInterval (CUPS_OKSYNC_INTV).
+func (o Options) Schedule() stationsim.Schedule {
+	sc := stationsim.DefaultSchedule().Scale(float64(o.PollInterval/20) / float64(time.Minute))
+	sc.OKSync = o.PollInterval
+	return sc
+}
+
+// FallBackAfter is how long after reporting the new package a station
+// that falls back does so: a third of the bake time.
+func (o Options) FallBackAfter() time.Duration { return o.bakeTime() / 3 }
 
 // BindFlags registers the options on fs.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Stations, "stations", o.Stations, "Number of simulated stations.")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "How often each station polls CUPS.")
 	fs.Float64Var(&o.FailShare, "fail-share", o.FailShare, "Share of stations (0..1) that never apply the update and end Failed.")
+	fs.IntVar(&o.BreakTC, "break-tc", o.BreakTC, "Number of stations whose update breaks their network-server connection (they end Failed Unhealthy).")
+	fs.IntVar(&o.FallBack, "fall-back", o.FallBack, "Number of stations whose firmware falls back to the previous package (they end Failed RolledBack).")
+	fs.DurationVar(&o.BakeTime, "bake-time", o.BakeTime, "The rollout's strategy.bakeTime (default 1.5x --poll-interval in whole seconds, at least 1s; at most 1.8x --poll-interval).")
 	fs.StringVar(&o.StateDir, "keep-state", o.StateDir, "Directory that keeps the demo's state, so a second run continues where this one stopped.")
 	fs.StringVar(&o.CUPSAddr, "cups-addr", o.CUPSAddr, "Address of the CUPS server (loopback).")
 	fs.BoolVar(&o.ExitWhenDone, "exit-when-done", o.ExitWhenDone, "Stop when the rollout ends instead of running until interrupted.")
@@ -110,6 +149,15 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	if o.FailShare < 0 || o.FailShare > 1 {
 		return nil, errors.New("--fail-share must be between 0 and 1")
+	}
+	if o.PollInterval < 20*time.Millisecond {
+		return nil, errors.New("--poll-interval must be at least 20ms")
+	}
+	if o.BreakTC < 0 || o.FallBack < 0 {
+		return nil, errors.New("--break-tc and --fall-back must be 0 or more")
+	}
+	if bake := o.bakeTime(); bake > o.PollInterval*9/5 {
+		return nil, fmt.Errorf("--bake-time %s must be at most 1.8x --poll-interval (%s; check-ins vary by 10%%): a healthy station that checks in twice within the bake time looks unhealthy (raise --poll-interval: at least 560ms for a bake time of 1s)", bake, o.PollInterval*9/5)
 	}
 	root, err := controlplane.ModuleRoot()
 	if err != nil {
@@ -198,6 +246,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 			specs[i].Behavior.NeverApply = true
 		}
 	}
+	broken, fallBack := misbehave(specs, o.BreakTC, o.FallBack, o.FallBackAfter())
 	if err := embedded.Register(hub, specs); err != nil {
 		return nil, err
 	}
@@ -242,7 +291,8 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		}
 	}
 	stations := embedded.Stations(specs, cupsURI)
-	fleet := stationsim.NewFleet(stations, stationsim.FleetOptions{Interval: o.PollInterval})
+	sched := o.Schedule()
+	fleet := stationsim.NewFleet(stations, stationsim.FleetOptions{Interval: o.PollInterval, Schedule: sched})
 	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
 	fleetDone := make(chan error, 1)
 	go func() { fleetDone <- fleet.Run(fleetCtx) }()
@@ -259,7 +309,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	say("  IoT Hub emulator: hub %s listening on %s, connection string in %s, CA %s", hub.HostName(), hub.Addr(), csFile, hub.CAFile())
 	say("  firmware:         %s (signing key %s, keyChecksum %d)", fwDir, filepath.Join(state, "keys", "sig-0.pem"), signer.CRC)
 	say("  station key file: %s (key CRC %d): a station needs it as sig-0.key to verify the firmware", sigKeyFile, signer.CRC)
-	say("  stations:         %d polling every %s, %d of them never apply updates", o.Stations, o.PollInterval, failing)
+	say("  stations:         %d checking in every %s (a real station: every 24h), %d of them never apply updates", o.Stations, o.PollInterval, failing)
 	say("")
 	say("  enroll a real Basics Station (plain HTTP, no credential; use --cups-addr 0.0.0.0:5002 and the machine's address for a gateway on the network):")
 	say("    go run ./cmd/stationfleet station add EUI --cups-uri %s --sig-key %s --tag ring=prod \\", cupsURI, sigKeyFile)
@@ -268,11 +318,22 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	say("")
 
 	// 6. The sample rollout.
-	name, err := applySample(ctx, kc, root, o.Namespace, next)
+	name, err := applySample(ctx, kc, root, o.Namespace, next, o.bakeTime())
 	if err != nil {
 		return nil, err
 	}
-	say("applied %s (FirmwareRollout %s/%s: package %s to every ring=prod station)", SampleFile, o.Namespace, name, next.Package)
+	say("applied %s (FirmwareRollout %s/%s: package %s to every ring=prod station, bakeTime %s)", SampleFile, o.Namespace, name, next.Package, o.bakeTime())
+	say("")
+	say("health after the update (the stations follow a real station's poll schedule at 1/%.0f: R = %s):",
+		float64(time.Minute)/float64(sched.Resync), sched.Resync)
+	say("  a station that reports %s is baking (InProgress, BAKING in `kubectl get fwr -o wide`) for %s, then Updated", next.Package, o.bakeTime())
+	for _, id := range broken {
+		say("  %s: the update breaks its network-server connection (rejected): it comes back to CUPS every %s -> Failed Unhealthy", id, sched.Resync)
+	}
+	for _, id := range fallBack {
+		say("  %s: its firmware falls back to %s %s after reporting %s -> Failed RolledBack", id, current.Package, o.FallBackAfter(), next.Package)
+	}
+	say("  watch: KUBECONFIG=%s bin/kubectl get fwr %s -n %s -o wide -w", kubeconfig, name, o.Namespace)
 	say("")
 
 	// 7. Follow it with the CLI's own status display.
@@ -299,9 +360,34 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	return res, nil
 }
 
-// applySample creates the sample rollout with this run's firmware, unless a
-// rollout of that name exists already (a --keep-state run).
-func applySample(ctx context.Context, c client.Client, root, ns string, fw embedded.Firmware) (string, error) {
+// misbehave picks the stations whose update breaks their network-server
+// connection and those whose firmware falls back, from a third and two
+// thirds into the fleet on (never the first station, the canary, nor one
+// that never applies), and returns their device ids.
+func misbehave(specs []embedded.StationSpec, breakTC, fallBack int, after time.Duration) (broken, fellBack []string) {
+	n := len(specs)
+	free := func(i int) bool {
+		b := specs[i].Behavior
+		return i > 0 && !b.NeverApply && b.TCAfterUpdate == "" && b.FallBackAfter == 0
+	}
+	pick := func(start, count int, set func(*stationsim.Behavior)) []string {
+		var ids []string
+		for k := 0; k < n && len(ids) < count; k++ {
+			if i := (start + k) % n; free(i) {
+				set(&specs[i].Behavior)
+				ids = append(ids, embedded.DeviceID(specs[i].EUI))
+			}
+		}
+		return ids
+	}
+	broken = pick(n/3, breakTC, func(b *stationsim.Behavior) { b.TCAfterUpdate = stationsim.TCRejected })
+	fellBack = pick(2*n/3, fallBack, func(b *stationsim.Behavior) { b.FallBackAfter = after })
+	return broken, fellBack
+}
+
+// applySample creates the sample rollout with this run's firmware and bake
+// time, unless a rollout of that name exists already (a --keep-state run).
+func applySample(ctx context.Context, c client.Client, root, ns string, fw embedded.Firmware, bake time.Duration) (string, error) {
 	b, err := os.ReadFile(filepath.Join(root, SampleFile))
 	if err != nil {
 		return "", err
@@ -315,6 +401,9 @@ func applySample(ctx context.Context, c client.Client, root, ns string, fw embed
 		if err := unstructured.SetNestedField(u.Object, v, "spec", "firmware", k); err != nil {
 			return "", err
 		}
+	}
+	if err := unstructured.SetNestedField(u.Object, bake.String(), "spec", "strategy", "bakeTime"); err != nil {
+		return "", err
 	}
 	if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("apply %s: %w", SampleFile, err)

@@ -166,7 +166,7 @@ func TestCredentialSetRotation(t *testing.T) {
 		heal := newVectorServer(t, constant(body("", "", concat(fresh.Trust, []byte{0, 0, 0, 0}, fresh.Key), nil, nil, nil)))
 		old := CredSet{Key: []byte("Authorization: Bearer old\r\n")}
 		s := New(State{EUI: 1, CUPSURI: forbidden, Backup: CUPSSet{URI: heal.URL, Cred: old}, BackupDone: true},
-			WithRetryInterval(time.Millisecond))
+			WithSchedule(Schedule{Resync: time.Millisecond, OKSync: time.Hour}), WithBehavior(Behavior{TC: TCUnreachable}))
 		pollOnce(t, s)
 		res := pollOnce(t, s)
 		g.Expect(res.Err).NotTo(HaveOccurred())
@@ -174,23 +174,17 @@ func TestCredentialSetRotation(t *testing.T) {
 		g.Expect(res.CUPSCredChanged).To(BeTrue())
 		g.Expect(s.State().CUPSCred.CRC()).To(Equal(fresh.CRC()))
 		g.Expect(s.State().Backup.Cred).To(Equal(old))
-		g.Expect(s.nextDelay(time.Hour)).To(Equal(time.Millisecond), "a credential change brings the next session R later")
-	})
-}
+		g.Expect(res.NextPoll).To(Equal(time.Millisecond), "a credential change brings the next session R later")
 
-// TestFleetRetryInterval: after a failure a fleet station comes back after
-// RetryInterval (CUPS_RESYNC_INTV), after a success only after Interval.
-func TestFleetRetryInterval(t *testing.T) {
-	g := NewWithT(t)
-	ok := newVectorServer(t, constant(make([]byte, 14)))
-	failing := New(State{EUI: 1, CUPSURI: statusServer(t, http.StatusServiceUnavailable)})
-	healthy := New(State{EUI: 2, CUPSURI: ok.URL})
-	f := NewFleet([]*Station{failing, healthy}, FleetOptions{Interval: time.Hour, RetryInterval: 20 * time.Millisecond, Workers: 2})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	g.Eventually(func() int64 { return failing.Stats().Polls }, 5*time.Second).Should(BeNumerically(">=", 5))
-	cancel()
-	<-done
-	g.Expect(healthy.Stats().Polls).To(BeNumerically("<=", 1), "a healthy station waits the full interval")
+		// With TC connected, the next session waits for the regular
+		// check-in, credential change or not (cups_ondone).
+		s = New(State{EUI: 1, CUPSURI: heal.URL}, WithSchedule(Schedule{Resync: time.Millisecond, OKSync: time.Hour}))
+		res = pollOnce(t, s)
+		g.Expect(res.StartPoll).To(BeTrue())
+		g.Expect(res.NextPoll).To(Equal(time.Millisecond), "TC connects only after the start poll")
+		res = pollOnce(t, s)
+		g.Expect(res.CUPSCredChanged).To(BeTrue())
+		g.Expect(res.StartPoll).To(BeFalse())
+		g.Expect(res.NextPoll).To(BeNumerically("~", time.Hour, 6*time.Minute), "TC is up: OKSync")
+	})
 }

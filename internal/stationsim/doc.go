@@ -53,11 +53,40 @@
 //     the same text, never an iPAddress entry); the subject CN only when
 //     the certificate has no subjectAltName extension. A refusal is a
 //     *CertVerifyError whose text is mbedTLS's.
+//   - The poll schedule (Schedule, schedule.go; src/cups.c cups_ondone,
+//     sys_triggerCUPS, sys_delayCUPS, src/tc.c tc_continue; DESIGN.md
+//     section 3): a start poll within Schedule.Start (0.2 s) of every start,
+//     the restart after an applied update included (update.bin restarts
+//     the station on the new firmware; Result.StartPoll); then the CUPS
+//     timer: OKSync (CUPS_OKSYNC_INTV, 24 h) after a success, Resync
+//     (CUPS_RESYNC_INTV, R, 60 s) after a failure or a change of the CUPS
+//     URI or credentials. DefaultSchedule is the real one; tests and the
+//     demo scale it (Schedule.Scale) and set OKSync to a short check-in
+//     (FleetOptions.Interval is OKSync).
+//   - The TC (network-server) connection as far as it moves the schedule
+//     (Behavior.TC, TCState): the TC engine starts after each CUPS session.
+//     Up: it connects, and every later poll, even after a failed one, waits
+//     OKSync. Rejected: it invokes CUPS at once, which polls R later: a
+//     poll every R. Unreachable: 11 attempts with backoff 0, 0, 10, 20, 30,
+//     40, 50, 60, 60, 60, 60 s (390 s, Schedule.TCGiveUp), then CUPS R
+//     later: a poll every 450 s (Schedule.UnreachableSpacing), all scaled
+//     with the schedule. Behavior.TCAfterUpdate breaks (or mends) it with
+//     the next applied update; a change of Behavior.TC through SetBehavior
+//     takes effect at once (a connected engine starts over, a running one
+//     connects; the real station's MUXS reconnect backoff of up to 31 s
+//     before it asks /router-info again is left out).
+//   - A firmware that falls back to its old image (Behavior.FallBackAfter):
+//     after the start poll that reported the new package, the station
+//     restarts on its previous package (and TC state) and does its start
+//     poll reporting that (Stats.FallBacks).
 //
-// Not modelled: the TC (LNS) connection and its own backup set, and the 24 h
-// / 1 min poll schedule (Run and Fleet poll at a fixed, jittered interval,
-// or the retry interval after a failure: WithRetryInterval,
-// FleetOptions.RetryInterval).
+// Not modelled: the TC protocol itself (router-info, the MUXS websocket)
+// and its own credential sets; a blackholed network server (each connect
+// blocking ~134 s) and one that accepts and never answers (invisible to
+// CUPS: the same as TC up). Run and Fleet jitter the OKSync wait (±10%
+// by default) so a fleet does not check in in lockstep; a Fleet spreads
+// its stations' first polls over one OKSync. R, the TC backoff and start
+// polls are exact, as on the station.
 //
 // Usage:
 //
@@ -87,4 +116,12 @@
 //	fleet := stationsim.NewFleet(stations, stationsim.FleetOptions{Interval: 2 * time.Second})
 //	go fleet.Run(ctx)
 //	... fleet.Stats().Malformed == 0
+//
+//	// Health after an update: the real schedule at 1/300 (R = 200 ms,
+//	// unreachable every 1.5 s), checking in every 2 s; one station's
+//	// update breaks its network-server connection, another's falls back.
+//	stations[0].SetBehavior(stationsim.Behavior{TCAfterUpdate: stationsim.TCRejected})
+//	stations[1].SetBehavior(stationsim.Behavior{FallBackAfter: time.Second})
+//	fleet = stationsim.NewFleet(stations, stationsim.FleetOptions{Interval: 2 * time.Second,
+//		Schedule: stationsim.DefaultSchedule().Scale(1.0 / 300)})
 package stationsim

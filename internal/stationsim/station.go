@@ -43,6 +43,20 @@ type Behavior struct {
 	// StopPolling: Run and Fleet skip this station's polls, and Poll
 	// returns a Skipped result.
 	StopPolling bool
+	// TC is the station's connection to its network server, which decides
+	// when it polls (see TCState); empty is TCUp. A change made with
+	// SetBehavior takes effect at once.
+	TC TCState
+	// TCAfterUpdate, when set, becomes TC when the station applies its
+	// next update (a firmware that breaks, or mends, the network-server
+	// connection), and is then cleared.
+	TCAfterUpdate TCState
+	// FallBackAfter, when positive, makes every applied update fall back:
+	// this long after the start poll that reported the new package, the
+	// station restarts on its previous package (version.txt and TC as they
+	// were before the update) and polls within Schedule.Start, reporting
+	// it (a firmware that fell back to its old image).
+	FallBackAfter time.Duration
 }
 
 // UpdateOutcome is what became of an update segment.
@@ -134,6 +148,12 @@ type Result struct {
 	Err error
 	// Duration is the wall time of the session.
 	Duration time.Duration
+	// StartPoll is set on the first session after the station (re)started:
+	// a real station makes it within 0.2 s of the start (Schedule.Start).
+	StartPoll bool
+	// NextPoll is how long after this session the station's schedule
+	// polls next (Run and Fleet follow it), when the session completed.
+	NextPoll time.Duration
 }
 
 // Malformed reports whether the response broke the wire format: a
@@ -152,11 +172,27 @@ func WithBehavior(b Behavior) Option { return func(s *Station) { s.behavior = b 
 // WithTimeout sets the idle timeout of a session (default DefaultTimeout).
 func WithTimeout(d time.Duration) Option { return func(s *Station) { s.timeout = d } }
 
-// WithRetryInterval sets how long Run waits after a failed session, or
-// after a session that changed the station's CUPS URI or credentials
-// (CUPS_RESYNC_INTV, 60 s on a real station). The default is Run's
-// interval.
-func WithRetryInterval(d time.Duration) Option { return func(s *Station) { s.retry = d } }
+// WithRetryInterval sets Schedule.Resync (CUPS_RESYNC_INTV, R, 60 s on a
+// real station): the wait after a failed session, or after a session that
+// changed the station's CUPS URI or credentials, while TC is not up. The
+// default is Run's interval.
+func WithRetryInterval(d time.Duration) Option {
+	return func(s *Station) {
+		if d > 0 {
+			s.clock.sched.Resync, s.clock.resyncSet = d, true
+		}
+	}
+}
+
+// WithSchedule sets the station's poll schedule (default DefaultSchedule;
+// zero fields take the real station's values). A Fleet replaces it with
+// its own.
+func WithSchedule(sc Schedule) Option {
+	return func(s *Station) {
+		s.clock.sched = sc.withDefaults()
+		s.clock.resyncSet = sc.Resync > 0
+	}
+}
 
 // WithDialer sets how the station opens TCP connections (default a shared
 // net.Dialer). Fleet passes one dialer to all its stations.
@@ -191,9 +227,8 @@ type Station struct {
 	// credSet and failCnt are cups_credset and cups_failCnt: process
 	// memory, reset by Restart.
 	credSet, failCnt int
-	// retryNext: the last session asks for the retry interval.
-	retryNext bool
-	retry     time.Duration
+	// clock is the poll schedule and the TC engine.
+	clock clock
 
 	timeout  time.Duration
 	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -204,6 +239,7 @@ type Station struct {
 // New returns a station with the given state.
 func New(st State, opts ...Option) *Station {
 	s := &Station{st: st.Clone(), timeout: DefaultTimeout, dial: defaultDialer.DialContext}
+	s.clock.sched, s.clock.okJitter = DefaultSchedule(), 0.1
 	for _, o := range opts {
 		o(s)
 	}
@@ -226,11 +262,16 @@ func (s *Station) SetState(st State) {
 
 // Restart models a restart of the station process: the home directory
 // (State) stays, the failure count and the credential set in use go back
-// to the regular set.
+// to the regular set, the TC connection starts over, and the station
+// polls within Schedule.Start (Run and Fleet wake up for it).
 func (s *Station) Restart() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.credSet, s.failCnt, s.retryNext = 0, 0, false
+	s.restart(time.Now())
+	notify := s.clock.notify
+	s.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 }
 
 // NextCredSet returns the CUPS credential set the next session will use.
@@ -254,11 +295,28 @@ func (s *Station) Package() string {
 	return trimEnd(s.st.Package)
 }
 
-// SetBehavior changes the station's misbehaviour from now on.
+// SetBehavior changes the station's misbehaviour from now on. A change of
+// TC takes effect at once (see tcChanged in schedule.go); Run and Fleet
+// wake up for it.
 func (s *Station) SetBehavior(b Behavior) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	tcChanged := !sameTC(s.behavior.TC, b.TC)
 	s.behavior = b
+	if tcChanged {
+		s.tcChanged(time.Now())
+	}
+	notify := s.clock.notify
+	s.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
+}
+
+// Schedule returns the station's poll schedule.
+func (s *Station) Schedule() Schedule {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clock.sched
 }
 
 // Behavior returns the station's current misbehaviour.
@@ -282,6 +340,8 @@ type Stats struct {
 	UpdatesApplied, UpdatesRefused, UpdatesNotInstalled int64
 	// BytesRead counts response body bytes.
 	BytesRead int64
+	// FallBacks counts firmware fallbacks (Behavior.FallBackAfter).
+	FallBacks int64
 }
 
 func (a *Stats) add(b Stats) {
@@ -293,6 +353,7 @@ func (a *Stats) add(b Stats) {
 	a.UpdatesRefused += b.UpdatesRefused
 	a.UpdatesNotInstalled += b.UpdatesNotInstalled
 	a.BytesRead += b.BytesRead
+	a.FallBacks += b.FallBacks
 }
 
 // Stats returns the station's counters.
@@ -302,36 +363,69 @@ func (s *Station) Stats() Stats {
 	return s.stats
 }
 
-// Run polls every interval (±10% jitter) until ctx ends, skipping polls
-// while Behavior.StopPolling is set. It returns ctx.Err(). A real station
-// polls every 24 h after a success and every minute after a failure or a
-// change of its CUPS URI or credentials; the simulator waits interval, or
-// the retry interval (WithRetryInterval) in the second case.
+// Run polls on the station's schedule until ctx ends, skipping polls
+// while Behavior.StopPolling is set (they are tried again OKSync later).
+// It returns ctx.Err(). The first poll is the start poll, at once;
+// interval, when positive, is Schedule.OKSync (and Schedule.Resync unless
+// it was set). OKSync waits are jittered ±10%; R, the TC backoff and
+// start polls are not.
 func (s *Station) Run(ctx context.Context, interval time.Duration) error {
-	for {
-		if !s.Behavior().StopPolling {
-			s.Poll(ctx)
+	wake := make(chan struct{}, 1)
+	s.mu.Lock()
+	if interval > 0 {
+		s.clock.sched.OKSync = interval
+		if !s.clock.resyncSet {
+			s.clock.sched.Resync = interval
 		}
-		t := time.NewTimer(jitter(s.nextDelay(interval), 0.1))
+	}
+	s.clock.notify = func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.clock.notify = nil
+		s.mu.Unlock()
+	}()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		t.Reset(time.Until(s.due()))
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
+		case <-wake:
+			continue
 		case <-t.C:
 		}
+		s.fire(ctx)
 	}
 }
 
-// nextDelay is the wait before the next session: interval, or the retry
-// interval when the last session failed or changed the CUPS settings.
-func (s *Station) nextDelay(interval time.Duration) time.Duration {
+// fire does what is due: a firmware fallback, then the poll when its
+// time has come (false when it has not, or StopPolling skipped it).
+func (s *Station) fire(ctx context.Context) (Result, bool) {
+	now := time.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.retryNext && s.retry > 0 {
-		return s.retry
+	s.fallBackIfDue(now)
+	if s.clock.next.After(now) {
+		s.mu.Unlock()
+		return Result{}, false
 	}
-	return interval
+	if s.behavior.StopPolling {
+		s.clock.next = now.Add(s.clock.okWait())
+		s.clock.timer = s.clock.next
+		s.mu.Unlock()
+		return Result{Skipped: true}, false
+	}
+	s.mu.Unlock()
+	return s.Poll(ctx), true
 }
+
+func sameTC(a, b TCState) bool { return a == b || a.up() && b.up() }
 
 func jitter(d time.Duration, frac float64) time.Duration {
 	if d <= 0 || frac <= 0 {
@@ -348,15 +442,19 @@ func (s *Station) Poll(ctx context.Context) Result {
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
 	start := time.Now()
-	st := s.State()
-	behavior := s.Behavior()
+	s.mu.Lock()
+	s.fallBackIfDue(start)
+	st := s.st.Clone()
+	behavior := s.behavior
 	res := Result{VerifiedKey: -1, PackageBefore: trimEnd(st.Package), PackageAfter: trimEnd(st.Package)}
 	if behavior.StopPolling {
+		s.mu.Unlock()
 		res.Skipped = true
 		return res
 	}
-	s.mu.Lock()
+	res.StartPoll = s.beginSession(start)
 	set := s.credSet
+	notify := s.clock.notify
 	s.mu.Unlock()
 	res.CredSet = credSetNames[set]
 	log := logr.FromContextOrDiscard(ctx).WithValues("station", FormatID6(st.EUI), "credSet", string(res.CredSet))
@@ -385,6 +483,7 @@ func (s *Station) Poll(ctx context.Context) Result {
 	}
 	s.mu.Lock()
 	s.done(&res, noURI || errors.As(res.Err, &se))
+	s.scheduleAfter(&res, start, time.Now())
 	s.stats.Polls++
 	s.stats.BytesRead += res.BytesRead
 	if res.Err != nil {
@@ -405,6 +504,9 @@ func (s *Station) Poll(ctx context.Context) Result {
 		s.stats.UpdatesNotInstalled++
 	}
 	s.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 
 	switch {
 	case errors.As(res.Err, &pe):
@@ -432,10 +534,8 @@ func (s *Station) done(res *Result, rejectedNow bool) {
 			s.credSet = (s.credSet + 1) % len(credSetNames)
 		}
 		s.failCnt++
-		s.retryNext = true
 	} else {
 		s.credSet, s.failCnt = 0, 0
-		s.retryNext = res.CUPSURIChanged || res.CUPSCredChanged
 	}
 	res.NextCredSet = credSetNames[s.credSet]
 	res.FailCount = s.failCnt

@@ -1,6 +1,7 @@
 // Package demo_test proves the README's first command: the embedded default
 // reaches a Completed rollout on 50 stations, reports the failing ones with
-// reasons, and leaves nothing behind when interrupted.
+// reasons (health after the update included), and leaves nothing behind
+// when interrupted.
 package demo_test
 
 import (
@@ -26,12 +27,15 @@ import (
 )
 
 // TestDemoCompletes runs the demo as `make demo` does (50 stations, 6% of them
-// never applying) and checks how the rollout ended.
+// never applying, one whose update breaks its network-server connection, one
+// whose firmware falls back, a bake time) and checks how the rollout ended.
 func TestDemoCompletes(t *testing.T) {
 	g := NewWithT(t)
 	var out bytes.Buffer
 	o := demo.DefaultOptions()
-	o.PollInterval = 300 * time.Millisecond
+	// Check-ins every second and a bake time of one (1.5x in whole
+	// seconds: the twin keeps the bake time in seconds).
+	o.PollInterval = time.Second
 	o.CUPSAddr = proc.FreeAddr(t)
 	o.ExitWhenDone = true
 	o.StateDir = t.TempDir()
@@ -44,17 +48,26 @@ func TestDemoCompletes(t *testing.T) {
 	st := res.Rollout.Status
 	g.Expect(st.Phase).To(Equal(fwv1.PhaseCompleted), out.String())
 	g.Expect(st.Targets).To(BeNumerically("==", 50))
-	g.Expect(st.Failed).To(BeNumerically("==", 3))
-	g.Expect(st.Updated).To(BeNumerically("==", 47))
-	g.Expect(st.Failures).To(HaveLen(3))
+	g.Expect(st.Failed).To(BeNumerically("==", 5), out.String())
+	g.Expect(st.Updated).To(BeNumerically("==", 45), out.String())
+	g.Expect(st.Baking).To(BeZero())
+	g.Expect(st.Failures).To(HaveLen(5))
+	reasons := map[fwv1.FailureReason]int{}
 	for _, f := range st.Failures {
-		g.Expect(f.Reason).To(Equal(fwv1.FailureNotApplied))
+		reasons[f.Reason]++
 	}
+	g.Expect(reasons).To(Equal(map[fwv1.FailureReason]int{fwv1.FailureNotApplied: 3, fwv1.FailureUnhealthy: 1, fwv1.FailureRolledBack: 1}))
+	g.Expect(res.Rollout.Spec.Strategy.BakeTime).NotTo(BeNil())
+	g.Expect(res.Rollout.Spec.Strategy.BakeTime.Duration).To(Equal(time.Second))
 	// What a person sees: where to reach each part, the progress, the end.
 	g.Expect(out.String()).To(ContainSubstring("export KUBECONFIG="))
 	g.Expect(out.String()).To(ContainSubstring("http://" + o.CUPSAddr + "/update-info"))
 	g.Expect(out.String()).To(ContainSubstring("connection string in"))
-	g.Expect(out.String()).To(ContainSubstring("the rollout ended Completed: 47 of 50 stations updated, 3 failed"))
+	g.Expect(out.String()).To(ContainSubstring("the rollout ended Completed: 45 of 50 stations updated, 5 failed"))
+	// The guide says what to look at.
+	g.Expect(out.String()).To(MatchRegexp(`breaks its network-server connection .* -> Failed Unhealthy`))
+	g.Expect(out.String()).To(MatchRegexp(`falls back to 2\.0\.6 .* -> Failed RolledBack`))
+	g.Expect(out.String()).To(ContainSubstring("is baking"))
 	// The state directory holds the station's key file (issue 13.5), whose
 	// CRC is the rollout's keyChecksum, and the printout says how to enroll
 	// a real station.
@@ -70,10 +83,11 @@ func TestDemoCompletes(t *testing.T) {
 	res, err = demo.Run(ctx, o)
 	g.Expect(err).NotTo(HaveOccurred(), out.String())
 	g.Expect(res.Rollout.Status.Phase).To(Equal(fwv1.PhaseCompleted))
-	g.Expect(res.Rollout.Status.Updated).To(BeNumerically("==", 47))
+	g.Expect(res.Rollout.Status.Updated).To(BeNumerically("==", 45))
 	b, err := os.ReadFile(filepath.Join(o.StateDir, "stations.json"))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(strings.Count(string(b), `"2.0.7"`)).To(Equal(47))
+	// The Unhealthy station runs 2.0.7 too; the one that fell back, 2.0.6.
+	g.Expect(strings.Count(string(b), `"2.0.7"`)).To(Equal(46))
 }
 
 // TestDemoInterruptLeavesNothing runs the demo binary, interrupts it, and
@@ -90,7 +104,7 @@ func TestDemoInterruptLeavesNothing(t *testing.T) {
 
 	state := t.TempDir()
 	addr := proc.FreeAddr(t)
-	cmd := exec.Command(bin, "--keep-state", state, "--cups-addr", addr, "--poll-interval", "300ms")
+	cmd := exec.Command(bin, "--keep-state", state, "--cups-addr", addr, "--poll-interval", "1s")
 	cmd.Dir = root
 	stdout, err := cmd.StdoutPipe()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -153,4 +167,23 @@ func processesMentioning(s string) []string {
 		}
 	}
 	return out
+}
+
+// TestDemoRefusesBadHealthOptions: a bake time a healthy station's second
+// check-in could fall within, or negative counts, are refused with a clear
+// error before anything starts.
+func TestDemoRefusesBadHealthOptions(t *testing.T) {
+	g := NewWithT(t)
+	o := demo.DefaultOptions()
+	o.BakeTime = 4 * time.Second
+	_, err := demo.Run(context.Background(), o)
+	g.Expect(err).To(MatchError(ContainSubstring("--bake-time 4s must be at most 1.8x --poll-interval")))
+	o = demo.DefaultOptions()
+	o.PollInterval = 300 * time.Millisecond
+	_, err = demo.Run(context.Background(), o)
+	g.Expect(err).To(MatchError(ContainSubstring("--bake-time 1s must be at most 1.8x --poll-interval")))
+	o = demo.DefaultOptions()
+	o.FallBack = -1
+	_, err = demo.Run(context.Background(), o)
+	g.Expect(err).To(MatchError(ContainSubstring("--break-tc and --fall-back must be 0 or more")))
 }

@@ -81,6 +81,13 @@ type worldOptions struct {
 	tweak func(i int, sp *embedded.StationSpec)
 	// managerArgs are extra manager flags.
 	managerArgs []string
+	// checkIn, when set, replaces pollInterval as the stations' regular
+	// check-in (CUPS_OKSYNC_INTV); schedule is the rest of their poll
+	// schedule (see stationsim.FleetOptions).
+	checkIn  time.Duration
+	schedule stationsim.Schedule
+	// onResult, when set, is called after every poll of every station.
+	onResult func(*stationsim.Station, stationsim.Result)
 }
 
 // newWorld builds and starts a world: n stations on 2.0.6 whose twins
@@ -142,7 +149,11 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	w.mgr.start()
 
 	w.stations = embedded.Stations(w.specs, w.mgr.cupsURL())
-	fleet := stationsim.NewFleet(w.stations, stationsim.FleetOptions{Interval: pollInterval, Workers: 64})
+	checkIn := pollInterval
+	if o.checkIn > 0 {
+		checkIn = o.checkIn
+	}
+	fleet := stationsim.NewFleet(w.stations, stationsim.FleetOptions{Interval: checkIn, Schedule: o.schedule, Workers: 64, OnResult: o.onResult})
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	fleetDone := make(chan struct{})
 	go func() { _ = fleet.Run(fleetCtx); close(fleetDone) }()
