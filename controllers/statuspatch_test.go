@@ -28,7 +28,7 @@ func TestStatusPatchCarriesEveryCounter(t *testing.T) {
 	}
 	g.Expect(json.Unmarshal(raw, &patch)).To(Succeed(), string(raw))
 	g.Expect(patch.Status).To(Equal(map[string]int32{
-		"targets": 3, "pending": 1, "inProgress": 1, "updated": 1, "failed": 0, "skipped": 0, "currentStep": 1,
+		"targets": 3, "pending": 1, "inProgress": 1, "updated": 1, "failed": 0, "skipped": 0, "baking": 0, "currentStep": 1,
 	}))
 	g.Expect(patch.Metadata).To(HaveKeyWithValue("resourceVersion", "7"))
 }
