@@ -256,6 +256,7 @@ type RolloutStrategy struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="strategy.bakeTime must be a duration such as 30m, 2h or 1h30m (units h, m, s)"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) <= duration('168h')",message="strategy.bakeTime must be at most 168h (one week)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) == duration('0s') || duration(self) >= duration('1s')",message="strategy.bakeTime must be 0 (off) or at least 1s: the CUPS server keeps it in whole seconds"
 	BakeTime *metav1.Duration `json:"bakeTime,omitempty"`
 }
 

@@ -111,6 +111,8 @@ func TestInvalidManifestsRefused(t *testing.T) {
 		{"bakeTime garbage", func(s map[string]any) { strategy(s)["bakeTime"] = "a while" },
 			`spec.strategy.bakeTime: Invalid value: "a while": strategy.bakeTime must be a duration such as 30m, 2h or 1h30m (units h, m, s)`},
 		{"bakeTime negative", func(s map[string]any) { strategy(s)["bakeTime"] = "-1h" }, "strategy.bakeTime must be a duration such as 30m"},
+		{"bakeTime under a second", func(s map[string]any) { strategy(s)["bakeTime"] = "450ms" },
+			`strategy.bakeTime must be 0 (off) or at least 1s`},
 		{"bakeTime over a week", func(s map[string]any) { strategy(s)["bakeTime"] = "169h" },
 			`spec.strategy.bakeTime: Invalid value: "169h": strategy.bakeTime must be at most 168h (one week)`},
 		{"progressDeadline garbage", func(s map[string]any) { strategy(s)["progressDeadline"] = "tomorrow" }, "spec.strategy.progressDeadline: Invalid value: \"tomorrow\""},

@@ -124,6 +124,10 @@ func clock(t time.Time) string { return t.UTC().Format("15:04:05Z") }
 // ShortDuration formats d to the second without zero units: 60s, 7m30s,
 // 1h, 1h30m.
 func ShortDuration(d time.Duration) string {
+	if d > 0 && d < time.Second {
+		// Scaled-down schedules (tests, the demo) poll sub-second.
+		return d.Round(time.Millisecond).String()
+	}
 	d = d.Round(time.Second)
 	if d < 2*time.Minute {
 		return fmt.Sprintf("%ds", int(d/time.Second))
