@@ -137,7 +137,7 @@ func TestSteadyGapAndShortDuration(t *testing.T) {
 	g.Expect(ok).To(BeFalse(), "the start poll and the immediate poll after a rejection are not a spacing")
 	g.Expect(ShortDuration(60 * time.Second)).To(Equal("60s"))
 	g.Expect(ShortDuration(450 * time.Second)).To(Equal("7m30s"))
-	g.Expect(ShortDuration(100 * time.Millisecond)).To(Equal("100ms"), "a scaled-down schedule is not shown as 0s")
+	g.Expect(ShortDuration(100*time.Millisecond)).To(Equal("100ms"), "a scaled-down schedule is not shown as 0s")
 	g.Expect(ShortDuration(time.Hour)).To(Equal("1h"))
 	g.Expect(ShortDuration(90 * time.Minute)).To(Equal("1h30m"))
 	g.Expect(ShortDuration(10 * time.Minute)).To(Equal("10m"))
