@@ -48,6 +48,10 @@ type recorder struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	pending map[string]*pendingObs
+	// writing holds the stations whose write is under way: a station's
+	// next write waits for it (write queues it at its end), so that two
+	// writes of one station never overlap and the cache keeps its twin.
+	writing map[string]bool
 	queue   chan string
 	wg      sync.WaitGroup
 }
@@ -55,7 +59,7 @@ type recorder struct {
 func newRecorder(s *Server) *recorder {
 	return &recorder{
 		store: s.store, cache: s.cache, notifier: s.notifier, m: s.m, refresh: s.opts.ObservationRefresh,
-		pending: map[string]*pendingObs{}, queue: make(chan string, recorderQueueLen), done: make(chan struct{}),
+		pending: map[string]*pendingObs{}, writing: map[string]bool{}, queue: make(chan string, recorderQueueLen), done: make(chan struct{}),
 	}
 }
 
@@ -130,6 +134,18 @@ func (r *recorder) record(ctx context.Context, deviceID string, req *Request, d 
 	if queued {
 		return // coalesced into the write already queued
 	}
+	r.mu.Lock()
+	busy := r.writing[deviceID]
+	r.mu.Unlock()
+	if busy {
+		return // the write under way queues this one when it ends
+	}
+	r.schedule(ctx, deviceID)
+}
+
+// schedule queues the station's pending write, or makes it in the caller
+// when the workers are not running or the queue is full.
+func (r *recorder) schedule(ctx context.Context, deviceID string) {
 	if r.running.Load() {
 		select {
 		case r.queue <- deviceID:
@@ -146,12 +162,15 @@ func (r *recorder) record(ctx context.Context, deviceID string, req *Request, d 
 func (r *recorder) write(ctx context.Context, deviceID string) {
 	r.mu.Lock()
 	p := r.pending[deviceID]
-	delete(r.pending, deviceID)
-	r.mu.Unlock()
-	if p == nil {
-		return
+	if p == nil || r.writing[deviceID] {
+		r.mu.Unlock()
+		return // nothing to write, or the write under way queues it at its end
 	}
+	delete(r.pending, deviceID)
+	r.writing[deviceID] = true
+	r.mu.Unlock()
 	defer r.busy.Add(-1)
+	defer r.next(ctx, deviceID)
 	var changed bool // something besides LastSeen changed in the twin as written
 	start := r.cache.BeginWrite(deviceID)
 	written, err := r.store.Update(ctx, deviceID, func(t *twin.Twin) (*twin.Patch, error) {
@@ -178,6 +197,18 @@ func (r *recorder) write(ctx context.Context, deviceID string) {
 	// cached twin may find the registry already up to date.
 	if changed && p.notify != "" && r.notifier != nil {
 		r.notifier.Notify(p.notify, deviceID)
+	}
+}
+
+// next ends the station's write and schedules the one that was recorded
+// while it was under way, if any.
+func (r *recorder) next(ctx context.Context, deviceID string) {
+	r.mu.Lock()
+	delete(r.writing, deviceID)
+	_, more := r.pending[deviceID]
+	r.mu.Unlock()
+	if more {
+		r.schedule(ctx, deviceID)
 	}
 }
 
