@@ -78,11 +78,7 @@ func TestSamplesAccepted(t *testing.T) {
 // TestInvalidManifestsRefused shows that the API server itself refuses each
 // kind of malformed manifest with a message a person understands.
 func TestInvalidManifestsRefused(t *testing.T) {
-	cases := []struct {
-		name    string
-		mutate  func(spec map[string]any)
-		message string
-	}{
+	cases := []refusal{
 		{"package missing", func(s map[string]any) { delete(fw(s), "package") }, "spec.firmware.package: Required value"},
 		{"package too long", func(s map[string]any) { fw(s)["package"] = strings.Repeat("9", 65) }, "spec.firmware.package: Too long: may not be more than 64"},
 		{"package padded", func(s map[string]any) { fw(s)["package"] = "2.0.7 " }, "must not start or end with white space"},
@@ -171,19 +167,7 @@ func TestInvalidManifestsRefused(t *testing.T) {
 		},
 			"firmware.publicKeyRef needs both name and key: the ConfigMap in the rollout's namespace and the key that holds the public key"},
 	}
-	ns := testEnv.Namespace(t)
-	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			g := NewWithT(t)
-			u := decode(t, validRollout)
-			u.SetNamespace(ns)
-			u.SetName(fmt.Sprintf("invalid-%d", i))
-			tc.mutate(u.Object["spec"].(map[string]any))
-			err := testEnv.Client.Create(context.Background(), u)
-			g.Expect(err).To(HaveOccurred(), "the API server accepted an invalid manifest")
-			g.Expect(err.Error()).To(ContainSubstring(tc.message))
-		})
-	}
+	expectRefused(t, "invalid", cases)
 }
 
 // TestTransitionRules shows the rules that compare a change with the stored
@@ -361,3 +345,32 @@ func TestPublicKeyRefGoCheckMatchesTheAPIServer(t *testing.T) {
 
 func fw(spec map[string]any) map[string]any       { return spec["firmware"].(map[string]any) }
 func strategy(spec map[string]any) map[string]any { return spec["strategy"].(map[string]any) }
+
+// refusal is a change to a valid rollout's spec that the API server must
+// refuse, with the message it must say.
+type refusal struct {
+	name    string
+	mutate  func(spec map[string]any)
+	message string
+}
+
+// expectRefused creates, in a new namespace which it returns, one rollout
+// per case (named prefix-N), and expects each to be refused with its
+// message.
+func expectRefused(t *testing.T, prefix string, cases []refusal) string {
+	t.Helper()
+	ns := testEnv.Namespace(t)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			u := decode(t, validRollout)
+			u.SetNamespace(ns)
+			u.SetName(fmt.Sprintf("%s-%d", prefix, i))
+			tc.mutate(u.Object["spec"].(map[string]any))
+			err := testEnv.Client.Create(context.Background(), u)
+			g.Expect(err).To(HaveOccurred(), "the API server accepted an invalid %s", tc.name)
+			g.Expect(err.Error()).To(ContainSubstring(tc.message))
+		})
+	}
+	return ns
+}

@@ -33,11 +33,7 @@ func TestBatchWindowsRefused(t *testing.T) {
 	const chars = "windows[].schedule may contain only digits, the names JAN-DEC and SUN-SAT, the characters * ? , - / and spaces between fields"
 	const dur = "windows[].duration must be from 1m to 168h (7 days)"
 	const zone = "windows[].timeZone must be an IANA time zone name such as Europe/Berlin or UTC: letters, digits, '_', '+', '-' and '/' between parts"
-	cases := []struct {
-		name    string
-		mutate  func(spec map[string]any)
-		message string
-	}{
+	cases := []refusal{
 		{"four fields", one(windowSpec("0 2 * *", "4h", "")), `spec.strategy.windows[0].schedule: Invalid value: "0 2 * *": ` + fields},
 		{"six fields (seconds)", one(windowSpec("0 0 2 * * *", "4h", "")), fields},
 		{"a descriptor", one(windowSpec("@daily", "4h", "")),
@@ -63,19 +59,7 @@ func TestBatchWindowsRefused(t *testing.T) {
 			strategy(s)["windows"] = ws
 		}, "spec.strategy.windows: Too many: 9: must have at most 8 items"},
 	}
-	ns := testEnv.Namespace(t)
-	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			g := NewWithT(t)
-			u := decode(t, validRollout)
-			u.SetNamespace(ns)
-			u.SetName(fmt.Sprintf("window-%d", i))
-			tc.mutate(u.Object["spec"].(map[string]any))
-			err := testEnv.Client.Create(context.Background(), u)
-			g.Expect(err).To(HaveOccurred(), "the API server accepted an invalid window")
-			g.Expect(err.Error()).To(ContainSubstring(tc.message))
-		})
-	}
+	expectRefused(t, "window", cases)
 }
 
 // TestBatchWindowsAccepted: the windows the README shows are accepted, and
