@@ -2,9 +2,6 @@ package controllers
 
 import (
 	"context"
-	"fmt"
-
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/rules"
@@ -31,26 +28,15 @@ func (r *FirmwareRolloutReconciler) markFailed(ctx context.Context, s *rolloutSc
 		return nil
 	}
 	p := s.params()
-	marked := make([]string, len(todo))
-	errs := fanOut(len(todo), r.Options.WriteConcurrency, func(j int) error {
-		id := v.all[todo[j]].ID
-		_, err := r.Registry.Update(ctx, id, func(t *twin.Twin) (*twin.Patch, error) {
-			marked[j] = ""
-			if t.Ownership == nil || t.Ownership.UID != uid || t.Ownership.Failed != "" {
-				return nil, nil
-			}
-			o := rules.Evaluate(rules.NewStation(t, uid), p)
-			if o.State != fwv1.OutcomeFailed {
-				return nil, nil
-			}
-			marked[j] = o.Reason
-			return twin.FailedPatch(o.Reason), nil
-		})
-		if err != nil {
-			marked[j] = ""
-			return fmt.Errorf("record the failure of station %s: %w", id, err)
+	marked, err := r.updateTwins(ctx, s, todo, "record the failure of", func(t *twin.Twin) (*twin.Patch, string) {
+		if t.Ownership == nil || t.Ownership.UID != uid || t.Ownership.Failed != "" {
+			return nil, ""
 		}
-		return nil
+		o := rules.Evaluate(rules.NewStation(t, uid), p)
+		if o.State != fwv1.OutcomeFailed {
+			return nil, ""
+		}
+		return twin.FailedPatch(o.Reason), o.Reason
 	})
 	for j, i := range todo {
 		if marked[j] == "" {
@@ -62,5 +48,5 @@ func (r *FirmwareRolloutReconciler) markFailed(ctx context.Context, s *rolloutSc
 			r.Cache.Invalidate(v.all[i].ID)
 		}
 	}
-	return kerrors.NewAggregate(errs)
+	return err
 }

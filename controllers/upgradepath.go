@@ -6,7 +6,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/rules"
@@ -41,33 +40,26 @@ func (r *FirmwareRolloutReconciler) releaseOffPath(ctx context.Context, s *rollo
 		return nil
 	}
 	p := s.params()
-	released := make([]bool, len(todo))
-	errs := fanOut(len(todo), r.Options.WriteConcurrency, func(j int) error {
-		id := v.all[todo[j]].ID
-		_, err := r.Registry.Update(ctx, id, func(t *twin.Twin) (*twin.Patch, error) {
-			released[j] = false
-			if t.Ownership == nil || t.Ownership.UID != uid {
-				return nil, nil
-			}
-			if o := rules.Evaluate(rules.NewStation(t, uid), p); o.Reason != string(fwv1.SkipNotOnUpgradePath) {
-				return nil, nil
-			}
-			released[j] = true
-			p := twin.FirmwarePatch(t.Ownership.Previous, nil)
-			return p.SetHistory(twin.WithHistory(t.History, rules.HistoryEntry(t, obj, s.now, true))), nil
-		})
-		if err != nil {
-			released[j] = false
-			return fmt.Errorf("put back the twin of station %s, off the upgrade path: %w", id, err)
+	did, err := r.updateTwins(ctx, s, todo, "put back, off the upgrade path, the twin of", func(t *twin.Twin) (*twin.Patch, string) {
+		if t.Ownership == nil || t.Ownership.UID != uid {
+			return nil, ""
 		}
-		return nil
+		if o := rules.Evaluate(rules.NewStation(t, uid), p); o.Reason != string(fwv1.SkipNotOnUpgradePath) {
+			return nil, ""
+		}
+		fp := twin.FirmwarePatch(t.Ownership.Previous, nil)
+		return fp.SetHistory(twin.WithHistory(t.History, rules.HistoryEntry(t, obj, s.now, true))), "released"
 	})
+	released := make([]bool, len(did))
+	for j := range did {
+		released[j] = did[j] != ""
+	}
 	n := r.forgetReleased(s, todo, released)
 	if n > 0 {
 		r.event(ctx, obj, corev1.EventTypeNormal, string(fwv1.SkipNotOnUpgradePath),
 			fmt.Sprintf("%d stations report a package firmware.upgradeFrom does not list: skipped, their twins put back as they were", n))
 	}
-	return kerrors.NewAggregate(errs)
+	return err
 }
 
 // forgetReleased lays the stations releaseOffPath let go over the view and
