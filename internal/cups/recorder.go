@@ -52,14 +52,20 @@ type recorder struct {
 	// next write waits for it (write queues it at its end), so that two
 	// writes of one station never overlap and the cache keeps its twin.
 	writing map[string]bool
-	queue   chan string
+	// latest is, for each station with a write queued or under way, the
+	// observation of its latest decision: until the writes are in the
+	// twin, the cache holds an older one, and the next poll is decided on
+	// this one (a station that fell back seconds after it reported the
+	// package must not be sent the update again).
+	latest map[string]twin.Observation
+	queue  chan string
 	wg      sync.WaitGroup
 }
 
 func newRecorder(s *Server) *recorder {
 	return &recorder{
 		store: s.store, cache: s.cache, notifier: s.notifier, m: s.m, refresh: s.opts.ObservationRefresh,
-		pending: map[string]*pendingObs{}, writing: map[string]bool{}, queue: make(chan string, recorderQueueLen), done: make(chan struct{}),
+		pending: map[string]*pendingObs{}, writing: map[string]bool{}, latest: map[string]twin.Observation{}, queue: make(chan string, recorderQueueLen), done: make(chan struct{}),
 	}
 }
 
@@ -118,6 +124,7 @@ func (r *recorder) record(ctx context.Context, deviceID string, req *Request, d 
 	}
 	p.req, p.now, p.log = req, now, log
 	p.outcomes = append(p.outcomes, d.Outcome)
+	r.latest[deviceID] = d.Observation
 	if notify != "" {
 		p.notify = notify
 	}
@@ -200,12 +207,30 @@ func (r *recorder) write(ctx context.Context, deviceID string) {
 	}
 }
 
+// overlay returns t with the observation of the station's latest
+// decision whose write is not yet in the twin, or t itself when there is
+// none. t is not modified.
+func (r *recorder) overlay(t *twin.Twin) *twin.Twin {
+	r.mu.Lock()
+	obs, ok := r.latest[t.DeviceID]
+	r.mu.Unlock()
+	if !ok {
+		return t
+	}
+	c := *t
+	c.Observation = &obs
+	return &c
+}
+
 // next ends the station's write and schedules the one that was recorded
 // while it was under way, if any.
 func (r *recorder) next(ctx context.Context, deviceID string) {
 	r.mu.Lock()
 	delete(r.writing, deviceID)
 	_, more := r.pending[deviceID]
+	if !more {
+		delete(r.latest, deviceID) // the twin (and the cache) hold it now, or the write failed
+	}
 	r.mu.Unlock()
 	if more {
 		r.schedule(ctx, deviceID)

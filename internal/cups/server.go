@@ -377,6 +377,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 
 	// 3-6. Decide.
 	now := s.now()
+	cached := t
+	t = s.rec.overlay(cached)
 	d, err := Decide(Input{Request: req, Twin: t, Authenticated: method != authNone, Now: now, Refresh: s.opts.ObservationRefresh})
 	if err != nil {
 		lg.get().Error(err, "twin holds inconsistent firmware fields; answering 500")
@@ -394,7 +396,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 			d.Notify = changed && t.Ownership != nil
 		}
 		if d.Record {
-			s.rec.record(ctx, deviceID, req, d, now, t, lg.get())
+			s.rec.record(ctx, deviceID, req, d, now, cached, lg.get())
 		}
 	}
 	if d.Update == nil {

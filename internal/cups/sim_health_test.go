@@ -91,7 +91,9 @@ func TestSimulatorUnhealthyAfterTheUpdate(t *testing.T) {
 	g.Expect(o.State).To(Equal(fwv1.OutcomeFailed))
 	g.Expect(o.Reason).To(Equal(string(fwv1.FailureUnhealthy)))
 	g.Expect(o.Message).To(Equal(`reported "2.0.7" at 10:00:03Z, then came back to CUPS 3 times every 60s within the bake time (1h): it cannot reach its network server`))
-	g.Expect(len(e.h.notified)).To(BeNumerically(">=", 5), "the update and every poll within the bake time woke the controller")
+	// Polls recorded while a write of the station is under way are written,
+	// and wake the controller, together: the last one's write wakes it.
+	g.Expect(len(e.h.notified)).To(BeNumerically(">=", 2), "the update and the polls within the bake time woke the controller")
 }
 
 // TestSimulatorHealthyBakesThenUpdated: a healthy station polls once after
