@@ -59,7 +59,7 @@ type recorder struct {
 	// package must not be sent the update again).
 	latest map[string]twin.Observation
 	queue  chan string
-	wg      sync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 func newRecorder(s *Server) *recorder {
