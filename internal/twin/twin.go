@@ -22,6 +22,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -589,16 +593,35 @@ func (p *Patch) SetHistory(h []HistoryEntry) *Patch {
 // ended, a report's emptied polls) is sent as null, which deletes it.
 func ObservationPatch(obs Observation) *Patch {
 	m := toJSONMap(obs)
-	nullAbsent(m, "station", "model", "package", "servedPackage", "servedRollout", "updatesServed",
-		"refusal", "refusedPackage", "refusedRollout", "cupsCredCrc", "report")
+	nullAbsent(m, observationKeys())
 	if r, ok := m["report"].(map[string]any); ok {
-		nullAbsent(r, "polls", "restarts", "restartNext", "back", "backAt")
+		nullAbsent(r, reportKeys())
 	}
 	return &Patch{Tags: map[string]any{TagRoot: map[string]any{TagObserved: m}}}
 }
 
+// The optional (omitempty) JSON keys of the observation and report
+// records, read from their struct tags so that a field added later is
+// deleted like the others when cleared.
+var (
+	observationKeys = sync.OnceValue(func() []string { return optionalKeys(reflect.TypeFor[Observation]()) })
+	reportKeys      = sync.OnceValue(func() []string { return optionalKeys(reflect.TypeFor[Report]()) })
+)
+
+// optionalKeys lists the JSON names of the omitempty fields of struct t.
+func optionalKeys(t reflect.Type) []string {
+	var keys []string
+	for f := range t.Fields() {
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" && slices.Contains(strings.Split(opts, ","), "omitempty") {
+			keys = append(keys, name)
+		}
+	}
+	return keys
+}
+
 // nullAbsent sets each of keys that m does not hold to nil.
-func nullAbsent(m map[string]any, keys ...string) {
+func nullAbsent(m map[string]any, keys []string) {
 	for _, k := range keys {
 		if _, ok := m[k]; !ok {
 			m[k] = nil
