@@ -130,7 +130,7 @@ func (r *FirmwareRolloutReconciler) retryStation(ctx context.Context, id, uid st
 				obs = &o
 			}
 		}
-		return twin.RetryPatch(t.Ownership, own, t.Observation, obs), nil
+		return twin.RetryPatch(t.Ownership, own, obs), nil
 	})
 }
 

@@ -527,14 +527,14 @@ func FailedPatch(reason string) *Patch {
 // RetryPatch returns the patch that sends a Failed station its owning
 // rollout's update again: the ownership record becomes own (its Failed
 // cleared and a new WrittenAt, by the caller) and the observation record
-// becomes obs (the observation after ForgetRollout; nil leaves it alone).
-// wasOwn and wasObs are the records as read: a merge patch keeps every key
-// it does not name, so the keys they hold and the new records lack are
-// deleted explicitly.
-func RetryPatch(wasOwn *Ownership, own Ownership, wasObs, obs *Observation) *Patch {
+// becomes obs (the observation after ForgetRollout, written as
+// ObservationPatch writes it; nil leaves it alone). wasOwn is the
+// ownership record as read: a merge patch keeps every key it does not
+// name, so the keys it holds and own lacks are deleted explicitly.
+func RetryPatch(wasOwn *Ownership, own Ownership, obs *Observation) *Patch {
 	root := map[string]any{TagRollout: replacing(toJSONMapOrNil(wasOwn), toJSONMap(own))}
 	if obs != nil {
-		root[TagObserved] = replacing(toJSONMapOrNil(wasObs), toJSONMap(*obs))
+		root[TagObserved] = ObservationPatch(*obs).Tags[TagRoot].(map[string]any)[TagObserved]
 	}
 	return &Patch{Tags: map[string]any{TagRoot: root}}
 }

@@ -23,7 +23,7 @@ func TestForgetRollout(t *testing.T) {
 	if o.ForgetRollout("a") || (*Observation)(nil).ForgetRollout("a") {
 		t.Error("forgot twice")
 	}
-	p := RetryPatch(&Ownership{UID: "a", Failed: "NotApplied"}, Ownership{UID: "a"}, &Observation{ServedRollout: "a"}, o)
+	p := RetryPatch(&Ownership{UID: "a", Failed: "NotApplied"}, Ownership{UID: "a"}, o)
 	root := p.Tags[TagRoot].(map[string]any)
 	if own := root[TagRollout].(map[string]any); own["failed"] != nil || len(own) < 2 {
 		t.Errorf("the patch does not delete the failure mark: %v", own)
