@@ -56,6 +56,11 @@ type cacheEntry struct {
 	// entry a tombstone (twin and err unset); reads started before it must
 	// not fill the entry.
 	invalidated uint64
+	// since is the sequence number of the station's latest Invalidate
+	// before this entry was filled (kept when a read replaces the
+	// tombstone): a write that began before it returned a twin older than
+	// the entry's and must not replace it.
+	since uint64
 }
 
 // NewTwinCache returns a cache in front of getter with the given TTL (zero
@@ -120,10 +125,14 @@ func (c *TwinCache) store(deviceID string, t *twin.Twin, err error, startSeq uin
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.entries[deviceID]; ok && e.invalidated > startSeq {
-		return
+	var since uint64
+	if e, ok := c.entries[deviceID]; ok {
+		if e.invalidated > startSeq {
+			return
+		}
+		since = max(e.since, e.invalidated)
 	}
-	c.entries[deviceID] = &cacheEntry{twin: t, err: err, expires: c.now().Add(c.ttl)}
+	c.entries[deviceID] = &cacheEntry{twin: t, err: err, expires: c.now().Add(c.ttl), since: since}
 }
 
 // BeginWrite marks a registry write of the station in flight and returns
@@ -165,10 +174,16 @@ func (c *TwinCache) EndWrite(deviceID string, t *twin.Twin, start uint64) {
 	if c.ttl < 0 || t == nil {
 		return
 	}
-	if e, ok := c.entries[deviceID]; ok && e.invalidated > start {
-		return
+	var since uint64
+	if e, ok := c.entries[deviceID]; ok {
+		if e.invalidated > start || e.since > start {
+			// Invalidated after the write began, possibly already refilled
+			// by a read: what the write returned may be older.
+			return
+		}
+		since = e.since
 	}
-	c.entries[deviceID] = &cacheEntry{twin: t, expires: c.now().Add(c.ttl)}
+	c.entries[deviceID] = &cacheEntry{twin: t, expires: c.now().Add(c.ttl), since: since}
 }
 
 // Replace stores next in place of old when the entry still holds exactly
@@ -183,7 +198,7 @@ func (c *TwinCache) Replace(old, next *twin.Twin) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[old.DeviceID]; ok && e.invalidated == 0 && e.twin == old {
-		c.entries[old.DeviceID] = &cacheEntry{twin: next, expires: e.expires}
+		c.entries[old.DeviceID] = &cacheEntry{twin: next, expires: e.expires, since: e.since}
 	}
 }
 

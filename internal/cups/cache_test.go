@@ -244,6 +244,35 @@ func TestTwinCacheWriteRacingAnotherWriter(t *testing.T) {
 	g.Expect(getter.reads.Load()).To(BeEquivalentTo(1), "served from what the write returned")
 }
 
+// TestTwinCacheWriteOutlivesTheTombstone: an observation write begins, the
+// operator changes the twin (new thumbprints) and invalidates, a poll reads
+// the new twin, and only then the write returns the twin it patched, read
+// before the change: the cache keeps the newer twin (a station rotated to
+// a new certificate was once refused with 403 from the older one).
+func TestTwinCacheWriteOutlivesTheTombstone(t *testing.T) {
+	g := NewWithT(t)
+	getter := &slowGetter{pkg: "v2"}
+	c := NewTwinCache(getter, time.Hour)
+	const id = "0000000000000001"
+	start := c.BeginWrite(id)
+	c.Invalidate(id)
+	tw, err := c.Get(context.Background(), id)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tw.CUPS.Package).To(Equal("v2"))
+	c.EndWrite(id, &twin.Twin{DeviceID: id, CUPS: twin.CUPS{Firmware: twin.Firmware{Package: "v1"}}}, start)
+	tw, err = c.Get(context.Background(), id)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tw.CUPS.Package).To(Equal("v2"), "the late write's older twin does not replace the newer one")
+	g.Expect(getter.reads.Load()).To(BeEquivalentTo(1))
+
+	// A write that began after the invalidation is cached as usual.
+	start = c.BeginWrite(id)
+	c.EndWrite(id, &twin.Twin{DeviceID: id, CUPS: twin.CUPS{Firmware: twin.Firmware{Package: "v3"}}}, start)
+	tw, err = c.Get(context.Background(), id)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tw.CUPS.Package).To(Equal("v3"))
+}
+
 // TestTwinCacheOverlappingWrites: two observation writes of one station
 // run at once; the one that returns last may hold the older twin (it
 // patched first). Neither is cached: the next poll reads the registry (a
