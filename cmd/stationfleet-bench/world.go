@@ -138,7 +138,9 @@ func (w *world) seed(observed bool) error {
 			Station:  "2.0.6(linux/std) 2026-11-27 18:19:31", Model: "linux", Package: "2.0.6",
 			Keys: []uint32{w.signer.CRC},
 		}
-		obsTags = twin.ObservationPatch(obs).Tags
+		// The patch nulls the keys the observation leaves out (to delete
+		// them from a twin); a seeded document has none.
+		obsTags = withoutNulls(twin.ObservationPatch(obs).Tags)
 	}
 	for i, sp := range w.specs {
 		tags := map[string]any{"region": sp.Tags["region"], "ring": sp.Tags["ring"]}
@@ -150,6 +152,21 @@ func (w *world) seed(observed bool) error {
 		}
 	}
 	return nil
+}
+
+// withoutNulls returns m without its null values, at every depth.
+func withoutNulls(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		switch v := v.(type) {
+		case nil:
+		case map[string]any:
+			out[k] = withoutNulls(v)
+		default:
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // close stops the emulator and forgets the world's rollouts (their

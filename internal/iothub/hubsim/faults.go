@@ -128,6 +128,9 @@ type counters struct {
 	requests sync.Map // Op -> *atomic.Int64: requests received (authenticated or not)
 	served   sync.Map // Op -> *atomic.Int64: requests answered with 2xx
 
+	// conns is TLS connections accepted: each one costs a handshake.
+	conns atomic.Int64
+
 	mu            sync.Mutex
 	rolloutWrites map[string]map[string]int // rollout uid -> device id -> writes
 }
@@ -159,6 +162,11 @@ func (s *Server) Served(op Op) int64 { return load(&s.counters.served, op) }
 func (s *Server) Reads() int64 {
 	return s.Served(OpGetTwin) + s.Served(OpGetDevice) + s.Served(OpQuery)
 }
+
+// Connections returns how many TLS connections clients opened to the
+// emulator: each costs a full handshake on both sides, so a client that
+// reuses its connections opens few per thousand requests.
+func (s *Server) Connections() int64 { return s.counters.conns.Load() }
 
 // Writes returns the successful twin writes.
 func (s *Server) Writes() int64 { return s.Served(OpPatchTwin) + s.Served(OpReplaceTwin) }

@@ -343,6 +343,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:          log.New(io.Discard, "", 0), // TLS handshake noise from dropped connections
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.counters.conns.Add(1)
+			}
+		},
 	}
 	s.served = make(chan struct{})
 	srv := s.srv
