@@ -104,6 +104,9 @@ type IoTHubOptions struct {
 	PageSize int
 	// NoRateLimit turns the client's own rate limits off (the emulator).
 	NoRateLimit bool
+	// MaxConnections bounds the connections to IoT Hub (0: the client's
+	// default).
+	MaxConnections int
 }
 
 // BindFlags registers the options on fs.
@@ -115,6 +118,7 @@ func (o *IoTHubOptions) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.ReadRate, "iothub-read-rate", o.ReadRate, "Twin reads per second (IoT Hub S1 allows 100 per unit).")
 	fs.Float64Var(&o.QueryRate, "iothub-query-rate", o.QueryRate, "Query pages per minute (IoT Hub S1 allows 20 per unit).")
 	fs.IntVar(&o.PageSize, "iothub-page-size", o.PageSize, "Twins per query page (at most 1000).")
+	fs.IntVar(&o.MaxConnections, "iothub-max-connections", o.MaxConnections, fmt.Sprintf("Connections to IoT Hub at most; requests beyond them wait for one (each new connection is a TLS handshake). 0: %d.", iothub.DefaultMaxConnections))
 	fs.BoolVar(&o.NoRateLimit, "iothub-no-rate-limit", o.NoRateLimit, "Turn the client's rate limits off (for the emulator only).")
 }
 
@@ -148,6 +152,9 @@ func (o IoTHubOptions) NewRegistry() (*iothub.Client, error) {
 	}
 	if o.PageSize > 0 {
 		opts = append(opts, iothub.WithPageSize(o.PageSize))
+	}
+	if o.MaxConnections > 0 {
+		opts = append(opts, iothub.WithMaxConnections(o.MaxConnections))
 	}
 	if o.NoRateLimit {
 		opts = append(opts, iothub.WithoutRateLimits())

@@ -49,6 +49,16 @@ const (
 	defaultConflicts    = 5         // Update attempts when the ETag keeps going stale
 	defaultAttempts     = 8         // attempts per request on throttling / transient failure
 	defaultHTTPTimeout  = 30 * time.Second
+
+	// DefaultMaxConnections bounds the connections the client keeps open
+	// to the hub. Requests beyond it wait for a connection rather than
+	// open one: every new connection costs a TLS handshake (about a
+	// millisecond of CPU here, and network round trips to a real hub),
+	// while a connection carries a request every few milliseconds. 64
+	// connections carry the read rate of a hub of several S3 units at the
+	// latency of a hub in another region; the rate limiters, not the
+	// connections, set the pace.
+	DefaultMaxConnections = 64
 )
 
 // ErrConflict is wrapped by Update when the twin kept changing under it for
@@ -73,6 +83,7 @@ type config struct {
 	initialWait  time.Duration
 	maxWait      time.Duration
 	timeout      time.Duration
+	maxConns     int
 }
 
 // WithCAFile trusts the PEM certificates in path (besides the system roots),
@@ -206,6 +217,21 @@ func WithConflictAttempts(n int) Option {
 	}
 }
 
+// WithMaxConnections bounds the connections to the hub at n (default
+// DefaultMaxConnections): a request that finds them all busy waits for one
+// instead of opening another, and up to n stay open while idle, so a burst
+// of requests larger than n reuses the same n connections. It has no effect
+// with WithHTTPClient.
+func WithMaxConnections(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("max connections %d: want at least 1", n)
+		}
+		c.maxConns = n
+		return nil
+	}
+}
+
 // WithTimeout bounds each HTTP request; default 30s.
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) error { c.timeout = d; return nil }
@@ -239,6 +265,7 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 		initialWait:  200 * time.Millisecond,
 		maxWait:      30 * time.Second,
 		timeout:      defaultHTTPTimeout,
+		maxConns:     DefaultMaxConnections,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -267,15 +294,7 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 		if tcfg == nil {
 			tcfg = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
-		base := http.DefaultTransport.(*http.Transport).Clone()
-		base.TLSClientConfig = tcfg
-		base.MaxIdleConnsPerHost = 64
-		base.ForceAttemptHTTP2 = false
-		if cfg.endpoint != "" {
-			base.Proxy = nil
-			base.DialContext = dialTo(cfg.endpoint)
-		}
-		hc = &http.Client{Transport: base, Timeout: cfg.timeout}
+		hc = &http.Client{Transport: c.newTransport(tcfg), Timeout: cfg.timeout}
 	} else {
 		cp := *hc
 		hc = &cp
@@ -299,6 +318,32 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 	c.svc = svc
 	registerMetrics()
 	return c, nil
+}
+
+// newTransport is the client's own HTTP transport: HTTP/1.1 as IoT Hub's
+// REST API documents it, at most cfg.maxConns connections, all of them kept
+// when idle, and a count of every connection opened (each a TLS handshake).
+func (c *Client) newTransport(tcfg *tls.Config) *http.Transport {
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.TLSClientConfig = tcfg
+	base.ForceAttemptHTTP2 = false
+	base.MaxConnsPerHost = c.cfg.maxConns
+	base.MaxIdleConnsPerHost = c.cfg.maxConns
+	base.MaxIdleConns = c.cfg.maxConns
+	dial := base.DialContext
+	if c.cfg.endpoint != "" {
+		base.Proxy = nil
+		dial = dialTo(c.cfg.endpoint)
+	}
+	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err == nil {
+			c.stats.conns.Add(1)
+			metricConnections.Inc()
+		}
+		return conn, err
+	}
+	return base
 }
 
 // dialTo returns a DialContext that connects to addr whatever address it is
@@ -354,22 +399,26 @@ type Stats struct {
 	Retries int64
 	// Conflicts is writes refused because the ETag was stale.
 	Conflicts int64
+	// Connections is connections opened to the hub, each a TLS handshake
+	// (zero with WithHTTPClient, whose transport the client does not own).
+	Connections int64
 }
 
 type stats struct {
-	reads, writes, pages, throttled, retries, conflicts atomic.Int64
+	reads, writes, pages, throttled, retries, conflicts, conns atomic.Int64
 }
 
 // Stats returns this client's counters (the manager and the CUPS server use
 // them to report IoT Hub load, e.g. reads per second).
 func (c *Client) Stats() Stats {
 	return Stats{
-		Reads:      c.stats.reads.Load(),
-		Writes:     c.stats.writes.Load(),
-		QueryPages: c.stats.pages.Load(),
-		Throttled:  c.stats.throttled.Load(),
-		Retries:    c.stats.retries.Load(),
-		Conflicts:  c.stats.conflicts.Load(),
+		Reads:       c.stats.reads.Load(),
+		Writes:      c.stats.writes.Load(),
+		QueryPages:  c.stats.pages.Load(),
+		Throttled:   c.stats.throttled.Load(),
+		Retries:     c.stats.retries.Load(),
+		Conflicts:   c.stats.conflicts.Load(),
+		Connections: c.stats.conns.Load(),
 	}
 }
 

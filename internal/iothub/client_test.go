@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -361,4 +362,46 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 	}
 	doc, _ := hub.TwinDocument("DEV1")
 	g.Expect(doc["tags"].(map[string]any)["count"]).To(BeNumerically("==", ok), "every successful increment counted once")
+}
+
+// TestBurstReusesBoundedConnections: a burst of concurrent twin reads far
+// larger than the connection bound is served over at most that many
+// connections (each a TLS handshake on both sides), counted alike by the
+// client and by the emulator; the reads queue for a connection and all
+// succeed. Before the bound, each read beyond the idle pool opened its own.
+func TestBurstReusesBoundedConnections(t *testing.T) {
+	const bound, burst = 4, 200
+	hub, c := newHub(t, WithMaxConnections(bound))
+	g := NewWithT(t)
+	for i := range 20 {
+		g.Expect(hub.Seed(devID(i), nil, map[string]any{"cups": map[string]any{"package": "1.0"}})).To(Succeed())
+	}
+	conns0 := hub.Connections()
+	for round := range 3 {
+		var wg sync.WaitGroup
+		errs := make(chan error, burst)
+		for i := range burst {
+			wg.Go(func() {
+				if _, err := c.Get(context.Background(), devID(i%20)); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: read failed: %v", round, err)
+		}
+	}
+	g.Expect(c.Stats().Reads).To(BeNumerically("==", 3*burst))
+	g.Expect(hub.Connections()-conns0).To(BeNumerically("<=", bound), "connections the emulator accepted for %d reads", 3*burst)
+	g.Expect(c.Stats().Connections).To(BeNumerically("<=", bound), "connections the client opened")
+	g.Expect(c.Stats().Connections).To(BeNumerically(">=", 1))
+}
+
+func TestMaxConnectionsRefusesZero(t *testing.T) {
+	_, err := New("HostName=h.azure-devices.net;SharedAccessKeyName=service;SharedAccessKey=a2V5", WithMaxConnections(0))
+	if err == nil || !strings.Contains(err.Error(), "max connections 0") {
+		t.Fatalf("want a refusal naming the bound, got %v", err)
+	}
 }

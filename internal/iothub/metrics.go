@@ -28,6 +28,10 @@ var (
 		Name: "stationfleet_iothub_etag_conflicts_total",
 		Help: "Twin writes refused with 412 because the twin changed since it was read.",
 	})
+	metricConnections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stationfleet_iothub_connections_opened_total",
+		Help: "Connections opened to IoT Hub, each a TLS handshake; a client that reuses its connections opens few per thousand requests.",
+	})
 	metricDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "stationfleet_iothub_request_duration_seconds",
 		Help:    "IoT Hub REST request latency by operation.",
@@ -39,7 +43,7 @@ var (
 
 func registerMetrics() {
 	registerOnce.Do(func() {
-		for _, c := range []prometheus.Collector{metricRequests, metricThrottled, metricRetries, metricConflicts, metricDuration} {
+		for _, c := range []prometheus.Collector{metricRequests, metricThrottled, metricRetries, metricConflicts, metricConnections, metricDuration} {
 			if err := metrics.Registry.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
