@@ -134,7 +134,7 @@ func rowHerd(ctx context.Context, c *cluster, rep *report, o herdOptions) {
 		}()
 	}
 	mgrCPU0, selfCPU0 := cpuSeconds(m.cmd.Process.Pid), cpuSeconds(os.Getpid())
-	conns0, reads0 := w.hub.Connections(), w.hub.Reads()
+	conns0, reads0, writes0 := w.hub.Connections(), w.hub.Reads(), w.hub.Writes()
 	profiled := make(chan struct{})
 	go func() { // the manager's CPU profile of the herd's first 25 s
 		defer close(profiled)
@@ -167,7 +167,7 @@ func rowHerd(ctx context.Context, c *cluster, rep *report, o herdOptions) {
 	}
 	herd := lastEnd.Sub(start)
 	mgrCPU, selfCPU, load := cpuSeconds(m.cmd.Process.Pid)-mgrCPU0, cpuSeconds(os.Getpid())-selfCPU0, loadAvg()
-	conns, hubReads := w.hub.Connections()-conns0, w.hub.Reads()-reads0
+	conns, hubReads, hubWrites := w.hub.Connections()-conns0, w.hub.Reads()-reads0, w.hub.Writes()-writes0
 	<-profiled
 	rss, rssErr := m.peakRSS()
 	saveProfile(m, "heap", filepath.Join(c.logDir, "herd-heap.pprof"))
@@ -205,6 +205,8 @@ func rowHerd(ctx context.Context, c *cluster, rep *report, o herdOptions) {
 		target: "(reported)", met: true})
 	rep.add(figure{row: row, name: "new TLS connections to the hub", value: fmt.Sprintf("%d, %.1f per 1,000 reads", conns, perThousand(conns, hubReads)),
 		target: "(reported)", met: true})
+	rep.add(figure{row: row, name: "twin writes during the herd", value: fmt.Sprintf("%d", hubWrites),
+		target: fmt.Sprintf("<= %d (2 per canary station: the others' observations are current)", 2*canary), met: hubWrites <= int64(2*canary)})
 	rep.add(figure{row: row, name: "poll latency p50 / p99", value: fmt.Sprintf("%s / %s", pct(lat, 50), pct(lat, 99)), target: "(reported)", met: true})
 	rep.note("Row 2: %d stations with distinct EUIs and twins (hubsim Seed); each polls once over plain HTTP (--cups-insecure: a TLS handshake per station "+
 		"would measure the 2-core machine's ECDSA, not the server); polls started evenly over %s by %d workers; %d canary stations (1%% batch, then an "+

@@ -27,6 +27,7 @@ import (
 	"github.com/stationfleet/stationfleet/internal/controlplane"
 	"github.com/stationfleet/stationfleet/internal/embedded"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
+	"github.com/stationfleet/stationfleet/internal/stationsim"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -131,12 +132,14 @@ func (w *world) seed(observed bool) error {
 	desired := map[string]any{twin.DesiredCUPS: old}
 	var obsTags map[string]any
 	if observed {
+		noCred := stationsim.CredSet{}.CRC()
 		// What cups.Observe records for the request a station in this
 		// state sends (stationsim's defaults: station string, model).
 		obs := twin.Observation{
 			LastSeen: time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second),
 			Station:  "2.0.6(linux/std) 2026-11-27 18:19:31", Model: "linux", Package: "2.0.6",
-			Keys: []uint32{w.signer.CRC},
+			Keys:        []uint32{w.signer.CRC},
+			CupsCredCRC: &noCred, // the simulated stations hold no CUPS credentials (plain HTTP)
 		}
 		// The patch nulls the keys the observation leaves out (to delete
 		// them from a twin); a seeded document has none.

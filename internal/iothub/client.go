@@ -28,6 +28,7 @@ import (
 
 	"github.com/amenzhinsky/iothub/iotservice"
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/stationfleet/stationfleet/internal/twin"
@@ -220,8 +221,9 @@ func WithConflictAttempts(n int) Option {
 // WithMaxConnections bounds the connections to the hub at n (default
 // DefaultMaxConnections): a request that finds them all busy waits for one
 // instead of opening another, and up to n stay open while idle, so a burst
-// of requests larger than n reuses the same n connections. It has no effect
-// with WithHTTPClient.
+// of requests larger than n reuses the same n connections. With
+// WithHTTPClient it bounds the requests in flight, and that client's
+// transport decides about connections.
 func WithMaxConnections(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -246,7 +248,11 @@ type Client struct {
 	read     *rate.Limiter
 	query    *rate.Limiter
 	identity *rate.Limiter
-	stats    stats
+	// slots bounds the requests in flight at the connection bound, so
+	// that a request waits for a connection before the rate limiter
+	// (see attempt).
+	slots *semaphore.Weighted
+	stats stats
 }
 
 // New creates a Client from a service connection string
@@ -284,6 +290,7 @@ func New(connectionString string, opts ...Option) (*Client, error) {
 		read:     limiter(cfg.readRate, time.Second),
 		query:    limiter(cfg.queryRate, time.Minute),
 		identity: limiter(cfg.identityRate, time.Minute),
+		slots:    semaphore.NewWeighted(int64(cfg.maxConns)),
 	}
 	hc := cfg.httpClient
 	if hc != nil && cfg.endpoint != "" {

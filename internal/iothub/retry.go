@@ -103,6 +103,25 @@ func parseRetryAfter(h string, now time.Time) time.Duration {
 	return 0
 }
 
+// attempt makes one request: it takes one of the client's connection slots
+// (waiting while all are busy), then waits for the rate limiter, and holds
+// the slot until the answer is read. Taking the slot first keeps the queue
+// in front of the rate limiter: a backlog that builds while the hub or
+// this process is slow drains at the configured rate, instead of bunching
+// up behind busy connections and reaching the hub faster than the rate.
+func (c *Client) attempt(ctx context.Context, ci *callInfo, lim *rate.Limiter, fn func(ctx context.Context) error) error {
+	if err := c.slots.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer c.slots.Release(1)
+	if lim != nil {
+		if err := lim.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return fn(context.WithValue(ctx, callKey{}, ci))
+}
+
 // failure classes of one attempt.
 type failure int
 
@@ -152,13 +171,8 @@ func (c *Client) do(ctx context.Context, op string, lim *rate.Limiter, fn func(c
 	bo.MaxElapsedTime = 0 // bounded by attempts and ctx instead
 	bo.Reset()
 	for attempt := 1; ; attempt++ {
-		if lim != nil {
-			if err := lim.Wait(ctx); err != nil {
-				return err
-			}
-		}
 		ci := &callInfo{op: op}
-		err := fn(context.WithValue(ctx, callKey{}, ci))
+		err := c.attempt(ctx, ci, lim, fn)
 		if err == nil {
 			return nil
 		}
