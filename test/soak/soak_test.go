@@ -100,7 +100,10 @@ type world struct {
 	impostorPolls  atomic.Int64
 	impostorCreds  atomic.Int64
 
-	mu       sync.Mutex
+	mu      sync.Mutex
+	stLog   *stationLog
+	samples sampler
+
 	rollouts map[string]*fwv1.FirmwareRollout // name -> as created (UID)
 	deleted  map[string]string                // name -> UID of rollouts deleted during the soak
 	events   []string
@@ -138,17 +141,25 @@ func TestSoak(t *testing.T) {
 	}
 	w.createRollout("listed", "2.0.9", fwv1.StationSelector{DeviceIDs: ids}, batch("100%"))
 
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); w.sample(sampleCtx, &w.samples) }()
 	inj := newInjector(w.hub, cfg.stations)
 	faultsDone := make(chan struct{})
 	go func() { defer close(faultsDone); inj.run(ctx, cfg.faults) }()
+	contended := make(chan struct{})
+	go func() { defer close(contended); w.contentionSchedule(ctx, time.Now()) }()
 	w.chaos(ctx)
 	<-faultsDone
+	<-contended
 	w.hub.ClearFaults()
 	w.logf("faults over; waiting up to %s for the rollouts to finish", cfg.settle)
 
 	w.ensureUp()
 	w.waitSettled(cfg.settle)
 	stopFleet()
+	stopSampling()
+	<-sampled
 	w.report(inj)
 }
 
@@ -157,7 +168,7 @@ func newWorld(t *testing.T, cfg soakConfig) *world {
 	g := NewWithT(t)
 	w := &world{t: t, cfg: cfg, ns: testEnv.Namespace(t), dir: t.TempDir(), fw: map[string]embedded.Firmware{},
 		expCred: map[uint64][]byte{}, rotates: map[uint64]bool{}, rollouts: map[string]*fwv1.FirmwareRollout{},
-		deleted: map[string]string{}, kills: map[string]int{}}
+		deleted: map[string]string{}, kills: map[string]int{}, stLog: newStationLog()}
 	w.hub = hubsim.Start(t, hubsim.Options{})
 	var err error
 	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithEndpoint(w.hub.Addr()), iothub.WithoutRateLimits(), iothub.WithPageSize(1000))
@@ -331,6 +342,7 @@ func (w *world) runStations(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	w.fleet = stationsim.NewFleet(w.stations, stationsim.FleetOptions{Interval: w.cfg.poll, Workers: 64,
 		OnResult: func(s *stationsim.Station, r stationsim.Result) {
+			w.stLog.record(s, r)
 			if !r.CUPSCredChanged {
 				return
 			}
@@ -806,6 +818,7 @@ func (w *world) report(inj *injector) {
 	fmt.Fprintf(&b, "  %-50s %d\n", "IoT Hub twin writes (2xx)", w.hub.Writes())
 	fmt.Fprintf(&b, "  %-50s %d\n", "IoT Hub twin writes refused or failed", w.hub.Requests(hubsim.OpPatchTwin)+w.hub.Requests(hubsim.OpReplaceTwin)-w.hub.Writes())
 	fmt.Fprintf(&b, "\n== rollouts\n%s", w.statuses())
+	fmt.Fprintf(&b, "\n== failures by reason, per rollout\n%s", w.failureReport(list.Items, outcomes(twins, list.Items)))
 	for name, uid := range w.deleted {
 		fmt.Fprintf(&b, "  %s: deleted (uid %s)\n", name, uid)
 	}
