@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -62,18 +63,52 @@ func (w *world) contention(ctx context.Context, d time.Duration) {
 	w.count(fmt.Sprintf("CPU contention (%d busy threads per core)", burnThreadsPerCore))
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), burnEnv+"="+d.String())
-	if err := cmd.Run(); err != nil && ctx.Err() == nil {
+	w.burnMu.Lock()
+	err := cmd.Start()
+	if err == nil {
+		w.burner = cmd.Process
+		if w.burnHeld {
+			_ = cmd.Process.Signal(syscall.SIGSTOP)
+		}
+	}
+	w.burnMu.Unlock()
+	if err == nil {
+		err = cmd.Wait()
+	}
+	w.burnMu.Lock()
+	w.burner = nil
+	w.burnMu.Unlock()
+	if err != nil && ctx.Err() == nil {
 		w.logf("CPU burner: %v", err)
 	}
 }
 
+// holdContention stops the burner (SIGSTOP) until the returned func is
+// called: the harness's own restarts (Azurite's, which a busy machine slows
+// past the harness's patience) are not the system under test.
+func (w *world) holdContention() (release func()) {
+	w.burnMu.Lock()
+	w.burnHeld = true
+	if w.burner != nil {
+		_ = w.burner.Signal(syscall.SIGSTOP)
+	}
+	w.burnMu.Unlock()
+	return func() {
+		w.burnMu.Lock()
+		w.burnHeld = false
+		if w.burner != nil {
+			_ = w.burner.Signal(syscall.SIGCONT)
+		}
+		w.burnMu.Unlock()
+	}
+}
+
 // contentionSchedule runs the contention fault in every chaos cycle, from
-// 17 s into the cycle for 28 s (after Azurite's restart, which a busy
-// machine slows past the harness's patience; across the rollout deletion,
-// both managers' SIGKILLs and the big batches), for as long as the faults
-// run.
+// 8 s into the cycle for 35 s (across the Azurite outage, the rollout
+// deletion, both managers' SIGKILLs and the big batches; the burner is
+// held while Azurite restarts), for as long as the faults run.
 func (w *world) contentionSchedule(ctx context.Context, start time.Time) {
-	const cycle, from, burn = 50 * time.Second, 17 * time.Second, 28 * time.Second
+	const cycle, from, burn = 50 * time.Second, 8 * time.Second, 35 * time.Second
 	for n := 0; ; n++ {
 		at := start.Add(time.Duration(n)*cycle + from)
 		if at.Sub(start) >= w.cfg.faults {

@@ -104,6 +104,10 @@ type world struct {
 	stLog   *stationLog
 	samples sampler
 
+	burnMu   sync.Mutex
+	burner   *os.Process // the contention fault's burner, while it runs
+	burnHeld bool
+
 	rollouts map[string]*fwv1.FirmwareRollout // name -> as created (UID)
 	deleted  map[string]string                // name -> UID of rollouts deleted during the soak
 	events   []string
@@ -518,6 +522,8 @@ func (w *world) azuriteOutage(down time.Duration) {
 	w.blob.Kill()
 	w.count("Azurite outage (SIGKILL + restart)")
 	time.Sleep(down)
+	release := w.holdContention()
+	defer release()
 	w.blob.Start()
 }
 
