@@ -12,6 +12,7 @@ import (
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/embedded"
+	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
 	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/stationsim"
 	"github.com/stationfleet/stationfleet/internal/twin"
@@ -84,18 +85,21 @@ func (w *world) sample(ctx context.Context, sp *sampler) {
 	sp.by, sp.last = map[string]*statusSample{}, map[string]int32{}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
-	for {
+	for last := false; ; {
 		var list fwv1.FirmwareRolloutList
-		if err := testEnv.Client.List(ctx, &list, client.InNamespace(w.ns)); err == nil {
+		if err := testEnv.Client.List(context.Background(), &list, client.InNamespace(w.ns)); err == nil {
 			sp.mu.Lock()
 			for i := range list.Items {
 				sp.note(&list.Items[i], w)
 			}
 			sp.mu.Unlock()
 		}
+		if last {
+			return
+		}
 		select {
 		case <-ctx.Done():
-			return
+			last = true // one more: what happened since the last tick
 		case <-tick.C:
 		}
 	}
@@ -222,4 +226,152 @@ func (w *world) failureReport(list []fwv1.FirmwareRollout, outs map[string]map[s
 		}
 	}
 	return b.String()
+}
+
+// ownership is one rollout's hold on one station, from the emulator's
+// ownership log: from its write until the next change of owner (zero: it
+// still owns it).
+type ownership struct{ from, to time.Time }
+
+// holds maps rollout UID -> device id -> the rollout's holds, in order.
+func holds(log []hubsim.OwnershipChange) map[string]map[string][]ownership {
+	out := map[string]map[string][]ownership{}
+	for _, c := range log {
+		if c.From != "" {
+			if hs := out[c.From][c.DeviceID]; len(hs) > 0 && hs[len(hs)-1].to.IsZero() {
+				hs[len(hs)-1].to = c.At
+			}
+		}
+		if c.To != "" {
+			m := out[c.To]
+			if m == nil {
+				m = map[string][]ownership{}
+				out[c.To] = m
+			}
+			m[c.DeviceID] = append(m[c.DeviceID], ownership{from: c.At})
+		}
+	}
+	return out
+}
+
+// historyChecks are the invariants that compare each rollout's status to
+// what happened to each station: the emulator's ownership log (which
+// rollout wrote it, when, and when it was let go), the stations' own logs
+// (what they installed, when) and each station's outcome as the twins say
+// it (rules.EvaluateStation: the ownership record and the history of
+// earlier rollouts).
+func (w *world) historyChecks(list []fwv1.FirmwareRollout, twins map[string]*twin.Twin, outs map[string]map[string]rules.StationOutcome, add func(string, bool, string, ...any)) {
+	hs := holds(w.hub.OwnershipLog())
+	// A rollout's status is its history: its counts are what happened to
+	// the stations it wrote, whoever owns them now.
+	{
+		var bad []string
+		written := 0
+		for i := range list {
+			r := &list[i]
+			mine := hs[string(r.UID)]
+			written += len(mine)
+			var upd, fail, skipPath int32
+			for id := range mine {
+				switch o := outs[r.Name][id]; o.State {
+				case fwv1.OutcomeUpdated:
+					upd++
+				case fwv1.OutcomeFailed:
+					fail++
+				case fwv1.OutcomeSkipped:
+					skipPath++
+				default:
+					bad = append(bad, fmt.Sprintf("%s wrote %s, which is %s", r.Name, id, o.State))
+				}
+			}
+			s := r.Status
+			if s.Updated != upd || s.Failed != fail || s.SkippedNotOnUpgradePath != skipPath {
+				bad = append(bad, fmt.Sprintf("%s wrote %d stations: %d updated, %d failed, %d off the upgrade path by their twins; status says %d, %d, %d",
+					r.Name, len(mine), upd, fail, skipPath, s.Updated, s.Failed, s.SkippedNotOnUpgradePath))
+			}
+			for _, f := range s.Failures {
+				if o := outs[r.Name][f.DeviceID]; o.State != fwv1.OutcomeFailed || o.Reason != string(f.Reason) {
+					bad = append(bad, fmt.Sprintf("%s lists %s as %s, its twin says %s %s", r.Name, f.DeviceID, f.Reason, o.State, o.Reason))
+				}
+			}
+			if m := readyMessage(r); s.Phase == fwv1.PhaseHalted && !strings.HasPrefix(m, fmt.Sprintf("%d stations failed", s.Failed)) {
+				bad = append(bad, fmt.Sprintf("%s: failed=%d, halt message %q", r.Name, s.Failed, m))
+			}
+		}
+		w.samples.mu.Lock()
+		for name, s := range w.samples.by {
+			if len(s.drops) > 0 {
+				bad = append(bad, fmt.Sprintf("%s: failure count went down: %s", name, strings.Join(s.drops, ", ")))
+			}
+		}
+		w.samples.mu.Unlock()
+		add("each rollout's counts are what happened to the stations it wrote (ownership log)", len(bad) == 0,
+			"%d (rollout, station) holds; %s", written, orNone(bad))
+	}
+	// What the stations did: a station that installed a rollout's package
+	// while the rollout held it is counted Updated by it, and a station a
+	// rollout counts Updated installed its package while it held it.
+	{
+		var bad []string
+		installs := 0
+		for i := range list {
+			r := &list[i]
+			pkg := r.Spec.Firmware.Package
+			for id, owns := range hs[string(r.UID)] {
+				did := false
+				for _, o := range owns {
+					did = did || w.stLog.installedBetween(id, pkg, o.from, o.to)
+				}
+				if did {
+					installs++
+				}
+				switch st := outs[r.Name][id].State; {
+				case did && st != fwv1.OutcomeUpdated:
+					bad = append(bad, fmt.Sprintf("%s installed %s while %s held it; counted %s %s", id, pkg, r.Name, st, outs[r.Name][id].Reason))
+				case !did && st == fwv1.OutcomeUpdated:
+					bad = append(bad, fmt.Sprintf("%s counted Updated by %s but never installed %s while it held it", id, r.Name, pkg))
+				}
+			}
+		}
+		add("a station that installed a rollout's package (its log) is counted Updated, only then", len(bad) == 0,
+			"%d installs while the rollout held the station; %s", installs, orNone(bad))
+	}
+	// What a halted rollout holds: every station it wrote (no other
+	// rollout wrote one of them while it was halted), and not the stations
+	// it never wrote, which it counts Skipped once another rollout owns
+	// them and Pending while none does.
+	{
+		var bad []string
+		halted := 0
+		for i := range list {
+			r := &list[i]
+			if r.Status.Phase != fwv1.PhaseHalted {
+				continue
+			}
+			halted++
+			mine := hs[string(r.UID)]
+			for id, owns := range mine {
+				if last := owns[len(owns)-1]; !last.to.IsZero() {
+					bad = append(bad, fmt.Sprintf("%s let %s go at %s while halted or before", r.Name, id, last.to.Format("15:04:05")))
+				}
+			}
+			var pending, elsewhere int32
+			for id, t := range twins {
+				if !selects(r, t) || mine[id] != nil {
+					continue
+				}
+				switch {
+				case t.Ownership == nil:
+					pending++
+				case t.Ownership.UID != string(r.UID):
+					elsewhere++
+				}
+			}
+			if r.Status.Pending != pending || r.Status.Skipped-r.Status.SkippedNotOnUpgradePath != elsewhere {
+				bad = append(bad, fmt.Sprintf("%s: %d targets owned by no rollout, %d by another; status says pending=%d skipped=%d",
+					r.Name, pending, elsewhere, r.Status.Pending, r.Status.Skipped))
+			}
+		}
+		add("a halted rollout holds every station it wrote, and only those", len(bad) == 0, "%d halted rollouts; %s", halted, orNone(bad))
+	}
 }

@@ -689,7 +689,9 @@ func (w *world) report(inj *injector) {
 		for i := range list.Items {
 			r := &list.Items[i]
 			s := r.Status
-			if s.Pending != 0 || s.InProgress != 0 {
+			// A halted rollout's pending stations are those no rollout
+			// owns: the halted-rollout invariant counts them.
+			if (s.Pending != 0 && s.Phase != fwv1.PhaseHalted) || s.InProgress != 0 {
 				bad = append(bad, fmt.Sprintf("%s pending=%d inProgress=%d", r.Name, s.Pending, s.InProgress))
 			}
 			want := min(int(s.Failed), fwv1.MaxFailuresListed)
@@ -702,7 +704,7 @@ func (w *world) report(inj *injector) {
 				}
 			}
 		}
-		add("every targeted station ends Updated, Failed (with a reason) or Skipped", len(bad) == 0, "%d rollouts; %s", len(list.Items), orNone(bad))
+		add("every targeted station ends Updated, Failed (a reason), Skipped (halted: or unowned)", len(bad) == 0, "%d rollouts; %s", len(list.Items), orNone(bad))
 	}
 	// 2. No station written twice by the same rollout.
 	{
@@ -779,6 +781,9 @@ func (w *world) report(inj *injector) {
 		}
 		add("rollout statuses add up (targets = pending+inProgress+updated+failed+skipped)", len(bad) == 0, "%s", orNone(bad))
 	}
+	// The status against what happened to each station.
+	outs := outcomes(twins, list.Items)
+	w.historyChecks(list.Items, twins, outs, add)
 	// 6. No malformed CUPS response.
 	stats := w.fleet.Stats()
 	add("no CUPS response was malformed", stats.Malformed == 0, "%d polls, %d failed (connection refused/reset, 5xx during outages), %d malformed, %d updates applied",
@@ -800,14 +805,14 @@ func (w *world) report(inj *injector) {
 	// The report.
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n== soak report: %d stations, %s of faults\n", w.cfg.stations, w.cfg.faults)
-	fmt.Fprintf(&b, "%-4s | %-78s | %s\n", "", "invariant", "detail")
+	fmt.Fprintf(&b, "%-4s | %-84s | %s\n", "", "invariant", "detail")
 	failed := false
 	for _, c := range checks {
 		mark := "OK"
 		if !c.ok {
 			mark, failed = "FAIL", true
 		}
-		fmt.Fprintf(&b, "%-4s | %-78s | %s\n", mark, c.name, c.detail)
+		fmt.Fprintf(&b, "%-4s | %-84s | %s\n", mark, c.name, c.detail)
 	}
 	fmt.Fprintf(&b, "\n== faults injected\n")
 	for _, l := range inj.summary() {
@@ -824,7 +829,7 @@ func (w *world) report(inj *injector) {
 	fmt.Fprintf(&b, "  %-50s %d\n", "IoT Hub twin writes (2xx)", w.hub.Writes())
 	fmt.Fprintf(&b, "  %-50s %d\n", "IoT Hub twin writes refused or failed", w.hub.Requests(hubsim.OpPatchTwin)+w.hub.Requests(hubsim.OpReplaceTwin)-w.hub.Writes())
 	fmt.Fprintf(&b, "\n== rollouts\n%s", w.statuses())
-	fmt.Fprintf(&b, "\n== failures by reason, per rollout\n%s", w.failureReport(list.Items, outcomes(twins, list.Items)))
+	fmt.Fprintf(&b, "\n== failures by reason, per rollout\n%s", w.failureReport(list.Items, outs))
 	for name, uid := range w.deleted {
 		fmt.Fprintf(&b, "  %s: deleted (uid %s)\n", name, uid)
 	}
