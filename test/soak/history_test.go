@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
@@ -374,4 +376,18 @@ func (w *world) historyChecks(list []fwv1.FirmwareRollout, twins map[string]*twi
 		}
 		add("a halted rollout holds every station it wrote, and only those", len(bad) == 0, "%d halted rollouts; %s", halted, orNone(bad))
 	}
+}
+
+// haltedRollout creates the rollout "bad" of a firmware signed with a key
+// the stations do not hold, to 1% of one region then the rest, with no
+// failure allowed, and waits until it is Halted: the soak's halted
+// rollout, whose stations the later rollouts want.
+func (w *world) haltedRollout() {
+	w.t.Helper()
+	w.publishWith(w.wrong, "2.0.99")
+	w.createRolloutLimit("bad", "2.0.99", fwv1.StationSelector{Tags: map[string]string{"region": "us-east"}},
+		intstr.FromInt32(0), batch("1%"), batch("100%"))
+	NewWithT(w.t).Eventually(func() fwv1.RolloutPhase { return w.get("bad").Status.Phase }, time.Minute, 200*time.Millisecond).
+		Should(Equal(fwv1.PhaseHalted), func() string { return w.statuses() })
+	w.logf("rollout bad halted: %s", statusLine(w.get("bad")))
 }

@@ -84,6 +84,7 @@ type world struct {
 	blobEP string
 	signer *embedded.Signer
 	fw     map[string]embedded.Firmware // package -> firmware on Azurite
+	wrong  *embedded.Signer             // the key a few stations hold instead of the right one
 	caDER  []byte
 
 	managers [2]*proc.Process
@@ -134,6 +135,10 @@ func TestSoak(t *testing.T) {
 	stopFleet := w.runStations(ctx)
 	defer stopFleet()
 
+	// A bad firmware (signed with a key the stations do not hold) halts
+	// after its first batch and waits for a person all along: every later
+	// rollout leaves the stations it wrote and takes the others.
+	w.haltedRollout()
 	// Several concurrent rollouts with overlapping selectors: half the
 	// fleet, the whole fleet, and an explicit list across both halves that
 	// is deleted half way through.
@@ -194,10 +199,13 @@ func newWorld(t *testing.T, cfg soakConfig) *world {
 
 // publish signs an update for version, uploads it to Azurite and records its
 // azblob:// URL.
-func (w *world) publish(version string) {
+func (w *world) publish(version string) { w.publishWith(w.signer, version) }
+
+// publishWith is publish with the update signed by signer.
+func (w *world) publishWith(signer *embedded.Signer, version string) {
 	w.t.Helper()
 	g := NewWithT(w.t)
-	local, err := w.signer.Publish(filepath.Join(w.dir, "staging"), version, 0)
+	local, err := signer.Publish(filepath.Join(w.dir, "staging"), version, 0)
 	g.Expect(err).NotTo(HaveOccurred())
 	data, err := os.ReadFile(local.Path)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -224,6 +232,7 @@ func (w *world) registerFleet() {
 	g := NewWithT(w.t)
 	wrong, err := embedded.LoadOrCreateSigner(filepath.Join(w.dir, "keys", "wrong.pem"))
 	g.Expect(err).NotTo(HaveOccurred())
+	w.wrong = wrong
 	credDir := filepath.Join(w.dir, "fw", "creds")
 	g.Expect(os.MkdirAll(credDir, 0o755)).To(Succeed())
 	w.cupsAddr = [2]string{proc.FreeAddr(w.t), proc.FreeAddr(w.t)}
@@ -400,6 +409,12 @@ func (w *world) runStations(ctx context.Context) (stop func()) {
 // use).
 func (w *world) createRollout(name, pkg string, sel fwv1.StationSelector, steps ...fwv1.RolloutStep) {
 	w.t.Helper()
+	w.createRolloutLimit(name, pkg, sel, intstr.FromString("10%"), steps...)
+}
+
+// createRolloutLimit is createRollout with maxFailures.
+func (w *world) createRolloutLimit(name, pkg string, sel fwv1.StationSelector, maxFailures intstr.IntOrString, steps ...fwv1.RolloutStep) {
+	w.t.Helper()
 	if _, ok := w.fw[pkg]; !ok {
 		w.publish(pkg)
 	}
@@ -409,7 +424,7 @@ func (w *world) createRollout(name, pkg string, sel fwv1.StationSelector, steps 
 		Spec: fwv1.FirmwareRolloutSpec{
 			Firmware: fwv1.FirmwareSpec{Package: fw.Package, URL: fw.URL, Signature: fw.Signature, KeyChecksum: int64(fw.KeyChecksum)},
 			Selector: sel,
-			Strategy: fwv1.RolloutStrategy{Steps: steps, MaxFailures: ptr.To(intstr.FromString("10%")),
+			Strategy: fwv1.RolloutStrategy{Steps: steps, MaxFailures: ptr.To(maxFailures),
 				ProgressDeadline: &metav1.Duration{Duration: 2 * time.Minute}, MaxUpdateAttempts: ptr.To[int32](2)},
 		},
 	}
