@@ -35,9 +35,9 @@ func newStationView(uid string, owned map[string]rules.Station, selected []targe
 		if _, ok := owned[t.id]; ok {
 			continue
 		}
-		s := rules.Station{ID: t.id, Order: t.order, Package: t.pkg, Seen: t.seen, Counted: t.counted, CountedReason: t.countedReason}
-		if t.counted != "" {
-			s.Batch, s.WrittenAt = t.countedBatch, t.countedAt
+		s := rules.Station{ID: t.id, Order: t.order, Package: t.pkg, Seen: t.seen}
+		if c := t.counted; c != nil {
+			s.Counted, s.CountedReason, s.Batch, s.WrittenAt = c.outcome, c.reason, c.batch, c.at
 		}
 		if t.ownerUID != uid {
 			s.OwnerUID, s.OwnerName = t.ownerUID, t.ownerName
@@ -190,11 +190,16 @@ type target struct {
 	// path is not written (rules.Classify).
 	pkg  string
 	seen bool
-	// counted and countedReason are what this rollout counted the station
-	// when it let it go (rules.CountedBefore), kept whoever owns it now.
-	counted, countedReason string
-	countedBatch           int
-	countedAt              time.Time
+	// counted is what this rollout counted the station when it let it go
+	// (rules.CountedBefore), kept whoever owns it now; nil for most.
+	counted *counted
+}
+
+// counted is a station's entry in the twin's history for the rollout.
+type counted struct {
+	outcome, reason string
+	batch           int
+	at              time.Time
 }
 
 // targetSnapshot is a cached selector result.
@@ -219,8 +224,11 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScop
 	if err := r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
 		for _, t := range page {
 			st := rules.NewStation(t, uid)
-			out = append(out, target{id: st.ID, order: st.Order, ownerUID: st.OwnerUID, ownerName: st.OwnerName, pkg: st.Package, seen: st.Seen,
-				counted: st.Counted, countedReason: st.CountedReason, countedBatch: st.Batch, countedAt: st.WrittenAt})
+			tg := target{id: st.ID, order: st.Order, ownerUID: st.OwnerUID, ownerName: st.OwnerName, pkg: st.Package, seen: st.Seen}
+			if st.Counted != "" {
+				tg.counted = &counted{outcome: st.Counted, reason: st.CountedReason, batch: st.Batch, at: st.WrittenAt}
+			}
+			out = append(out, tg)
 		}
 		return nil
 	}); err != nil {
