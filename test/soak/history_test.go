@@ -268,13 +268,17 @@ func (w *world) historyChecks(list []fwv1.FirmwareRollout, twins map[string]*twi
 	// the stations it wrote, whoever owns them now.
 	{
 		var bad []string
-		written := 0
+		written, evictedAll := 0, 0
 		for i := range list {
 			r := &list[i]
 			mine := hs[string(r.UID)]
 			written += len(mine)
-			var upd, fail, skipPath int32
+			var upd, fail, skipPath, evicted int32
 			for id := range mine {
+				if evictedFrom(twins[id], r) {
+					evicted++
+					continue
+				}
 				switch o := outs[r.Name][id]; o.State {
 				case fwv1.OutcomeUpdated:
 					upd++
@@ -287,9 +291,12 @@ func (w *world) historyChecks(list []fwv1.FirmwareRollout, twins map[string]*twi
 				}
 			}
 			s := r.Status
-			if s.Updated != upd || s.Failed != fail || s.SkippedNotOnUpgradePath != skipPath {
-				bad = append(bad, fmt.Sprintf("%s wrote %d stations: %d updated, %d failed, %d off the upgrade path by their twins; status says %d, %d, %d",
-					r.Name, len(mine), upd, fail, skipPath, s.Updated, s.Failed, s.SkippedNotOnUpgradePath))
+			evictedAll += int(evicted)
+			switch {
+			case evicted == 0 && (s.Updated != upd || s.Failed != fail || s.SkippedNotOnUpgradePath != skipPath),
+				evicted > 0 && (s.Updated < upd || s.Failed < fail || int(s.Updated+s.Failed+s.SkippedNotOnUpgradePath) != len(mine)):
+				bad = append(bad, fmt.Sprintf("%s wrote %d stations: %d updated, %d failed, %d off the upgrade path by their twins (%d past the twins' history); status says %d, %d, %d",
+					r.Name, len(mine), upd, fail, skipPath, evicted, s.Updated, s.Failed, s.SkippedNotOnUpgradePath))
 			}
 			for _, f := range s.Failures {
 				if o := outs[r.Name][f.DeviceID]; o.State != fwv1.OutcomeFailed || o.Reason != string(f.Reason) {
@@ -308,7 +315,7 @@ func (w *world) historyChecks(list []fwv1.FirmwareRollout, twins map[string]*twi
 		}
 		w.samples.mu.Unlock()
 		add("each rollout's counts are what happened to the stations it wrote (ownership log)", len(bad) == 0,
-			"%d (rollout, station) holds; %s", written, orNone(bad))
+			"%d (rollout, station) holds, %d older than the twins' last %d rollouts; %s", written, evictedAll, twin.MaxHistory, orNone(bad))
 	}
 	// What the stations did: a station that installed a rollout's package
 	// while the rollout held it is counted Updated by it, and a station a
@@ -320,6 +327,9 @@ func (w *world) historyChecks(list []fwv1.FirmwareRollout, twins map[string]*twi
 			r := &list[i]
 			pkg := r.Spec.Firmware.Package
 			for id, owns := range hs[string(r.UID)] {
+				if evictedFrom(twins[id], r) {
+					continue
+				}
 				did := false
 				for _, o := range owns {
 					did = did || w.stLog.installedBetween(id, pkg, o.from, o.to)
@@ -390,4 +400,16 @@ func (w *world) haltedRollout() {
 	NewWithT(w.t).Eventually(func() fwv1.RolloutPhase { return w.get("bad").Status.Phase }, time.Minute, 200*time.Millisecond).
 		Should(Equal(fwv1.PhaseHalted), func() string { return w.statuses() })
 	w.logf("rollout bad halted: %s", statusLine(w.get("bad")))
+}
+
+// evictedFrom reports whether the twin no longer says what the rollout r
+// counted for it: r let it go, and its entry fell off the twin's history
+// (the last twin.MaxHistory rollouts). r's status, frozen when it
+// completed, is then the only record.
+func evictedFrom(t *twin.Twin, r *fwv1.FirmwareRollout) bool {
+	uid := string(r.UID)
+	if t == nil || (t.Ownership != nil && t.Ownership.UID == uid) {
+		return false
+	}
+	return twin.Find(t.History, uid) == nil && len(t.History) >= twin.MaxHistory
 }
