@@ -90,7 +90,7 @@ func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, 
 				c.s.Batch, c.s.WrittenAt = o.Batch, o.WrittenAt
 				return nil, nil
 			}
-			if s.active[o.UID] {
+			if rules.Holds(s.active, o.UID) {
 				c.skipped = o.Rollout
 				return nil, nil
 			}
@@ -99,6 +99,10 @@ func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, 
 			c.offPath, c.s.Package, c.s.Seen = true, rules.Intern(ob.Package), true
 			return nil, nil
 		}
+		// The time of this write, not of the pass: a pass that writes a
+		// big batch slowly (a busy manager, a slow IoT Hub) must not start
+		// its last stations' progress deadline before they were written.
+		own.WrittenAt = r.Now().UTC().Truncate(time.Second)
 		c.written = true
 		c.s.Batch, c.s.WrittenAt = own.Batch, own.WrittenAt
 		return claimPatch(t, fw, own, s.byUID, s.now), nil

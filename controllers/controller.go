@@ -43,6 +43,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
 )
 
 // FirmwareRolloutReconciler reconciles FirmwareRollout objects: it writes the
@@ -135,6 +136,13 @@ func (r *FirmwareRolloutReconciler) patchStatus(ctx context.Context, s *rolloutS
 	}
 	sum, result, retErr := summarize(passErr, s.reached())
 	obj := s.obj
+	if sum.phase == fwv1.PhaseHalted && sum.reason == fwv1.ReasonHalted {
+		// The halt's count is the status's, whatever the pass did after
+		// the halt was decided.
+		if limit, err := rules.FailureLimit(obj.Spec.Strategy.MaxFailures, int(obj.Status.Targets)); err == nil {
+			sum.message = haltMessage(obj, limit)
+		}
+	}
 	obj.Status.Phase = sum.phase
 	setConditions(&obj.Status.Conditions, obj.Generation, sum)
 	keepNextWindow(&obj.Status, sum)

@@ -33,15 +33,21 @@ func (r *FirmwareRolloutReconciler) halt(ctx context.Context, s *rolloutScope) e
 	if s.obj.Spec.Strategy.FailurePolicy == fwv1.FailurePolicyAbort {
 		return r.abortOnFailures(ctx, s, limit)
 	}
-	msg := fmt.Sprintf("%d stations failed, more than maxFailures allows (%d); no further batch is written. "+
-		"Raise maxFailures, retry the failed stations (kubectl stationfleet retry %s), abort to restore the previous firmware, or delete the rollout",
-		st.Failed, limit, s.obj.Name)
+	msg := haltMessage(s.obj, limit)
 	if st.Phase != fwv1.PhaseHalted {
 		now := metav1.NewTime(s.now)
 		st.CompletionTime = &now
 		r.event(ctx, s.obj, corev1.EventTypeWarning, fwv1.ReasonHalted, msg)
 	}
 	return &Stalling{Phase: fwv1.PhaseHalted, Reason: fwv1.ReasonHalted, Err: errors.New(msg), RequeueAfter: r.requeueWhileInFlight(s)}
+}
+
+// haltMessage is the message of a Halted rollout: its count is always
+// status.failed (patchStatus writes it again from the status it patches).
+func haltMessage(obj *fwv1.FirmwareRollout, limit int) string {
+	return fmt.Sprintf("%d stations failed, more than maxFailures allows (%d); no further batch is written. "+
+		"Raise maxFailures, retry the failed stations (kubectl stationfleet retry %s), abort to restore the previous firmware, or delete the rollout",
+		obj.Status.Failed, limit, obj.Name)
 }
 
 // liftHalt lets a Halted rollout whose failures are within maxFailures

@@ -24,8 +24,8 @@ func (r *FirmwareRolloutReconciler) phases() []phase {
 		r.preflight,       // the firmware is checked before the first write
 		r.loadStations,    // the station view
 		r.releaseOffPath,  // a station CUPS refused as off the upgrade path is put back as it was
+		r.markFailed,      // a Failed outcome is recorded in its twin, once, before it is counted
 		r.countStations,   // status from the station view
-		r.markFailed,      // a Failed outcome is recorded in its twin, once
 		r.retry,           // the retry annotation: failed stations are sent the update again
 		r.halt,            // too many failures: halt or abort, as failurePolicy says
 		r.checkWindows,    // batch windows that do not parse stall before any write
@@ -64,10 +64,11 @@ func (r *FirmwareRolloutReconciler) finished(ctx context.Context, s *rolloutScop
 }
 
 // countStations writes the counts, batch summaries and failure list into
-// status, and announces what is new.
+// status, and announces what is new; then a failure markFailed could not
+// record ends the pass (retried with backoff).
 func (r *FirmwareRolloutReconciler) countStations(ctx context.Context, s *rolloutScope) error {
 	r.updateStatus(ctx, s)
-	return nil
+	return s.markErr
 }
 
 // pause ends the pass while spec.paused is true: no twin is written.

@@ -25,6 +25,10 @@ type rolloutScope struct {
 	// windows are the parsed strategy.windows (checkWindows).
 	windows []rules.Window
 
+	// markErr is why markFailed could not record some failures (their
+	// stations are counted InProgress until it can).
+	markErr error
+
 	// retried is how many failed stations the retry phase sent the update
 	// again in this pass (liftHalt says so).
 	retried int

@@ -17,6 +17,9 @@ type stationView struct {
 	all       []rules.Station // selected or owned by this rollout, in spread order
 	outs      []rules.Outcome // the outcome of all[i]
 	unwritten []int           // positions in all of the targets not yet written nor skipped, in order
+	// marked are the stations markFailed recorded Failed in this pass: new
+	// failures, announced once.
+	marked map[string]bool
 }
 
 // newStationView classifies the stations the rollout owns and those its
@@ -33,6 +36,9 @@ func newStationView(uid string, owned map[string]rules.Station, selected []targe
 			continue
 		}
 		s := rules.Station{ID: t.id, Order: t.order, Package: t.pkg, Seen: t.seen}
+		if c := t.counted; c != nil {
+			s.Counted, s.CountedReason, s.Batch, s.WrittenAt = c.outcome, c.reason, c.batch, c.at
+		}
 		if t.ownerUID != uid {
 			s.OwnerUID, s.OwnerName = t.ownerUID, t.ownerName
 		}
@@ -74,6 +80,7 @@ func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, s *rollout
 	for i := range list.Items {
 		s.byUID[string(list.Items[i].UID)] = &list.Items[i]
 	}
+	r.resolveOwners(ctx, s, selected)
 	s.view = newStationView(s.uid(), owned, selected, s.active, s.params())
 	return nil
 }
@@ -183,6 +190,16 @@ type target struct {
 	// path is not written (rules.Classify).
 	pkg  string
 	seen bool
+	// counted is what this rollout counted the station when it let it go
+	// (rules.CountedBefore), kept whoever owns it now; nil for most.
+	counted *counted
+}
+
+// counted is a station's entry in the twin's history for the rollout.
+type counted struct {
+	outcome, reason string
+	batch           int
+	at              time.Time
 }
 
 // targetSnapshot is a cached selector result.
@@ -207,7 +224,11 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScop
 	if err := r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
 		for _, t := range page {
 			st := rules.NewStation(t, uid)
-			out = append(out, target{id: st.ID, order: st.Order, ownerUID: st.OwnerUID, ownerName: st.OwnerName, pkg: st.Package, seen: st.Seen})
+			tg := target{id: st.ID, order: st.Order, ownerUID: st.OwnerUID, ownerName: st.OwnerName, pkg: st.Package, seen: st.Seen}
+			if st.Counted != "" {
+				tg.counted = &counted{outcome: st.Counted, reason: st.CountedReason, batch: st.Batch, at: st.WrittenAt}
+			}
+			out = append(out, tg)
 		}
 		return nil
 	}); err != nil {

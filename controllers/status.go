@@ -147,7 +147,7 @@ func failureList(prev []fwv1.StationFailure, v *stationView, now time.Time) ([]f
 			continue
 		}
 		f := fwv1.StationFailure{DeviceID: id, Reason: fwv1.FailureReason(v.outs[i].Reason), Message: v.outs[i].Message, Time: metav1.NewTime(now)}
-		if v.all[i].Failed != "" {
+		if (v.all[i].Failed != "" && !v.marked[id]) || v.all[i].Counted != "" {
 			f.Time = metav1.NewTime(v.all[i].WrittenAt)
 			list = append(list, f)
 			continue

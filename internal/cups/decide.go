@@ -256,6 +256,8 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 			obs.ServedPackage, obs.ServedRollout, obs.UpdatesServed = out.Served, out.Rollout, 0
 		}
 		obs.UpdatesServed++
+		at := now.UTC()
+		obs.ServedAt = &at
 		if obs.RefusedPackage == out.Served {
 			obs.Refusal, obs.RefusedPackage, obs.RefusedRollout = "", "", ""
 		}
@@ -279,8 +281,13 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 func sameObservation(a, b twin.Observation) bool {
 	return a.Station == b.Station && a.Model == b.Model && a.Package == b.Package &&
 		slices.Equal(a.Keys, b.Keys) && a.ServedPackage == b.ServedPackage &&
-		a.ServedRollout == b.ServedRollout && a.UpdatesServed == b.UpdatesServed && a.Refusal == b.Refusal &&
+		a.ServedRollout == b.ServedRollout && a.UpdatesServed == b.UpdatesServed && sameTime(a.ServedAt, b.ServedAt) && a.Refusal == b.Refusal &&
 		a.RefusedPackage == b.RefusedPackage && a.RefusedRollout == b.RefusedRollout &&
 		(a.CupsCredCRC == nil) == (b.CupsCredCRC == nil) && (a.CupsCredCRC == nil || *a.CupsCredCRC == *b.CupsCredCRC) &&
 		a.Report.Equal(b.Report)
+}
+
+// sameTime compares two optional times.
+func sameTime(a, b *time.Time) bool {
+	return (a == nil) == (b == nil) && (a == nil || a.Equal(*b))
 }

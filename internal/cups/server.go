@@ -385,9 +385,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return OutcomeError
 	}
-	// An update counts as sent (towards maxUpdateAttempts) only once its
-	// blob is open and the answer starts: a blob store outage answered
-	// with a 503 must not use up a station's attempts.
+	// An update counts as sent (towards maxUpdateAttempts) only once the
+	// whole answer went out while the station still waited for it: a blob
+	// store outage answered with a 503, or an answer the station gave up on
+	// because this server was slow (a busy machine, a slow IoT Hub), must
+	// not use up a station's attempts.
 	commit := func(sent bool) {
 		if !sent && d.Update != nil {
 			d.Outcome.Served = ""
@@ -539,8 +541,8 @@ func (s *Server) refuse(w http.ResponseWriter, status int) string {
 }
 
 // respond opens the blobs the decision needs and streams the response. It
-// calls commit(true) once the answer is about to be sent, or commit(false)
-// when it fails before that (a blob that cannot be opened).
+// calls commit(true) once the whole answer was sent, or commit(false) when
+// it was not (a blob that cannot be opened, a station that hung up).
 func (s *Server) respond(ctx context.Context, w http.ResponseWriter, d Decision, log logr.Logger, commit func(sent bool)) string {
 	resp := Response{CupsURI: d.CupsURI, TcURI: d.TcURI}
 	var closers []io.Closer
@@ -592,19 +594,26 @@ func (s *Server) respond(ctx context.Context, w http.ResponseWriter, d Decision,
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return OutcomeError
 	}
-	commit(true)
 	h := w.Header()
 	h["Content-Type"] = octetStream
 	h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	w.WriteHeader(http.StatusOK)
 	written, err := resp.WriteTo(w)
+	if err == nil {
+		err = ctx.Err() // the station hung up: it did not wait for the answer
+	}
 	if err != nil {
+		commit(false)
 		log.Error(err, "response cut short; aborting the connection", "written", written, "length", n)
 		s.m.bytes.WithLabelValues("aborted").Add(float64(written))
 		// Abort: the station must see a broken connection, never a body
 		// shorter than its Content-Length that it might take as complete.
 		panic(http.ErrAbortHandler)
 	}
+	// Counted before the last buffered bytes go out: the station cannot
+	// poll again before it has the whole answer, so its next poll sees the
+	// count (the cached twin is replaced in commit).
+	commit(true)
 	credBytes := resp.CupsCred.Size + resp.TcCred.Size
 	s.m.bytes.WithLabelValues("update").Add(float64(resp.Update.Size))
 	s.m.bytes.WithLabelValues("credentials").Add(float64(credBytes))

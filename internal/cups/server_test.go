@@ -431,3 +431,48 @@ func TestBlobOutageIsNotASend(t *testing.T) {
 		return got.Observation.UpdatesServed
 	}).Should(Equal(1), "only the answer that carried the update counts as a send")
 }
+
+// TestAnswerGivenUpIsNotASend: while the server is slow to answer (here the
+// blob store; a busy machine or a slow IoT Hub are alike), a station that
+// gives up before the answer was not sent the update: its attempts
+// (maxUpdateAttempts) are not used up, and it gets the update once the
+// server keeps up, counted once, with the time of that send. Before, each
+// answer the station gave up on counted as a send, and the station was
+// refused NotApplied without ever receiving the firmware.
+func TestAnswerGivenUpIsNotASend(t *testing.T) {
+	g := NewWithT(t)
+	store := newMemStore()
+	tw := fleetTwinA(t)
+	tw.CUPS.CupsCredCRC, tw.CUPS.TcCredCRC = u32(noCredCRC), u32(noCredCRC)
+	tw.Ownership = &twin.Ownership{Rollout: "ns/fw-2-0-7", UID: "uid-1", Batch: 1, MaxUpdateAttempts: 1}
+	store.put(tw)
+	blobs := newMemBlobs()
+	blobs.put("mem://fw/2.0.7", readVector(t, "update.bin"))
+	blobs.delay.Store(int64(time.Second))
+	h := startServer(t, Options{Insecure: true}, store, blobs)
+	body := readVector(t, "request-package-v1.json")
+	impatient := client(nil, nil)
+	impatient.Timeout = 200 * time.Millisecond
+	for range 3 {
+		_, err := post(impatient, h.url, body)
+		g.Expect(err).To(HaveOccurred(), "the station gives up")
+	}
+	time.Sleep(1500 * time.Millisecond) // the server finishes the answers nobody waits for
+	blobs.delay.Store(0)
+	before := time.Now()
+	r, err := post(client(nil, nil), h.url, body)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.status).To(Equal(http.StatusOK))
+	g.Expect(len(r.body)).To(BeNumerically(">", noChangeBodySize), "the update is sent once the server keeps up")
+	g.Eventually(func() int {
+		got, err := store.Get(context.Background(), stationA)
+		if err != nil || got.Observation == nil {
+			return -1
+		}
+		return got.Observation.UpdatesServed
+	}).Should(Equal(1), "only the answer the station got counts as a send")
+	got, err := store.Get(context.Background(), stationA)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(got.Observation.ServedAt).NotTo(BeNil())
+	g.Expect(got.Observation.ServedAt.After(before.Add(-time.Second))).To(BeTrue(), "servedAt is the send's time")
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
@@ -159,6 +160,7 @@ type memBlobs struct {
 	gen   map[string]int64 // generated blobs: size, content patternByte(i)
 	fail  map[string]int64 // blobs whose reader fails after this many bytes
 	opens atomic.Int64
+	delay atomic.Int64 // nanoseconds each Open takes (a slow store)
 }
 
 var _ BlobOpener = (*memBlobs)(nil)
@@ -175,6 +177,7 @@ func (m *memBlobs) put(url string, b []byte) {
 
 func (m *memBlobs) Open(_ context.Context, url string) (io.ReadCloser, int64, error) {
 	m.opens.Add(1)
+	time.Sleep(time.Duration(m.delay.Load()))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if n, ok := m.gen[url]; ok {

@@ -41,7 +41,11 @@ type Params struct {
 	UpgradeFrom []string
 	// BakeTime is strategy.bakeTime, 0 when off.
 	BakeTime time.Duration
-	Now      time.Time
+	// Halted is true while the rollout is Halted: it writes no station, so
+	// a station another rollout owns is Skipped, whether or not that
+	// rollout is still active (see Classify).
+	Halted bool
+	Now    time.Time
 }
 
 // ParamsFor returns the evaluation parameters of a rollout at now.
@@ -57,6 +61,7 @@ func ParamsFor(obj *fwv1.FirmwareRollout, now time.Time) Params {
 	if b := obj.Spec.Strategy.BakeTime; b != nil && b.Duration > 0 {
 		p.BakeTime = b.Duration
 	}
+	p.Halted = obj.Status.Phase == fwv1.PhaseHalted
 	return p
 }
 
@@ -80,22 +85,56 @@ func FailureForRefusal(refusal string) (fwv1.FailureReason, bool) {
 	return f, ok
 }
 
-// Classify decides a station's outcome for the rollout uid: Evaluate when
-// the rollout owns it, Skipped when another rollout in active owns it,
-// Skipped when the CUPS server saw it on a package off the rollout's
-// upgrade path (it is not written), Pending otherwise (not yet written).
+// Classify decides a station's outcome for the rollout uid:
+//
+//   - owned by the rollout: Evaluate;
+//   - let go by it after it counted the station Updated or Failed (the
+//     twin's history, Station.Counted): that outcome, whoever owns the
+//     station now (a rollout's status is its history);
+//   - owned by another rollout that holds it (Holds: active, or not known
+//     here): Skipped;
+//   - owned by another rollout while this one is Halted: Skipped. A halted
+//     rollout holds the stations it wrote, not the ones it never wrote: a
+//     later rollout may take those (an operator's fixed firmware while the
+//     halted one waits for a person), and the halted rollout's status then
+//     agrees with the twins. Should the halt be lifted, a station whose
+//     owner is no longer active is Pending again, and written;
+//   - seen by CUPS on a package off the rollout's upgrade path: Skipped
+//     (it is not written);
+//   - otherwise Pending (not yet written).
 func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 	switch {
 	case s.OwnerUID == uid:
 		return Evaluate(s, p)
-	case s.OwnerUID != "" && active[s.OwnerUID]:
+	case s.Counted != "":
+		return counted(s)
+	case Holds(active, s.OwnerUID):
+		msg := "owned by the active rollout " + s.OwnerName
+		if _, known := active[s.OwnerUID]; !known {
+			msg = "owned by the rollout " + s.OwnerName + ", which this process cannot read; it keeps its stations"
+		}
+		return Outcome{State: fwv1.OutcomeSkipped, Reason: string(fwv1.SkipOwnedElsewhere), Message: msg}
+	case s.OwnerUID != "" && p.Halted:
 		return Outcome{State: fwv1.OutcomeSkipped, Reason: string(fwv1.SkipOwnedElsewhere),
-			Message: "owned by the active rollout " + s.OwnerName}
+			Message: "owned by the rollout " + s.OwnerName + "; a halted rollout does not take stations over"}
 	case OffUpgradePath(s.Seen, s.Package, p.Package, p.UpgradeFrom):
 		return notOnUpgradePath(s, p)
 	default:
 		return Outcome{State: fwv1.OutcomePending}
 	}
+}
+
+// counted is the outcome a rollout kept for a station it let go.
+func counted(s Station) Outcome {
+	o := Outcome{State: fwv1.StationOutcome(s.Counted), Reason: s.CountedReason,
+		Message: "counted " + s.Counted + " by this rollout before it let the station go"}
+	if s.OwnerName != "" {
+		o.Message = "counted " + s.Counted + " by this rollout; now owned by " + s.OwnerName
+	}
+	if s.CountedReason != "" {
+		o.Message += " (" + s.CountedReason + ")"
+	}
+	return o
 }
 
 // Evaluate decides the outcome of a station the rollout has written:
@@ -113,7 +152,9 @@ func Classify(s Station, uid string, active map[string]bool, p Params) Outcome {
 //   - CUPS withheld the update from it, for this rollout, because it
 //     reports a package off firmware.upgradeFrom: Skipped NotOnUpgradePath
 //     (the controller then puts its twin back as it was);
-//   - progressDeadline passed since its twin was written: Failed TimedOut;
+//   - progressDeadline passed since it last made progress (ProgressSince:
+//     its twin was written, or the update was last sent to it): Failed
+//     TimedOut;
 //   - else InProgress.
 func Evaluate(s Station, p Params) Outcome {
 	if r := fwv1.FailureReason(s.Failed); r.Known() {
@@ -135,11 +176,25 @@ func Evaluate(s Station, p Params) Outcome {
 		// ownership record written before it carried maxUpdateAttempts).
 		return failed(fwv1.FailureNotApplied, s, p)
 	}
-	deadline := s.WrittenAt.Add(p.ProgressDeadline)
+	deadline := ProgressSince(s, p).Add(p.ProgressDeadline)
 	if !s.WrittenAt.IsZero() && !p.Now.Before(deadline) {
 		return failed(fwv1.FailureTimedOut, s, p)
 	}
 	return Outcome{State: fwv1.OutcomeInProgress, Deadline: deadline}
+}
+
+// ProgressSince is when the station last made progress in the rollout:
+// the later of its twin being written and the rollout's update last being
+// sent to it (a send counts only when the whole answer went out while the
+// station waited for it). The progress deadline runs from it, so that a
+// station is not blamed for time it spent waiting on a slow manager, IoT
+// Hub or blob store: one served late still has the whole deadline to
+// install the update and report it.
+func ProgressSince(s Station, p Params) time.Time {
+	if s.ServedPackage == p.Package && s.ServedAt.After(s.WrittenAt) {
+		return s.ServedAt
+	}
+	return s.WrittenAt
 }
 
 // AttemptsUsedUp reports whether a station that was sent a rollout's
@@ -170,6 +225,9 @@ func failed(reason fwv1.FailureReason, s Station, p Params) Outcome {
 		o.Message = rolledBackMessage(s, p)
 	case fwv1.FailureTimedOut:
 		o.Message = fmt.Sprintf("no report of package %q within %s of the twin being written", p.Package, p.ProgressDeadline)
+		if ProgressSince(s, p).After(s.WrittenAt) {
+			o.Message = fmt.Sprintf("no report of package %q within %s of the update last being sent", p.Package, p.ProgressDeadline)
+		}
 		if s.Package != "" {
 			o.Message += fmt.Sprintf("; last reported %q", s.Package)
 		}

@@ -202,5 +202,5 @@ func TestActiveRollouts(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{UID: "aborted"}, Status: fwv1.FirmwareRolloutStatus{Phase: fwv1.PhaseAborted}},
 		{ObjectMeta: metav1.ObjectMeta{UID: "deleting", DeletionTimestamp: &now}, Status: fwv1.FirmwareRolloutStatus{Phase: fwv1.PhasePaused}},
 	}
-	g.Expect(ActiveRollouts(items)).To(Equal(map[string]bool{"running": true, "halted": true, "new": true, "deleting": false}))
+	g.Expect(ActiveRollouts(items)).To(Equal(map[string]bool{"running": true, "halted": true, "new": true, "deleting": false, "done": false, "aborted": false}))
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unique"
 
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -18,9 +19,16 @@ type Station struct {
 
 	OwnerUID  string    // ownership record's rollout UID, "" when unowned
 	OwnerName string    // ownership record's "namespace/name"
-	Batch     int       // step number that wrote it (when owned)
-	WrittenAt time.Time // when it was written (when owned)
+	Batch     int       // step number that wrote it (when owned or Counted)
+	WrittenAt time.Time // when it was written (when owned); when it was let go (when Counted)
 	Failed    string    // the Failed reason the owner recorded in the ownership record
+
+	// Counted and CountedReason are what the rollout the Station was built
+	// for counted the station (Updated, or Failed with its reason) when it
+	// let it go, from the twin's history; empty while it owns the station
+	// or never counted it so.
+	Counted       string
+	CountedReason string
 
 	// From the CUPS server's observation, scoped to the rollout the
 	// Station was built for.
@@ -28,6 +36,7 @@ type Station struct {
 	Seen           bool   // the CUPS server has seen the station (Package may be "": no version.txt)
 	ServedPackage  string
 	UpdatesServed  int
+	ServedAt       time.Time // when the update was last sent, zero when unknown
 	Refusal        string
 	RefusedPackage string
 	// Report is the CUPS server's record after the station first reported
@@ -46,6 +55,12 @@ func NewStation(t *twin.Twin, rolloutUID string) Station {
 		s.OwnerUID, s.OwnerName, s.Batch, s.WrittenAt = Intern(o.UID), Intern(o.Rollout), o.Batch, o.WrittenAt
 		s.Failed = Intern(o.Failed)
 	}
+	if s.OwnerUID != rolloutUID {
+		if s.Counted, s.CountedReason = CountedBefore(t, rolloutUID); s.Counted != "" {
+			h := twin.Find(t.History, rolloutUID)
+			s.Batch, s.WrittenAt = h.Batch, h.At
+		}
+	}
 	if ob := t.Observation; ob != nil {
 		s.Package, s.Seen = Intern(ob.Package), true
 		// Served counts and refusals belong to the rollout that owned the
@@ -53,6 +68,9 @@ func NewStation(t *twin.Twin, rolloutUID string) Station {
 		// one's KeyMismatch, say) say nothing about this one.
 		if ob.ServedRollout == rolloutUID {
 			s.ServedPackage, s.UpdatesServed = Intern(ob.ServedPackage), ob.UpdatesServed
+			if ob.ServedAt != nil {
+				s.ServedAt = *ob.ServedAt
+			}
 		}
 		if ob.RefusedRollout == rolloutUID {
 			s.Refusal, s.RefusedPackage = Intern(ob.Refusal), Intern(ob.RefusedPackage)
@@ -60,6 +78,28 @@ func NewStation(t *twin.Twin, rolloutUID string) Station {
 		s.Report = scopedReport(ob, rolloutUID)
 	}
 	return s
+}
+
+// CountedBefore is what the rollout uid counted the station of t when it
+// let it go (the twin's history entry of uid): Updated, or Failed with the
+// reason; empty when it has no such entry, or the entry is a skip or an
+// outcome it had not reached (a skip is not final: the station may become
+// eligible again). A rollout's status is its history (DESIGN.md section
+// 5): the controller counts these stations so, whoever owns them now.
+func CountedBefore(t *twin.Twin, uid string) (outcome, reason string) {
+	h := twin.Find(t.History, uid)
+	if h == nil {
+		return "", ""
+	}
+	switch fwv1.StationOutcome(h.Outcome) {
+	case fwv1.OutcomeUpdated:
+		return Intern(h.Outcome), ""
+	case fwv1.OutcomeFailed:
+		if fwv1.FailureReason(h.Reason).Known() {
+			return Intern(h.Outcome), Intern(h.Reason)
+		}
+	}
+	return "", ""
 }
 
 // Intern returns the canonical copy of s, so that repeated values share

@@ -12,21 +12,36 @@ import (
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 )
 
-// ActiveRollouts returns the UIDs of the rollouts that still hold their
-// stations: every rollout that is neither Completed nor Aborted nor being
-// deleted. A station owned by one of them is Skipped by every other
-// rollout. (A rollout being deleted maps to false: known, not holding.)
+// ActiveRollouts maps the UID of every rollout in items to whether it
+// still holds its stations: true for every rollout that is neither
+// Completed nor Aborted nor being deleted, false for those (known, not
+// holding). A station owned by a holding rollout is Skipped by every other
+// rollout; so is one owned by a rollout that is not in the map at all
+// (Holds): the twin's ownership record is the lock, and a rollout this
+// process does not see (another namespace's, or one its cache has not
+// caught up with) has not let it go.
 func ActiveRollouts(items []fwv1.FirmwareRollout) map[string]bool {
 	active := make(map[string]bool, len(items))
 	for i := range items {
 		it := &items[i]
 		switch it.Status.Phase {
 		case fwv1.PhaseCompleted, fwv1.PhaseAborted:
+			active[string(it.UID)] = false
 		default:
 			active[string(it.UID)] = it.DeletionTimestamp.IsZero()
 		}
 	}
 	return active
+}
+
+// Holds reports whether the rollout ownerUID, which owns a station, still
+// holds it, given ActiveRollouts: it is active, or it is not known at all.
+func Holds(active map[string]bool, ownerUID string) bool {
+	if ownerUID == "" {
+		return false
+	}
+	held, known := active[ownerUID]
+	return held || !known
 }
 
 // BatchSize is how many stations the batch step adds, given all targets

@@ -268,6 +268,10 @@ type Observation struct {
 	ServedRollout string `json:"servedRollout,omitempty"`
 	// UpdatesServed is how many times an update to ServedPackage was sent.
 	UpdatesServed int `json:"updatesServed,omitempty"`
+	// ServedAt is when the update to ServedPackage was last sent (the
+	// whole answer went out); nil in records written before the field
+	// existed. The rollout's progress deadline runs from it.
+	ServedAt *time.Time `json:"servedAt,omitempty"`
 	// Refusal is the reason the last update to RefusedPackage was withheld
 	// (RefusalKeyMismatch, RefusalModelMismatch, RefusalNotApplied,
 	// RefusalNotOnUpgradePath), empty when none.
@@ -301,7 +305,7 @@ func (o *Observation) ForgetRollout(uid string) bool {
 	}
 	forgot := false
 	if o.ServedRollout == uid {
-		o.ServedPackage, o.ServedRollout, o.UpdatesServed = "", "", 0
+		o.ServedPackage, o.ServedRollout, o.UpdatesServed, o.ServedAt = "", "", 0, nil
 		forgot = true
 	}
 	if o.RefusedRollout == uid {

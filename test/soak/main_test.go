@@ -17,6 +17,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if burnIfAsked() {
+		os.Exit(0)
+	}
 	os.Exit(kubetest.ManagerMain(m, "soak", func(h kubetest.Harness) {
 		testEnv, kubeconfigPath, managerBin = h.Env, h.Kubeconfig, h.ManagerBin
 	}))

@@ -84,6 +84,7 @@ type world struct {
 	blobEP string
 	signer *embedded.Signer
 	fw     map[string]embedded.Firmware // package -> firmware on Azurite
+	wrong  *embedded.Signer             // the key a few stations hold instead of the right one
 	caDER  []byte
 
 	managers [2]*proc.Process
@@ -100,7 +101,14 @@ type world struct {
 	impostorPolls  atomic.Int64
 	impostorCreds  atomic.Int64
 
-	mu       sync.Mutex
+	mu      sync.Mutex
+	stLog   *stationLog
+	samples sampler
+
+	burnMu   sync.Mutex
+	burner   *os.Process // the contention fault's burner, while it runs
+	burnHeld bool
+
 	rollouts map[string]*fwv1.FirmwareRollout // name -> as created (UID)
 	deleted  map[string]string                // name -> UID of rollouts deleted during the soak
 	events   []string
@@ -127,6 +135,10 @@ func TestSoak(t *testing.T) {
 	stopFleet := w.runStations(ctx)
 	defer stopFleet()
 
+	// A bad firmware (signed with a key the stations do not hold) halts
+	// after its first batch and waits for a person all along: every later
+	// rollout leaves the stations it wrote and takes the others.
+	w.haltedRollout()
 	// Several concurrent rollouts with overlapping selectors: half the
 	// fleet, the whole fleet, and an explicit list across both halves that
 	// is deleted half way through.
@@ -138,17 +150,25 @@ func TestSoak(t *testing.T) {
 	}
 	w.createRollout("listed", "2.0.9", fwv1.StationSelector{DeviceIDs: ids}, batch("100%"))
 
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); w.sample(sampleCtx, &w.samples) }()
 	inj := newInjector(w.hub, cfg.stations)
 	faultsDone := make(chan struct{})
 	go func() { defer close(faultsDone); inj.run(ctx, cfg.faults) }()
+	contended := make(chan struct{})
+	go func() { defer close(contended); w.contentionSchedule(ctx, time.Now()) }()
 	w.chaos(ctx)
 	<-faultsDone
+	<-contended
 	w.hub.ClearFaults()
 	w.logf("faults over; waiting up to %s for the rollouts to finish", cfg.settle)
 
 	w.ensureUp()
 	w.waitSettled(cfg.settle)
 	stopFleet()
+	stopSampling()
+	<-sampled
 	w.report(inj)
 }
 
@@ -157,7 +177,7 @@ func newWorld(t *testing.T, cfg soakConfig) *world {
 	g := NewWithT(t)
 	w := &world{t: t, cfg: cfg, ns: testEnv.Namespace(t), dir: t.TempDir(), fw: map[string]embedded.Firmware{},
 		expCred: map[uint64][]byte{}, rotates: map[uint64]bool{}, rollouts: map[string]*fwv1.FirmwareRollout{},
-		deleted: map[string]string{}, kills: map[string]int{}}
+		deleted: map[string]string{}, kills: map[string]int{}, stLog: newStationLog()}
 	w.hub = hubsim.Start(t, hubsim.Options{})
 	var err error
 	w.reg, err = iothub.New(w.hub.ConnectionString(), iothub.WithCAFile(w.hub.CAFile()), iothub.WithEndpoint(w.hub.Addr()), iothub.WithoutRateLimits(), iothub.WithPageSize(1000))
@@ -179,10 +199,13 @@ func newWorld(t *testing.T, cfg soakConfig) *world {
 
 // publish signs an update for version, uploads it to Azurite and records its
 // azblob:// URL.
-func (w *world) publish(version string) {
+func (w *world) publish(version string) { w.publishWith(w.signer, version) }
+
+// publishWith is publish with the update signed by signer.
+func (w *world) publishWith(signer *embedded.Signer, version string) {
 	w.t.Helper()
 	g := NewWithT(w.t)
-	local, err := w.signer.Publish(filepath.Join(w.dir, "staging"), version, 0)
+	local, err := signer.Publish(filepath.Join(w.dir, "staging"), version, 0)
 	g.Expect(err).NotTo(HaveOccurred())
 	data, err := os.ReadFile(local.Path)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -209,6 +232,7 @@ func (w *world) registerFleet() {
 	g := NewWithT(w.t)
 	wrong, err := embedded.LoadOrCreateSigner(filepath.Join(w.dir, "keys", "wrong.pem"))
 	g.Expect(err).NotTo(HaveOccurred())
+	w.wrong = wrong
 	credDir := filepath.Join(w.dir, "fw", "creds")
 	g.Expect(os.MkdirAll(credDir, 0o755)).To(Succeed())
 	w.cupsAddr = [2]string{proc.FreeAddr(w.t), proc.FreeAddr(w.t)}
@@ -331,6 +355,7 @@ func (w *world) runStations(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	w.fleet = stationsim.NewFleet(w.stations, stationsim.FleetOptions{Interval: w.cfg.poll, Workers: 64,
 		OnResult: func(s *stationsim.Station, r stationsim.Result) {
+			w.stLog.record(s, r)
 			if !r.CUPSCredChanged {
 				return
 			}
@@ -384,6 +409,12 @@ func (w *world) runStations(ctx context.Context) (stop func()) {
 // use).
 func (w *world) createRollout(name, pkg string, sel fwv1.StationSelector, steps ...fwv1.RolloutStep) {
 	w.t.Helper()
+	w.createRolloutLimit(name, pkg, sel, intstr.FromString("10%"), steps...)
+}
+
+// createRolloutLimit is createRollout with maxFailures.
+func (w *world) createRolloutLimit(name, pkg string, sel fwv1.StationSelector, maxFailures intstr.IntOrString, steps ...fwv1.RolloutStep) {
+	w.t.Helper()
 	if _, ok := w.fw[pkg]; !ok {
 		w.publish(pkg)
 	}
@@ -393,7 +424,7 @@ func (w *world) createRollout(name, pkg string, sel fwv1.StationSelector, steps 
 		Spec: fwv1.FirmwareRolloutSpec{
 			Firmware: fwv1.FirmwareSpec{Package: fw.Package, URL: fw.URL, Signature: fw.Signature, KeyChecksum: int64(fw.KeyChecksum)},
 			Selector: sel,
-			Strategy: fwv1.RolloutStrategy{Steps: steps, MaxFailures: ptr.To(intstr.FromString("10%")),
+			Strategy: fwv1.RolloutStrategy{Steps: steps, MaxFailures: ptr.To(maxFailures),
 				ProgressDeadline: &metav1.Duration{Duration: 2 * time.Minute}, MaxUpdateAttempts: ptr.To[int32](2)},
 		},
 	}
@@ -506,6 +537,8 @@ func (w *world) azuriteOutage(down time.Duration) {
 	w.blob.Kill()
 	w.count("Azurite outage (SIGKILL + restart)")
 	time.Sleep(down)
+	release := w.holdContention()
+	defer release()
 	w.blob.Start()
 }
 
@@ -671,7 +704,9 @@ func (w *world) report(inj *injector) {
 		for i := range list.Items {
 			r := &list.Items[i]
 			s := r.Status
-			if s.Pending != 0 || s.InProgress != 0 {
+			// A halted rollout's pending stations are those no rollout
+			// owns: the halted-rollout invariant counts them.
+			if (s.Pending != 0 && s.Phase != fwv1.PhaseHalted) || s.InProgress != 0 {
 				bad = append(bad, fmt.Sprintf("%s pending=%d inProgress=%d", r.Name, s.Pending, s.InProgress))
 			}
 			want := min(int(s.Failed), fwv1.MaxFailuresListed)
@@ -684,7 +719,7 @@ func (w *world) report(inj *injector) {
 				}
 			}
 		}
-		add("every targeted station ends Updated, Failed (with a reason) or Skipped", len(bad) == 0, "%d rollouts; %s", len(list.Items), orNone(bad))
+		add("every targeted station ends Updated, Failed (a reason), Skipped (halted: or unowned)", len(bad) == 0, "%d rollouts; %s", len(list.Items), orNone(bad))
 	}
 	// 2. No station written twice by the same rollout.
 	{
@@ -761,6 +796,9 @@ func (w *world) report(inj *injector) {
 		}
 		add("rollout statuses add up (targets = pending+inProgress+updated+failed+skipped)", len(bad) == 0, "%s", orNone(bad))
 	}
+	// The status against what happened to each station.
+	outs := outcomes(twins, list.Items)
+	w.historyChecks(list.Items, twins, outs, add)
 	// 6. No malformed CUPS response.
 	stats := w.fleet.Stats()
 	add("no CUPS response was malformed", stats.Malformed == 0, "%d polls, %d failed (connection refused/reset, 5xx during outages), %d malformed, %d updates applied",
@@ -782,14 +820,14 @@ func (w *world) report(inj *injector) {
 	// The report.
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n== soak report: %d stations, %s of faults\n", w.cfg.stations, w.cfg.faults)
-	fmt.Fprintf(&b, "%-4s | %-78s | %s\n", "", "invariant", "detail")
+	fmt.Fprintf(&b, "%-4s | %-84s | %s\n", "", "invariant", "detail")
 	failed := false
 	for _, c := range checks {
 		mark := "OK"
 		if !c.ok {
 			mark, failed = "FAIL", true
 		}
-		fmt.Fprintf(&b, "%-4s | %-78s | %s\n", mark, c.name, c.detail)
+		fmt.Fprintf(&b, "%-4s | %-84s | %s\n", mark, c.name, c.detail)
 	}
 	fmt.Fprintf(&b, "\n== faults injected\n")
 	for _, l := range inj.summary() {
@@ -806,6 +844,7 @@ func (w *world) report(inj *injector) {
 	fmt.Fprintf(&b, "  %-50s %d\n", "IoT Hub twin writes (2xx)", w.hub.Writes())
 	fmt.Fprintf(&b, "  %-50s %d\n", "IoT Hub twin writes refused or failed", w.hub.Requests(hubsim.OpPatchTwin)+w.hub.Requests(hubsim.OpReplaceTwin)-w.hub.Writes())
 	fmt.Fprintf(&b, "\n== rollouts\n%s", w.statuses())
+	fmt.Fprintf(&b, "\n== failures by reason, per rollout\n%s", w.failureReport(list.Items, outs))
 	for name, uid := range w.deleted {
 		fmt.Fprintf(&b, "  %s: deleted (uid %s)\n", name, uid)
 	}

@@ -133,6 +133,50 @@ type counters struct {
 
 	mu            sync.Mutex
 	rolloutWrites map[string]map[string]int // rollout uid -> device id -> writes
+	ownership     []OwnershipChange         // in the order the writes were applied
+}
+
+// OwnershipChange is one twin write that changed which rollout owns the
+// device (tags.stationfleet.rollout.uid), as the emulator applied it.
+type OwnershipChange struct {
+	At       time.Time
+	DeviceID string
+	// From and To are the owning rollout's UID before and after the write
+	// ("" for none).
+	From, To string
+	// Package is properties.desired.cups.package after the write.
+	Package string
+}
+
+// OwnershipLog returns every twin write that changed a device's owning
+// rollout, in the order they were applied: what the soak checks the
+// rollouts' statuses against.
+func (s *Server) OwnershipLog() []OwnershipChange {
+	s.counters.mu.Lock()
+	defer s.counters.mu.Unlock()
+	return append([]OwnershipChange(nil), s.counters.ownership...)
+}
+
+// ownerOf is the device's tags.stationfleet.rollout.uid, "" when none.
+func ownerOf(d *device) string {
+	root, _ := d.Tags["stationfleet"].(map[string]any)
+	ro, _ := root["rollout"].(map[string]any)
+	uid, _ := ro["uid"].(string)
+	return uid
+}
+
+// noteOwnership records the write from d to nd when it changed the owner.
+// Callers hold s.store.mu, so the log's order is the order of the writes.
+func (s *Server) noteOwnership(d, nd *device) {
+	from, to := ownerOf(d), ownerOf(nd)
+	if from == to {
+		return
+	}
+	cups, _ := nd.Desired["cups"].(map[string]any)
+	pkg, _ := cups["package"].(string)
+	s.counters.mu.Lock()
+	defer s.counters.mu.Unlock()
+	s.counters.ownership = append(s.counters.ownership, OwnershipChange{At: time.Now(), DeviceID: nd.ID, From: from, To: to, Package: pkg})
 }
 
 func (c *counters) inc(m *sync.Map, op Op) {
@@ -189,6 +233,7 @@ func (s *Server) ResetCounters() {
 	s.counters.served.Range(func(k, _ any) bool { s.counters.served.Delete(k); return true })
 	s.counters.mu.Lock()
 	s.counters.rolloutWrites = nil
+	s.counters.ownership = nil
 	s.counters.mu.Unlock()
 }
 

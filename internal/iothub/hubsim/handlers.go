@@ -363,6 +363,7 @@ func (s *Server) writeTwin(replace bool) func(w http.ResponseWriter, r *http.Req
 			return
 		}
 		s.store.putLocked(nd)
+		s.noteOwnership(d, nd)
 		s.store.mu.Unlock()
 		s.countRolloutWrite(id, p.tags)
 		w.Header().Set("ETag", `"`+nd.TwinETag+`"`)
