@@ -299,6 +299,9 @@ func (w *world) historyChecks(list []fwv1.FirmwareRollout, twins map[string]*twi
 					r.Name, len(mine), upd, fail, skipPath, evicted, s.Updated, s.Failed, s.SkippedNotOnUpgradePath))
 			}
 			for _, f := range s.Failures {
+				if evictedFrom(twins[f.DeviceID], r) {
+					continue
+				}
 				if o := outs[r.Name][f.DeviceID]; o.State != fwv1.OutcomeFailed || o.Reason != string(f.Reason) {
 					bad = append(bad, fmt.Sprintf("%s lists %s as %s, its twin says %s %s", r.Name, f.DeviceID, f.Reason, o.State, o.Reason))
 				}
