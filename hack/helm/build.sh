@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds the pinned helm (helm.sh/helm/v3, see go.mod) from the Go module
+# proxy and links it into bin/, for the chart tests (test/deploy) and
+# `make helm`.
+#
+# The binary is cached outside the clone, under
+# ${STATIONFLEET_HELM_CACHE:-$HOME/.cache/stationfleet/helm}/<hash>, where
+# <hash> covers this directory's go.mod, go.sum and this script: a second
+# run, or a second clone on the same machine, takes a second. It is kept
+# apart from hack/tools so that changing helm never rebuilds kube-apiserver.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin="$root/bin"
+cache_root=${STATIONFLEET_HELM_CACHE:-$HOME/.cache/stationfleet/helm}
+
+helm_version=$(awk '$1 == "require" && $2 == "helm.sh/helm/v3" {print $3}' "$here/go.mod")
+hash=$(cat "$here/build.sh" "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-16)
+cache="$cache_root/$hash"
+
+mkdir -p "$cache" "$bin"
+if [ ! -x "$cache/helm" ]; then
+  echo "building helm $helm_version..." >&2
+  start=$SECONDS
+  # The version helm reports (helm version) is set at link time, as its
+  # own Makefile does.
+  (cd "$here" && CGO_ENABLED=0 go build -trimpath -tags tools \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    -o "$cache/helm.tmp" helm.sh/helm/v3/cmd/helm)
+  mv "$cache/helm.tmp" "$cache/helm"
+  echo "built helm in $((SECONDS - start))s" >&2
+fi
+ln -sfn "$cache/helm" "$bin/helm"
+echo "helm $helm_version ready in $bin (cache $cache)" >&2
