@@ -1,0 +1,343 @@
+package deploy
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+// The chart and how the tests install it: `helm install stationfleet
+// charts/stationfleet -n stationfleet-system` gives config/default's names.
+const (
+	chartDir     = "charts/stationfleet"
+	releaseName  = "stationfleet"
+	chartVersion = "0.1.0"
+)
+
+// helmLabels are the labels the chart adds to config/default's: Helm's own
+// and the release, which the chart also puts in its selectors so that two
+// releases in one namespace never select each other's pods.
+var helmLabels = []string{"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance", "app.kubernetes.io/version"}
+
+// helmBin returns the pinned helm that `make helm` (hack/helm/build.sh)
+// links into bin/.
+func helmBin(t *testing.T) string {
+	t.Helper()
+	helm := filepath.Join(moduleRoot(t), "bin", "helm")
+	if _, err := os.Stat(helm); err != nil {
+		t.Fatalf("%s not found: run `make helm`", helm)
+	}
+	return helm
+}
+
+// runHelm runs the pinned helm in the module root and returns its stdout,
+// or its error with stderr.
+func runHelm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(helmBin(t), args...)
+	cmd.Dir = moduleRoot(t)
+	// No user configuration, cache or repositories leak into the test.
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("helm %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// helmTemplate renders the chart as release stationfleet in
+// stationfleet-system with extra helm arguments (--set, -f).
+func helmTemplate(t *testing.T, extra ...string) []*unstructured.Unstructured {
+	t.Helper()
+	out, err := runHelm(t, append([]string{"template", releaseName, chartDir, "--namespace", managerNamespace}, extra...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decode(t, out)
+}
+
+func decode(t *testing.T, out string) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	for _, doc := range strings.Split(out, "\n---") {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatalf("decode: %v\n%s", err, doc)
+		}
+		if len(u.Object) == 0 {
+			continue // a comment or an empty document
+		}
+		objs = append(objs, u)
+	}
+	return objs
+}
+
+// allValues turns on every option of the chart at once.
+const allValues = "test/deploy/testdata/chart/all-values.yaml"
+
+// TestChartLint runs `helm lint --strict` on the chart with its defaults
+// and with every option on.
+func TestChartLint(t *testing.T) {
+	for _, args := range [][]string{nil, {"-f", allValues}} {
+		out, err := runHelm(t, append([]string{"lint", "--strict", chartDir}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "1 chart(s) linted, 0 chart(s) failed") {
+			t.Fatalf("helm lint: %s", out)
+		}
+	}
+}
+
+// TestChartMatchesKustomize: with its default values the chart renders the
+// objects of config/default; with watchNamespaces those of
+// config/namespaced (which watches team-a and team-b); with the
+// ServiceMonitor and PrometheusRule on, also those of config/prometheus.
+// What differs by design, and is normalised before comparing:
+//   - the chart adds Helm's labels (helmLabels) and puts the release's
+//     label in its selectors;
+//   - the chart creates no Namespace (helm install --create-namespace);
+//   - the chart keeps its CRD on uninstall (helm.sh/resource-policy: keep);
+//   - the chart's PrometheusRule is rendered from the same rules file
+//     without its comments.
+func TestChartMatchesKustomize(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		dirs   []string
+		values []string
+	}{
+		{name: "default", dirs: []string{"config/default"}},
+		{name: "namespaced", dirs: []string{"config/namespaced"}, values: []string{"--set", "watchNamespaces={team-a,team-b}"}},
+		{name: "prometheus", dirs: []string{"config/default", "config/prometheus"},
+			values: []string{"--set", "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []*unstructured.Unstructured
+			for _, dir := range tc.dirs {
+				for _, u := range render(t, dir) {
+					if u.GetKind() != "Namespace" {
+						want = append(want, u)
+					}
+				}
+			}
+			got := helmTemplate(t, tc.values...)
+			if diff := cmp.Diff(index(t, want), index(t, normalise(got))); diff != "" {
+				t.Errorf("the chart and kustomize differ (-kustomize +chart):\n%s", diff)
+			}
+		})
+	}
+}
+
+// normalise removes from the chart's objects what differs from
+// kustomize's by design (see TestChartMatchesKustomize).
+func normalise(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, 0, len(objs))
+	for _, u := range objs {
+		u = u.DeepCopy()
+		dropLabels(u.Object)
+		if ann := u.GetAnnotations(); ann != nil {
+			delete(ann, "helm.sh/resource-policy")
+			if len(ann) == 0 {
+				ann = nil
+			}
+			u.SetAnnotations(ann)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// dropLabels deletes helmLabels from every map in v: labels, selectors,
+// matchLabels. No other field of these objects uses such a key.
+func dropLabels(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for _, l := range helmLabels {
+			delete(v, l)
+		}
+		for _, c := range v {
+			dropLabels(c)
+		}
+	case []any:
+		for _, c := range v {
+			dropLabels(c)
+		}
+	}
+}
+
+// index keys objects by kind, namespace and name, after a JSON round trip
+// so that numbers compare alike (0400 and 256).
+func index(t *testing.T, objs []*unstructured.Unstructured) map[string]map[string]any {
+	t.Helper()
+	m := map[string]map[string]any{}
+	for _, u := range objs {
+		b, err := yaml.Marshal(u.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var obj map[string]any
+		if err := yaml.Unmarshal(b, &obj); err != nil {
+			t.Fatal(err)
+		}
+		key := u.GetKind() + " " + u.GetNamespace() + "/" + u.GetName()
+		if _, dup := m[key]; dup {
+			t.Fatalf("two objects %s", key)
+		}
+		m[key] = obj
+	}
+	return m
+}
+
+// TestChartRendersAndApplies dry-runs what the chart renders, with its
+// defaults and with every option on, against the test API server: a typo
+// in a field, a wrong API version or an invalid object fails. The
+// ServiceMonitor and PrometheusRule are not applied (the test API server
+// has no Prometheus Operator CRDs); TestChartMatchesKustomize and the
+// promtool tests check them.
+func TestChartRendersAndApplies(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values []string
+		check  func(g Gomega, byKey map[string]*unstructured.Unstructured)
+	}{
+		{name: "defaults", check: func(g Gomega, byKey map[string]*unstructured.Unstructured) {
+			d := byKey["Deployment/stationfleet-controller-manager"]
+			g.Expect(d).NotTo(BeNil())
+			replicas, _, _ := unstructured.NestedInt64(d.Object, "spec", "replicas")
+			g.Expect(replicas).To(BeNumerically("==", 2))
+			c := container(g, d)
+			g.Expect(c["args"]).To(ContainElement("--leader-elect"))
+			g.Expect(c["image"]).To(Equal("ghcr.io/stationfleet/stationfleet:v0.1.0"))
+			g.Expect(byKey).To(HaveKey("CustomResourceDefinition/firmwarerollouts.firmware.stationfleet.io"))
+			g.Expect(byKey).NotTo(HaveKey("PodDisruptionBudget/stationfleet-controller-manager"))
+		}},
+		{name: "all values", values: []string{"-f", allValues}, check: func(g Gomega, byKey map[string]*unstructured.Unstructured) {
+			d := byKey["Deployment/stationfleet-controller-manager"]
+			g.Expect(d).NotTo(BeNil())
+			replicas, _, _ := unstructured.NestedInt64(d.Object, "spec", "replicas")
+			g.Expect(replicas).To(BeNumerically("==", 3))
+			c := container(g, d)
+			g.Expect(c["image"]).To(Equal("registry.example.com/stationfleet@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
+			g.Expect(c["args"]).To(ContainElements("--watch-namespaces=team-a,team-b", "--iothub-read-rate=160",
+				"--azblob-auth=azure-ad", "--iothub-connection-string-file=/etc/stationfleet/iothub/cs",
+				"--metrics-cert-path=/etc/stationfleet/metrics-tls", "--metrics-bind-address=:9443"))
+			g.Expect(c["args"]).NotTo(ContainElement(HavePrefix("--azblob-account-key-file")))
+			spec, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
+			g.Expect(spec["nodeSelector"]).To(Equal(map[string]any{"kubernetes.io/os": "linux", "pool": "system"}))
+			g.Expect(spec["tolerations"]).To(ConsistOf(HaveKeyWithValue("key", "dedicated")))
+			g.Expect(spec["affinity"]).To(HaveKey("nodeAffinity"))
+			g.Expect(spec["volumes"]).To(ConsistOf(
+				HaveKeyWithValue("name", "iothub"), HaveKeyWithValue("name", "cups-tls"),
+				HaveKeyWithValue("name", "metrics-tls"), HaveKeyWithValue("name", "scratch")))
+			ann, _, _ := unstructured.NestedStringMap(d.Object, "spec", "template", "metadata", "annotations")
+			g.Expect(ann).To(HaveKeyWithValue("example.com/team", "fleet"))
+			cups := byKey["Service/stationfleet-cups"]
+			g.Expect(cups).NotTo(BeNil())
+			g.Expect(cups.Object["spec"]).To(And(HaveKeyWithValue("type", "NodePort"),
+				HaveKeyWithValue("ports", ConsistOf(And(HaveKeyWithValue("port", BeNumerically("==", 443)), HaveKeyWithValue("nodePort", BeNumerically("==", 30502)))))))
+			g.Expect(byKey).NotTo(HaveKey("ClusterRole/stationfleet-manager-role"))
+			g.Expect(byKey).To(HaveKey("Role/stationfleet-manager"))
+			g.Expect(byKey).To(HaveKey("PodDisruptionBudget/stationfleet-controller-manager"))
+			g.Expect(byKey).To(HaveKey("ConfigMap/stationfleet-grafana-dashboard"))
+			g.Expect(byKey).NotTo(HaveKey("CustomResourceDefinition/firmwarerollouts.firmware.stationfleet.io"))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			objs := helmTemplate(t, tc.values...)
+			byKey := map[string]*unstructured.Unstructured{}
+			var apply []*unstructured.Unstructured
+			for _, u := range objs {
+				byKey[u.GetKind()+"/"+u.GetName()] = u
+				if u.GetAPIVersion() != "monitoring.coreos.com/v1" {
+					apply = append(apply, u)
+				}
+				if u.GetNamespace() != "" {
+					ensureNamespaces(t, u.GetNamespace())
+				}
+			}
+			ensureNamespaces(t, managerNamespace)
+			dryRunApply(t, apply)
+			tc.check(g, byKey)
+		})
+	}
+}
+
+func container(g Gomega, d *unstructured.Unstructured) map[string]any {
+	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	g.Expect(containers).To(HaveLen(1))
+	return containers[0].(map[string]any)
+}
+
+// TestChartRefusesBadValues: values that would install a broken manager
+// fail the render with a message that says what to change.
+func TestChartRefusesBadValues(t *testing.T) {
+	for _, tc := range []struct {
+		set, want string
+	}{
+		{set: "leaderElection.enabled=false", want: "leaderElection.enabled=false needs replicas: 1"},
+		{set: "azblob.auth=sas", want: "azblob.auth must be shared-key or azure-ad"},
+		{set: "azblob.account=", want: "azblob.account (the storage account holding the firmware) is required"},
+	} {
+		_, err := runHelm(t, "template", releaseName, chartDir, "--namespace", managerNamespace, "--set", tc.set)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--set %s: got %v, want an error saying %q", tc.set, err, tc.want)
+		}
+	}
+	if _, err := runHelm(t, "template", releaseName, chartDir, "--set", "leaderElection.enabled=false,replicas=1"); err != nil {
+		t.Errorf("one replica without leader election: %v", err)
+	}
+}
+
+// TestChartCopiesInSync: the chart's copies of the CRD, the alert rules
+// and the Grafana dashboard, and config/prometheus's PrometheusRule, are
+// those of their sources (`make chart-sync` refreshes them; `make
+// manifests` runs it).
+func TestChartCopiesInSync(t *testing.T) {
+	g := NewWithT(t)
+	root := moduleRoot(t)
+	read := func(p string) []byte {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		g.Expect(err).NotTo(HaveOccurred())
+		return b
+	}
+	names := func(glob string) []string {
+		m, err := filepath.Glob(filepath.Join(root, glob))
+		g.Expect(err).NotTo(HaveOccurred())
+		var out []string
+		for _, p := range m {
+			out = append(out, filepath.Base(p))
+		}
+		sort.Strings(out)
+		return out
+	}
+	crds := names("config/crd/bases/*.yaml")
+	g.Expect(crds).NotTo(BeEmpty())
+	g.Expect(names(chartDir+"/files/crds/*.yaml")).To(Equal(crds), "the chart's CRDs are not config/crd/bases': run make chart-sync")
+	for _, f := range crds {
+		g.Expect(string(read(chartDir+"/files/crds/"+f))).To(Equal(string(read("config/crd/bases/"+f))), "%s differs: run make chart-sync", f)
+	}
+	for src, copy := range map[string]string{
+		"config/prometheus/stationfleet.rules.yaml": chartDir + "/files/stationfleet.rules.yaml",
+		"config/grafana/stationfleet.json":          chartDir + "/files/stationfleet.json",
+	} {
+		g.Expect(string(read(copy))).To(Equal(string(read(src))), "%s differs from %s: run make chart-sync", copy, src)
+	}
+
+	var rules, rule map[string]any
+	g.Expect(yaml.Unmarshal(read("config/prometheus/stationfleet.rules.yaml"), &rules)).To(Succeed())
+	g.Expect(yaml.Unmarshal(read("config/prometheus/prometheusrule.yaml"), &rule)).To(Succeed())
+	g.Expect(rule["spec"]).To(Equal(rules), "config/prometheus/prometheusrule.yaml differs from stationfleet.rules.yaml: run make chart-sync")
+}
