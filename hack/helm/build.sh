@@ -16,6 +16,10 @@ bin="$root/bin"
 cache_root=${STATIONFLEET_HELM_CACHE:-$HOME/.cache/stationfleet/helm}
 
 helm_version=$(awk '$1 == "require" && $2 == "helm.sh/helm/v3" {print $3}' "$here/go.mod")
+# The Kubernetes version helm assumes without a cluster (helm template, helm
+# lint) is the one of the client-go it is built with, as helm's Makefile
+# sets it; without it helm assumes 1.20.
+k8s_minor=$(awk '$1 == "k8s.io/client-go" {split($2, v, "."); print v[2]}' "$here/go.mod")
 hash=$(cat "$here/build.sh" "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-16)
 cache="$cache_root/$hash"
 
@@ -26,7 +30,9 @@ if [ ! -x "$cache/helm" ]; then
   # The version helm reports (helm version) is set at link time, as its
   # own Makefile does.
   (cd "$here" && CGO_ENABLED=0 go build -trimpath -tags tools \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s_minor" \
     -o "$cache/helm.tmp" helm.sh/helm/v3/cmd/helm)
   mv "$cache/helm.tmp" "$cache/helm"
   echo "built helm in $((SECONDS - start))s" >&2
