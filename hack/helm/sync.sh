@@ -2,6 +2,7 @@
 # Copies what the Helm chart and config/prometheus share from their sources
 # (`make chart-sync`, run by `make manifests`):
 #   config/crd/bases/*.yaml                  -> charts/stationfleet/files/crds/
+#   config/rbac/role.yaml                     -> charts/stationfleet/files/manager-role.yaml
 #   config/prometheus/stationfleet.rules.yaml -> charts/stationfleet/files/
 #                                               and config/prometheus/prometheusrule.yaml
 #   config/grafana/stationfleet.json          -> charts/stationfleet/files/
@@ -13,6 +14,7 @@ chart=charts/stationfleet
 
 rm -f "$chart"/files/crds/*.yaml
 cp config/crd/bases/*.yaml "$chart/files/crds/"
+cp config/rbac/role.yaml "$chart/files/manager-role.yaml"
 cp config/prometheus/stationfleet.rules.yaml "$chart/files/stationfleet.rules.yaml"
 cp config/grafana/stationfleet.json "$chart/files/stationfleet.json"
 {

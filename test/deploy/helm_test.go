@@ -323,8 +323,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 	}
 }
 
-// TestChartCopiesInSync: the chart's copies of the CRD, the alert rules
-// and the Grafana dashboard, and config/prometheus's PrometheusRule, are
+// TestChartCopiesInSync: the chart's copies of the CRD, the manager's
+// RBAC rules, the alert rules and the Grafana dashboard, and config/prometheus's PrometheusRule, are
 // those of their sources (`make chart-sync` refreshes them; `make
 // manifests` runs it).
 func TestChartCopiesInSync(t *testing.T) {
@@ -354,6 +354,7 @@ func TestChartCopiesInSync(t *testing.T) {
 	for src, copy := range map[string]string{
 		"config/prometheus/stationfleet.rules.yaml": chartDir + "/files/stationfleet.rules.yaml",
 		"config/grafana/stationfleet.json":          chartDir + "/files/stationfleet.json",
+		"config/rbac/role.yaml":                     chartDir + "/files/manager-role.yaml",
 	} {
 		g.Expect(string(read(copy))).To(Equal(string(read(src))), "%s differs from %s: run make chart-sync", copy, src)
 	}

@@ -54,45 +54,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The rules of the manager's ClusterRole, or of its Role in each watched
-namespace: config/rbac/role.yaml, generated from the controller's
-+kubebuilder:rbac markers (test/deploy compares them).
+namespace: files/manager-role.yaml is a byte-for-byte copy of
+config/rbac/role.yaml, generated from the controller's +kubebuilder:rbac
+markers (make chart-sync; test/deploy fails when they differ).
 */}}
 {{- define "stationfleet.managerRules" -}}
-- apiGroups:
-  - ""
-  resources:
-  - configmaps
-  verbs:
-  - get
-- apiGroups:
-  - events.k8s.io
-  resources:
-  - events
-  verbs:
-  - create
-  - patch
-- apiGroups:
-  - firmware.stationfleet.io
-  resources:
-  - firmwarerollouts
-  verbs:
-  - get
-  - list
-  - patch
-  - update
-  - watch
-- apiGroups:
-  - firmware.stationfleet.io
-  resources:
-  - firmwarerollouts/finalizers
-  verbs:
-  - update
-- apiGroups:
-  - firmware.stationfleet.io
-  resources:
-  - firmwarerollouts/status
-  verbs:
-  - get
-  - patch
-  - update
+{{- (.Files.Get "files/manager-role.yaml" | fromYaml).rules | toYaml }}
 {{- end -}}
