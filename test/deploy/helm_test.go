@@ -303,14 +303,19 @@ func container(g Gomega, d *unstructured.Unstructured) map[string]any {
 	return containers[0].(map[string]any)
 }
 
-// TestChartRefusesBadValues: values that would install a broken manager
-// fail the render with a message that says what to change.
+// TestChartRefusesBadValues: values that would install a broken manager,
+// or that the chart does not know (a typo), fail the render with a message
+// that says what to change.
 func TestChartRefusesBadValues(t *testing.T) {
 	for _, tc := range []struct {
 		set, want string
 	}{
 		{set: "leaderElection.enabled=false", want: "leaderElection.enabled=false needs replicas: 1"},
-		{set: "azblob.auth=sas", want: "azblob.auth must be shared-key or azure-ad"},
+		// values.schema.json: a closed set, a misspelt key, a wrong type.
+		{set: "azblob.auth=sas", want: "value must be one of 'shared-key', 'azure-ad'"},
+		{set: "replica=3", want: "additional properties 'replica' not allowed"},
+		{set: "replicas=two", want: "/replicas': got string, want integer"},
+		{set: "cups.service.type=ExternalName", want: "/cups/service/type': value must be one of"},
 		{set: "azblob.account=", want: "azblob.account (the storage account holding the firmware) is required"},
 	} {
 		_, err := runHelm(t, "template", releaseName, chartDir, "--namespace", managerNamespace, "--set", tc.set)
