@@ -346,3 +346,58 @@ func TestMetricNameCheckCatchesMistakes(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardLayout: the Grafana dashboard imports as a whole: unique
+// panel ids, panels inside the 24-column grid that never overlap, every
+// query on the dashboard's data source variable (so it works with any
+// Prometheus data source name), and a query in every panel.
+func TestDashboardLayout(t *testing.T) {
+	g := NewWithT(t)
+	b, err := os.ReadFile(filepath.Join(moduleRoot(t), dashboardFile))
+	g.Expect(err).NotTo(HaveOccurred())
+	var d struct {
+		UID    string `json:"uid"`
+		Panels []struct {
+			ID         int    `json:"id"`
+			Type       string `json:"type"`
+			Title      string `json:"title"`
+			Datasource struct {
+				UID string `json:"uid"`
+			} `json:"datasource"`
+			GridPos struct{ X, Y, W, H int } `json:"gridPos"`
+			Targets []struct {
+				Expr       string `json:"expr"`
+				Datasource struct {
+					UID string `json:"uid"`
+				} `json:"datasource"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	g.Expect(json.Unmarshal(b, &d)).To(Succeed())
+	g.Expect(d.UID).To(Equal("stationfleet"))
+	ids := map[int]bool{}
+	cells := map[[2]int]string{}
+	for _, p := range d.Panels {
+		g.Expect(ids).NotTo(HaveKey(p.ID), "panel id %d twice", p.ID)
+		ids[p.ID] = true
+		gp := p.GridPos
+		g.Expect(gp.W).To(BeNumerically(">", 0), p.Title)
+		g.Expect(gp.H).To(BeNumerically(">", 0), p.Title)
+		g.Expect(gp.X+gp.W).To(BeNumerically("<=", 24), "%s leaves the grid", p.Title)
+		for x := gp.X; x < gp.X+gp.W; x++ {
+			for y := gp.Y; y < gp.Y+gp.H; y++ {
+				g.Expect(cells).NotTo(HaveKey([2]int{x, y}), "%s overlaps %s", p.Title, cells[[2]int{x, y}])
+				cells[[2]int{x, y}] = p.Title
+			}
+		}
+		if p.Type == "row" {
+			continue
+		}
+		g.Expect(p.Datasource.UID).To(Equal("${datasource}"), p.Title)
+		g.Expect(p.Targets).NotTo(BeEmpty(), p.Title)
+		for _, tg := range p.Targets {
+			g.Expect(tg.Expr).To(ContainSubstring("stationfleet_"), p.Title)
+			g.Expect(tg.Datasource.UID).To(Equal("${datasource}"), p.Title)
+		}
+	}
+}
