@@ -1,6 +1,8 @@
 package rolloutmetrics_test
 
 import (
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -8,11 +10,13 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/yaml"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/rolloutmetrics"
@@ -115,4 +119,29 @@ func TestUnitLastProgressMovesOnlyWithProgress(t *testing.T) {
 
 	g.Expect(cl.Delete(t.Context(), r)).To(Succeed())
 	g.Expect(last()).To(Equal(-1.0), "a deleted rollout has no series")
+}
+
+// TestUnitPhasesAreTheAPIs: the phase label takes every value of
+// status.phase in the CRD (config/crd/bases, generated from the API's Enum
+// marker), so that a phase added to the API gets its series.
+func TestUnitPhasesAreTheAPIs(t *testing.T) {
+	g := NewWithT(t)
+	b, err := os.ReadFile("../../config/crd/bases/firmware.stationfleet.io_firmwarerollouts.yaml")
+	g.Expect(err).NotTo(HaveOccurred())
+	var crd apiextensionsv1.CustomResourceDefinition
+	g.Expect(yaml.Unmarshal(b, &crd)).To(Succeed())
+	var enum []string
+	for _, v := range crd.Spec.Versions {
+		for _, e := range v.Schema.OpenAPIV3Schema.Properties["status"].Properties["phase"].Enum {
+			var s string
+			g.Expect(json.Unmarshal(e.Raw, &s)).To(Succeed())
+			enum = append(enum, s)
+		}
+	}
+	g.Expect(enum).NotTo(BeEmpty())
+	var phases []string
+	for _, p := range rolloutmetrics.Phases {
+		phases = append(phases, string(p))
+	}
+	g.Expect(phases).To(ConsistOf(enum))
 }
