@@ -104,7 +104,8 @@ func TestChartLint(t *testing.T) {
 // TestChartMatchesKustomize: with its default values the chart renders the
 // objects of config/default; with watchNamespaces those of
 // config/namespaced (which watches team-a and team-b); with the
-// ServiceMonitor and PrometheusRule on, also those of config/prometheus.
+// ServiceMonitor and PrometheusRule on, also those of config/prometheus;
+// with networkPolicy on, also those of config/components/networkpolicy.
 // What differs by design, and is normalised before comparing:
 //   - the chart adds Helm's labels (helmLabels) and puts the release's
 //     label in its selectors;
@@ -124,11 +125,19 @@ func TestChartMatchesKustomize(t *testing.T) {
 		{name: "namespaced", dirs: []string{"config/namespaced"}, values: []string{"--set", "watchNamespaces={team-a,team-b}"}},
 		{name: "prometheus", dirs: []string{"config/default", "config/prometheus"},
 			values: []string{"--set", "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true"}},
+		// config/default with config/components/networkpolicy, as a user's
+		// overlay adds it (its NetworkPolicies get no prefix nor labels
+		// there: the chart names and labels them as its other objects).
+		{name: "networkpolicy", dirs: []string{"test/deploy/testdata/networkpolicy"}, values: []string{"--set", "networkPolicy.enabled=true"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var want []*unstructured.Unstructured
 			for _, dir := range tc.dirs {
 				for _, u := range render(t, dir) {
+					if u.GetKind() == "NetworkPolicy" && u.GetLabels() == nil {
+						u.SetName("stationfleet-" + u.GetName())
+						u.SetLabels(map[string]string{"app.kubernetes.io/name": "stationfleet", "app.kubernetes.io/part-of": "stationfleet"})
+					}
 					if u.GetKind() != "Namespace" {
 						want = append(want, u)
 					}
@@ -273,6 +282,9 @@ func TestChartRendersAndApplies(t *testing.T) {
 			g.Expect(byKey).To(HaveKey("Role/stationfleet-manager"))
 			g.Expect(byKey).To(HaveKey("PodDisruptionBudget/stationfleet-controller-manager"))
 			g.Expect(byKey).To(HaveKey("ConfigMap/stationfleet-grafana-dashboard"))
+			cupsIngress := byKey["NetworkPolicy/stationfleet-cups-ingress"]
+			g.Expect(cupsIngress).NotTo(BeNil())
+			g.Expect(cupsIngress.Object["spec"]).To(HaveKeyWithValue("ingress", ConsistOf(HaveKeyWithValue("from", ConsistOf(HaveKey("ipBlock"))))))
 			g.Expect(byKey).NotTo(HaveKey("CustomResourceDefinition/firmwarerollouts.firmware.stationfleet.io"))
 		}},
 	} {
