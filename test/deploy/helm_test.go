@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,8 +13,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 )
 
 // The chart and how the tests install it: `helm install stationfleet
@@ -380,4 +387,72 @@ func TestChartCopiesInSync(t *testing.T) {
 	g.Expect(yaml.Unmarshal(read("config/prometheus/stationfleet.rules.yaml"), &rules)).To(Succeed())
 	g.Expect(yaml.Unmarshal(read("config/prometheus/prometheusrule.yaml"), &rule)).To(Succeed())
 	g.Expect(rule["spec"]).To(Equal(rules), "config/prometheus/prometheusrule.yaml differs from stationfleet.rules.yaml: run make chart-sync")
+}
+
+// TestChartInstallUpgradeUninstall runs helm install, upgrade and
+// uninstall against the test API server, as a user who moves from
+// `kubectl apply -k config/default` to the chart: Helm adopts the CRD
+// already there (labelled and annotated as Helm's documentation says), an
+// upgrade changes the replicas, and uninstalling removes the manager but
+// keeps the CRD, and so every FirmwareRollout.
+func TestChartInstallUpgradeUninstall(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := testEnv.Namespace(t)
+	const release = "helmtest" // names helmtest-stationfleet-*, apart from the other tests' objects
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(testEnv.WriteKubeconfig("helm-test", kubeconfig)).To(Succeed())
+	helm := func(args ...string) {
+		t.Helper()
+		if _, err := runHelm(t, append(args, "--kubeconfig", kubeconfig, "--namespace", ns)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	crd := &unstructured.Unstructured{}
+	crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+	crdKey := client.ObjectKey{Name: "firmwarerollouts.firmware.stationfleet.io"}
+	g.Expect(testEnv.Client.Get(ctx, crdKey, crd)).To(Succeed())
+	labels := crd.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["app.kubernetes.io/managed-by"] = "Helm"
+	crd.SetLabels(labels)
+	ann := crd.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann["meta.helm.sh/release-name"], ann["meta.helm.sh/release-namespace"] = release, ns
+	crd.SetAnnotations(ann)
+	g.Expect(testEnv.Client.Update(ctx, crd)).To(Succeed())
+
+	helm("install", release, chartDir)
+	deployment := func() (*appsv1.Deployment, error) {
+		d := &appsv1.Deployment{}
+		err := testEnv.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: release + "-stationfleet-controller-manager"}, d)
+		return d, err
+	}
+	d, err := deployment()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(2))
+
+	sample, err := os.ReadFile(filepath.Join(moduleRoot(t), "config/samples/firmware_v1alpha1_firmwarerollout.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	r := &fwv1.FirmwareRollout{}
+	g.Expect(yaml.Unmarshal(sample, r)).To(Succeed())
+	r.Namespace = ns
+	g.Expect(testEnv.Client.Create(ctx, r)).To(Succeed())
+
+	helm("upgrade", release, chartDir, "--set", "replicas=3")
+	d, err = deployment()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(3))
+
+	helm("uninstall", release)
+	_, err = deployment()
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the manager outlived helm uninstall: %v", err)
+	g.Expect(testEnv.Client.Get(ctx, crdKey, crd)).To(Succeed(), "helm uninstall deleted the CRD")
+	g.Expect(crd.GetDeletionTimestamp()).To(BeNil(), "helm uninstall deletes the CRD")
+	g.Expect(testEnv.Client.Get(ctx, client.ObjectKeyFromObject(r), &fwv1.FirmwareRollout{})).To(Succeed(), "the rollout went with the release")
 }
