@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -32,8 +33,7 @@ const (
 )
 
 // helmLabels are the labels the chart adds to config/default's: Helm's own
-// and the release, which the chart also puts in its selectors so that two
-// releases in one namespace never select each other's pods.
+// and the release's.
 var helmLabels = []string{"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance", "app.kubernetes.io/version"}
 
 // helmBin returns the pinned helm that `make helm` (hack/helm/build.sh)
@@ -114,8 +114,8 @@ func TestChartLint(t *testing.T) {
 // ServiceMonitor and PrometheusRule on, also those of config/prometheus;
 // with networkPolicy on, also those of config/components/networkpolicy.
 // What differs by design, and is normalised before comparing:
-//   - the chart adds Helm's labels (helmLabels) and puts the release's
-//     label in its selectors;
+//   - the chart adds Helm's labels (helmLabels; the ServiceMonitor also
+//     selects the release's metrics Service by its instance label);
 //   - the chart creates no Namespace (helm install --create-namespace);
 //   - the chart keeps its CRD on uninstall (helm.sh/resource-policy: keep);
 //   - the chart's PrometheusRule is rendered from the same rules file
@@ -389,70 +389,79 @@ func TestChartCopiesInSync(t *testing.T) {
 	g.Expect(rule["spec"]).To(Equal(rules), "config/prometheus/prometheusrule.yaml differs from stationfleet.rules.yaml: run make chart-sync")
 }
 
-// TestChartInstallUpgradeUninstall runs helm install, upgrade and
-// uninstall against the test API server, as a user who moves from
-// `kubectl apply -k config/default` to the chart: Helm adopts the CRD
-// already there (labelled and annotated as Helm's documentation says), an
-// upgrade changes the replicas, and uninstalling removes the manager but
-// keeps the CRD, and so every FirmwareRollout.
+// TestChartInstallUpgradeUninstall moves a manager installed with
+// `kubectl apply -k config/default` to the chart, as the README says (label
+// and annotate its objects so that Helm adopts them, then helm install),
+// upgrades it, and uninstalls it, against the test API server: the
+// adoption succeeds (the chart's selectors are config/default's), the
+// upgrade changes the replicas, and uninstalling removes the manager and
+// its RBAC but keeps the CRD and the rollouts.
 func TestChartInstallUpgradeUninstall(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := testEnv.Namespace(t)
-	const release = "helmtest" // names helmtest-stationfleet-*, apart from the other tests' objects
+	root := moduleRoot(t)
+	kubectl := filepath.Join(root, "bin", "kubectl")
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	g.Expect(testEnv.WriteKubeconfig("helm-test", kubeconfig)).To(Succeed())
+	run := func(stdin []byte, name string, args ...string) []byte {
+		t.Helper()
+		cmd := exec.Command(name, append(args, "--kubeconfig", kubeconfig)...)
+		cmd.Dir = root
+		if stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+		}
+		return out
+	}
 	helm := func(args ...string) {
 		t.Helper()
-		if _, err := runHelm(t, append(args, "--kubeconfig", kubeconfig, "--namespace", ns)...); err != nil {
+		if _, err := runHelm(t, append(args, "--kubeconfig", kubeconfig, "--namespace", managerNamespace)...); err != nil {
 			t.Fatal(err)
 		}
 	}
-
-	crd := &unstructured.Unstructured{}
-	crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
-	crdKey := client.ObjectKey{Name: "firmwarerollouts.firmware.stationfleet.io"}
-	g.Expect(testEnv.Client.Get(ctx, crdKey, crd)).To(Succeed())
-	labels := crd.GetLabels()
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels["app.kubernetes.io/managed-by"] = "Helm"
-	crd.SetLabels(labels)
-	ann := crd.GetAnnotations()
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann["meta.helm.sh/release-name"], ann["meta.helm.sh/release-namespace"] = release, ns
-	crd.SetAnnotations(ann)
-	g.Expect(testEnv.Client.Update(ctx, crd)).To(Succeed())
-
-	helm("install", release, chartDir)
 	deployment := func() (*appsv1.Deployment, error) {
 		d := &appsv1.Deployment{}
-		err := testEnv.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: release + "-stationfleet-controller-manager"}, d)
+		err := testEnv.Client.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: "stationfleet-controller-manager"}, d)
 		return d, err
 	}
+
+	// Installed with kustomize, then handed to Helm (README, "With Helm").
+	ensureNamespaces(t, managerNamespace)
+	run(nil, kubectl, "apply", "-k", "config/default")
+	rendered := run(nil, kubectl, "kustomize", "config/default")
+	run(rendered, kubectl, "label", "-f", "-", "--overwrite", "app.kubernetes.io/managed-by=Helm")
+	run(rendered, kubectl, "annotate", "-f", "-", "--overwrite", "meta.helm.sh/release-name="+releaseName, "meta.helm.sh/release-namespace="+managerNamespace)
+
+	helm("install", releaseName, chartDir)
 	d, err := deployment()
 	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(d.Labels).To(HaveKeyWithValue("helm.sh/chart", "stationfleet-0.1.0"), "the Deployment was not adopted")
 	g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(2))
 
-	sample, err := os.ReadFile(filepath.Join(moduleRoot(t), "config/samples/firmware_v1alpha1_firmwarerollout.yaml"))
+	sample, err := os.ReadFile(filepath.Join(root, "config/samples/firmware_v1alpha1_firmwarerollout.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	r := &fwv1.FirmwareRollout{}
 	g.Expect(yaml.Unmarshal(sample, r)).To(Succeed())
-	r.Namespace = ns
+	r.Namespace = testEnv.Namespace(t)
 	g.Expect(testEnv.Client.Create(ctx, r)).To(Succeed())
 
-	helm("upgrade", release, chartDir, "--set", "replicas=3")
+	helm("upgrade", releaseName, chartDir, "--set", "replicas=3")
 	d, err = deployment()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(3))
 
-	helm("uninstall", release)
+	helm("uninstall", releaseName)
 	_, err = deployment()
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the manager outlived helm uninstall: %v", err)
-	g.Expect(testEnv.Client.Get(ctx, crdKey, crd)).To(Succeed(), "helm uninstall deleted the CRD")
+	role := &rbacv1.ClusterRole{}
+	err = testEnv.Client.Get(ctx, client.ObjectKey{Name: "stationfleet-manager-role"}, role)
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the manager's ClusterRole outlived helm uninstall: %v", err)
+	crd := &unstructured.Unstructured{}
+	crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+	g.Expect(testEnv.Client.Get(ctx, client.ObjectKey{Name: "firmwarerollouts.firmware.stationfleet.io"}, crd)).To(Succeed(), "helm uninstall deleted the CRD")
 	g.Expect(crd.GetDeletionTimestamp()).To(BeNil(), "helm uninstall deletes the CRD")
 	g.Expect(testEnv.Client.Get(ctx, client.ObjectKeyFromObject(r), &fwv1.FirmwareRollout{})).To(Succeed(), "the rollout went with the release")
 }

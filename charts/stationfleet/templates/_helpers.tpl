@@ -32,12 +32,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/*
-The manager's pods: config/default's selector, and the release, so that
-two releases in one namespace do not select each other's pods.
+The manager's pods: config/default's selector, unchanged, so that Helm can
+adopt a manager `kubectl apply -k config/default` installed (a Deployment's
+selector cannot change). One manager per namespace: the replicas of every
+manager in a namespace elect their leader on the same Lease.
 */}}
 {{- define "stationfleet.selectorLabels" -}}
 control-plane: controller-manager
-app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "stationfleet.serviceAccountName" -}}
