@@ -23,6 +23,14 @@ tools: ## Build the pinned kube-apiserver, etcd, kubectl and controller-gen into
 azurite: ## Install Azurite (npm) into hack/azurite for the Blob Storage tests.
 	hack/azurite/install.sh
 
+.PHONY: helm
+helm: ## Build the pinned helm into bin/ (cached by version; hack/helm), for the chart tests.
+	hack/helm/build.sh
+
+.PHONY: chart-sync
+chart-sync: ## Copy the CRD, alert rules and Grafana dashboard into the Helm chart and config/prometheus's PrometheusRule.
+	hack/helm/sync.sh
+
 .PHONY: iothub-sdk
 iothub-sdk: ## Install Microsoft's azure-iothub SDK (npm) into hack/iothub-sdk for the IoT Hub emulator's check.
 	hack/iothub-sdk/install.sh
@@ -31,6 +39,7 @@ iothub-sdk: ## Install Microsoft's azure-iothub SDK (npm) into hack/iothub-sdk f
 manifests: tools ## Generate the CRD and RBAC manifests from the API markers.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	hack/helm/sync.sh
 
 .PHONY: generate
 generate: tools ## Generate the deepcopy code.
@@ -50,7 +59,7 @@ lint: vet ## gofmt check and go vet.
 
 .PHONY: verify
 verify: manifests generate ## Fail when generated files are stale.
-	@git diff --exit-code -- config/crd config/rbac api || { echo "generated files are stale: run make manifests generate and commit"; exit 1; }
+	@git diff --exit-code -- config/crd config/rbac config/prometheus charts api || { echo "generated files are stale: run make manifests generate and commit"; exit 1; }
 
 .PHONY: build
 build: ## Build the manager and the CLI into bin/.
@@ -62,7 +71,7 @@ iothub-emulator: ## Run the IoT Hub emulator on its own (EMULATOR_FLAGS="--addr 
 	$(BIN)/iothub-emulator $(EMULATOR_FLAGS)
 
 .PHONY: test
-test: tools azurite iothub-sdk lint verify ## Run every test against the real API server, Azurite and the IoT Hub emulator.
+test: tools helm azurite iothub-sdk lint verify ## Run every test against the real API server, Azurite and the IoT Hub emulator.
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: demo

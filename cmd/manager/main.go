@@ -21,11 +21,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/app"
+	"github.com/stationfleet/stationfleet/internal/rolloutmetrics"
 )
 
 var (
@@ -126,6 +128,13 @@ func main() {
 		os.Exit(1)
 	}
 	defer func() { _ = parts.Registry.Close() }()
+	// Each rollout's phase, deadline and last progress, read from the cache
+	// at scrape time (the dashboard and alerts of config/grafana and
+	// config/prometheus).
+	if err := ctrlmetrics.Registry.Register(rolloutmetrics.New(mgr.GetCache(), rolloutmetrics.WithLogger(ctrl.Log.WithName("rollout-metrics")))); err != nil {
+		setupLog.Error(err, "unable to register the rollout metrics")
+		os.Exit(1)
+	}
 	if metricsCertWatcher != nil {
 		if err := mgr.Add(metricsCertWatcher); err != nil {
 			setupLog.Error(err, "unable to watch the metrics server certificate")

@@ -60,7 +60,12 @@ func TestMetricsObjects(t *testing.T) {
 // over HTTPS with a bearer token.
 func TestServiceMonitorSelectsTheMetricsService(t *testing.T) {
 	g := NewWithT(t)
-	monitors := kustomize(t, "prometheus")
+	var monitors []*unstructured.Unstructured
+	for _, u := range kustomize(t, "prometheus") {
+		if u.GetKind() == "ServiceMonitor" {
+			monitors = append(monitors, u)
+		}
+	}
 	g.Expect(monitors).To(HaveLen(1))
 	m := monitors[0]
 	g.Expect(m.GetKind()).To(Equal("ServiceMonitor"))
@@ -72,6 +77,9 @@ func TestServiceMonitorSelectsTheMetricsService(t *testing.T) {
 	ep := endpoints[0].(map[string]any)
 	g.Expect(ep).To(HaveKeyWithValue("scheme", "https"))
 	g.Expect(ep).To(HaveKeyWithValue("bearerTokenFile", "/var/run/secrets/kubernetes.io/serviceaccount/token"))
+	// The rollout metrics' namespace label is the rollout's: kept, not
+	// renamed exported_namespace.
+	g.Expect(ep).To(HaveKeyWithValue("honorLabels", true))
 
 	var selected []string
 	for _, u := range kustomize(t, "default") {
