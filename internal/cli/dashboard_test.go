@@ -9,7 +9,6 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -27,17 +26,9 @@ import (
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
-	"github.com/stationfleet/stationfleet/internal/testutil/kubetest"
+	"github.com/stationfleet/stationfleet/internal/testutil/browser"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
-
-// EnvChromium names the Chromium binary the browser tests drive (default
-// /usr/bin/chromium, Debian's package, else chromium on the PATH).
-const EnvChromium = "STATIONFLEET_CHROMIUM"
-
-// EnvScreenshots names the directory the browser tests save their
-// screenshots in (default bin/screenshots in the module root).
-const EnvScreenshots = "STATIONFLEET_SCREENSHOTS"
 
 // syncBuffer is an output stream written by the dashboard's goroutine and
 // read by the test.
@@ -182,103 +173,6 @@ func viewerKubeconfig(t *testing.T, ns string) string {
 	return p
 }
 
-// browser starts headless Chromium (as root in CI: no sandbox) and returns
-// a context of one tab.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path := os.Getenv(EnvChromium)
-	if path == "" {
-		path = "/usr/bin/chromium"
-		if _, err := os.Stat(path); err != nil {
-			if p, err := exec.LookPath("chromium"); err == nil {
-				path = p
-			}
-		}
-	}
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("no Chromium at %s: install Debian's chromium package (apt-get install chromium) or set $%s", path, EnvChromium)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1440, 1000),
-		chromedp.Flag("no-proxy-server", true))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start Chromium %s: %v", path, err)
-	}
-	return ctx
-}
-
-// browserTimeout bounds one step of a browser test.
-const browserTimeout = 30 * time.Second
-
-// get runs one browser action and returns its value, or fails t with the
-// page's content.
-func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
-	t.Helper()
-	tctx, cancel := context.WithTimeout(ctx, browserTimeout)
-	defer cancel()
-	v, err := chromedp.Run(tctx, a)
-	if err != nil {
-		hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
-		defer hcancel()
-		html, _ := chromedp.Run(hctx, chromedp.OuterHTML(chromedp.CSS("body")))
-		t.Fatalf("%s: %v\npage: %.4000s", what, err, html)
-	}
-	return v
-}
-
-// do runs browser actions in order, or fails t.
-func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	get(t, ctx, what, chromedp.Steps(steps...))
-}
-
-// screenshot saves the whole page as dir/name.png.
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	dir := os.Getenv(EnvScreenshots)
-	if dir == "" {
-		root, err := kubetest.ModuleRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir = filepath.Join(root, "bin", "screenshots")
-	}
-	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name+".png")
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", p)
-}
-
-// waitText waits until the text of the element sel contains want.
-func waitText(sel, want string) chromedp.Action[chromedp.Void] {
-	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, want)
-	return void(chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond)))
-}
-
-// void drops an action's value, to run it among steps.
-func void[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := a(ctx, t)
-		return err
-	})
-}
-
-// count is how many elements sel matches.
-func count(sel string) chromedp.Action[int] {
-	return chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, sel))
-}
-
-func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
-
 // TestDashboardInBrowser drives the dashboard in headless Chromium against
 // the API server and the IoT Hub emulator: the overview lists the
 // rollouts, follows a status change without a reload, pauses a rollout
@@ -290,65 +184,65 @@ func TestDashboardInBrowser(t *testing.T) {
 	link := startDashboard(t, f.now, "--kubeconfig", f.adminKubeconfig, "-n", f.ns,
 		"--iothub-connection-string-file", f.connFile, "--iothub-ca-file", f.caFile, "--iothub-endpoint", f.endpoint)
 	base := strings.SplitN(link, "/?", 2)[0]
-	ctx := browser(t)
+	ctx := browser.Start(t)
 	key := f.ns + "/fw-2-0-7"
 	row := fmt.Sprintf(`#rollouts tr[data-rollout=%q]`, key)
 
 	// The overview lists the three rollouts with their phase and progress.
-	do(t, ctx, "open the overview", chromedp.Navigate(link), chromedp.WaitVisible(css(row)))
-	g.Expect(get(t, ctx, "count the rollouts", count("#rollouts tbody tr"))).To(Equal(3))
-	g.Expect(get(t, ctx, "phase", chromedp.Text(css(row+" .badge")))).To(Equal("Progressing"))
-	g.Expect(get(t, ctx, "progress", chromedp.Text(css(row+" .progress-text")))).To(Equal("3/50"))
-	steps := get(t, ctx, "steps", chromedp.Evaluate[string](fmt.Sprintf(`[...document.querySelectorAll('%s .step')].map(e => e.title).join('\n')`, row)))
+	browser.Do(t, ctx, "open the overview", chromedp.Navigate(link), chromedp.WaitVisible(browser.CSS(row)))
+	g.Expect(browser.Get(t, ctx, "count the rollouts", browser.Count("#rollouts tbody tr"))).To(Equal(3))
+	g.Expect(browser.Get(t, ctx, "phase", chromedp.Text(browser.CSS(row+" .badge")))).To(Equal("Progressing"))
+	g.Expect(browser.Get(t, ctx, "progress", chromedp.Text(browser.CSS(row+" .progress-text")))).To(Equal("3/50"))
+	steps := browser.Get(t, ctx, "steps", chromedp.Evaluate[string](fmt.Sprintf(`[...document.querySelectorAll('%s .step')].map(e => e.title).join('\n')`, row)))
 	g.Expect(steps).To(ContainSubstring("step 2: batch 10% — 2/5 updated, 1 failed, 2 in progress"))
 	g.Expect(steps).To(ContainSubstring("step 3: pause — not started"))
-	g.Expect(get(t, ctx, "location", chromedp.Location())).To(Equal(base+"/"), "the token leaves the address bar once it is in the cookie")
-	screenshot(t, ctx, "dashboard-overview")
+	g.Expect(browser.Get(t, ctx, "location", chromedp.Location())).To(Equal(base+"/"), "the token leaves the address bar once it is in the cookie")
+	browser.Screenshot(t, ctx, "dashboard-overview")
 
 	// The status changes: the page follows without a reload.
-	do(t, ctx, "mark the page", void(chromedp.Evaluate[bool](`window.notReloaded = true`)))
+	browser.Do(t, ctx, "mark the page", browser.Void(chromedp.Evaluate[bool](`window.notReloaded = true`)))
 	obj := &fwv1.FirmwareRollout{}
 	g.Expect(testEnv.Client.Get(context.Background(), client.ObjectKeyFromObject(f.rollout), obj)).To(Succeed())
 	obj.Status.Updated, obj.Status.InProgress, obj.Status.Pending, obj.Status.Progress = 10, 4, 35, "10/50"
 	obj.Status.Batches[1].Updated, obj.Status.Batches[1].InProgress = 4, 0
 	g.Expect(testEnv.Client.Status().Update(context.Background(), obj)).To(Succeed())
-	do(t, ctx, "see the new progress", waitText(row+" .progress-text", "10/50"))
-	g.Expect(get(t, ctx, "reloaded?", chromedp.Evaluate[bool](`window.notReloaded === true`))).To(BeTrue(), "the page reloaded to show the change")
+	browser.Do(t, ctx, "see the new progress", browser.WaitText(row+" .progress-text", "10/50"))
+	g.Expect(browser.Get(t, ctx, "reloaded?", chromedp.Evaluate[bool](`window.notReloaded === true`))).To(BeTrue(), "the page reloaded to show the change")
 
 	// Pause, confirmed in the dialog: the API server holds spec.paused.
 	pause := fmt.Sprintf(`button[data-action="pause"][data-rollout=%q]`, key)
-	do(t, ctx, "click pause", chromedp.Click(css(pause)), chromedp.WaitVisible(css(`#confirm[open]`)))
-	g.Expect(get(t, ctx, "dialog title", chromedp.Text(css(`#confirm-title`)))).To(Equal("Pause rollout " + key + "?"))
-	do(t, ctx, "confirm", chromedp.Click(css(`#confirm-ok`)), waitText(`#flash.ok`, "rollout fw-2-0-7 paused"))
+	browser.Do(t, ctx, "click pause", chromedp.Click(browser.CSS(pause)), chromedp.WaitVisible(browser.CSS(`#confirm[open]`)))
+	g.Expect(browser.Get(t, ctx, "dialog title", chromedp.Text(browser.CSS(`#confirm-title`)))).To(Equal("Pause rollout " + key + "?"))
+	browser.Do(t, ctx, "confirm", chromedp.Click(browser.CSS(`#confirm-ok`)), browser.WaitText(`#flash.ok`, "rollout fw-2-0-7 paused"))
 	g.Expect(testEnv.Client.Get(context.Background(), client.ObjectKeyFromObject(f.rollout), obj)).To(Succeed())
 	g.Expect(obj.Spec.Paused).To(BeTrue(), "the click did not pause the rollout")
-	do(t, ctx, "the pause button greys out", void(chromedp.Poll[bool](fmt.Sprintf(`document.querySelector('%s').disabled`, pause))))
+	browser.Do(t, ctx, "the pause button greys out", browser.Void(chromedp.Poll[bool](fmt.Sprintf(`document.querySelector('%s').disabled`, pause))))
 
 	// Cancel in the dialog changes nothing.
-	do(t, ctx, "abort, then cancel",
-		chromedp.Click(css(fmt.Sprintf(`button[data-action="abort"][data-rollout=%q]`, key))),
-		chromedp.WaitVisible(css(`#confirm[open]`)),
-		chromedp.Click(css(`#confirm-cancel`)),
-		chromedp.WaitNotPresent(css(`#confirm[open]`)))
+	browser.Do(t, ctx, "abort, then cancel",
+		chromedp.Click(browser.CSS(fmt.Sprintf(`button[data-action="abort"][data-rollout=%q]`, key))),
+		chromedp.WaitVisible(browser.CSS(`#confirm[open]`)),
+		chromedp.Click(browser.CSS(`#confirm-cancel`)),
+		chromedp.WaitNotPresent(browser.CSS(`#confirm[open]`)))
 	g.Expect(testEnv.Client.Get(context.Background(), client.ObjectKeyFromObject(f.rollout), obj)).To(Succeed())
 	g.Expect(obj.Spec.Abort).To(BeFalse(), "cancel aborted the rollout")
 
 	// The rollout's page: its stations from the twins, filtered by outcome
 	// and by tag, and the progress chart.
-	do(t, ctx, "open the rollout's page",
+	browser.Do(t, ctx, "open the rollout's page",
 		chromedp.Navigate(base+"/rollouts/"+f.ns+"/fw-2-0-7"),
-		chromedp.WaitVisible(css(`#stations-table tbody tr`)))
-	g.Expect(get(t, ctx, "count the stations", count("#stations-table tbody tr"))).To(Equal(8))
-	g.Expect(get(t, ctx, "chart", chromedp.Evaluate[string](`[...document.querySelectorAll('#progress-chart path[data-series]')].map(p => p.dataset.series).join(',')`))).
+		chromedp.WaitVisible(browser.CSS(`#stations-table tbody tr`)))
+	g.Expect(browser.Get(t, ctx, "count the stations", browser.Count("#stations-table tbody tr"))).To(Equal(8))
+	g.Expect(browser.Get(t, ctx, "chart", chromedp.Evaluate[string](`[...document.querySelectorAll('#progress-chart path[data-series]')].map(p => p.dataset.series).join(',')`))).
 		To(Equal("updated,failed,inProgress"))
-	screenshot(t, ctx, "dashboard-rollout")
-	do(t, ctx, "filter Failed", chromedp.Click(css(`button[data-outcome="Failed"]`)), waitText(`#stations-count`, "2 of 8 stations shown"))
-	g.Expect(get(t, ctx, "count Failed", count(`#stations-table tbody tr[data-outcome="Failed"]`))).To(Equal(2))
-	do(t, ctx, "filter region us-east",
-		void(chromedp.Evaluate[bool](`(() => { const s = document.querySelector('select[data-tag="region"]'); s.value = 'us-east'; s.dispatchEvent(new Event('change')); return true; })()`)),
-		waitText(`#stations-count`, "1 of 8 stations shown"))
-	g.Expect(get(t, ctx, "the failed station of us-east", count(`#stations-table tbody tr[data-station="00000000000000A3"]`))).To(Equal(1))
-	screenshot(t, ctx, "dashboard-rollout-filtered")
+	browser.Screenshot(t, ctx, "dashboard-rollout")
+	browser.Do(t, ctx, "filter Failed", chromedp.Click(browser.CSS(`button[data-outcome="Failed"]`)), browser.WaitText(`#stations-count`, "2 of 8 stations shown"))
+	g.Expect(browser.Get(t, ctx, "count Failed", browser.Count(`#stations-table tbody tr[data-outcome="Failed"]`))).To(Equal(2))
+	browser.Do(t, ctx, "filter region us-east",
+		browser.Void(chromedp.Evaluate[bool](`(() => { const s = document.querySelector('select[data-tag="region"]'); s.value = 'us-east'; s.dispatchEvent(new Event('change')); return true; })()`)),
+		browser.WaitText(`#stations-count`, "1 of 8 stations shown"))
+	g.Expect(browser.Get(t, ctx, "the failed station of us-east", browser.Count(`#stations-table tbody tr[data-station="00000000000000A3"]`))).To(Equal(1))
+	browser.Screenshot(t, ctx, "dashboard-rollout-filtered")
 }
 
 // TestDashboardShowsRBACRefusal: a user who may read rollouts but not patch
@@ -361,21 +255,21 @@ func TestDashboardShowsRBACRefusal(t *testing.T) {
 	start := time.Now()
 	link := startDashboard(t, func() time.Time { return testNow.Add(time.Since(start)) }, "--kubeconfig", viewerKubeconfig(t, ns), "-n", ns,
 		"--iothub-connection-string-file", filepath.Join(t.TempDir(), "missing"))
-	ctx := browser(t)
+	ctx := browser.Start(t)
 	key := ns + "/fw-2-0-7"
-	do(t, ctx, "abort as a viewer",
+	browser.Do(t, ctx, "abort as a viewer",
 		chromedp.Navigate(link),
 		chromedp.Navigate(strings.SplitN(link, "/?", 2)[0]+"/rollouts/"+ns+"/fw-2-0-7"),
-		chromedp.WaitVisible(css(`#summary`)),
-		chromedp.Click(css(fmt.Sprintf(`button[data-action="abort"][data-rollout=%q]`, key))),
-		chromedp.WaitVisible(css(`#confirm[open]`)),
-		chromedp.Click(css(`#confirm-ok`)),
-		chromedp.WaitVisible(css(`#flash.error`)))
-	msg := get(t, ctx, "the refusal", chromedp.Text(css(`#flash`)))
+		chromedp.WaitVisible(browser.CSS(`#summary`)),
+		chromedp.Click(browser.CSS(fmt.Sprintf(`button[data-action="abort"][data-rollout=%q]`, key))),
+		chromedp.WaitVisible(browser.CSS(`#confirm[open]`)),
+		chromedp.Click(browser.CSS(`#confirm-ok`)),
+		chromedp.WaitVisible(browser.CSS(`#flash.error`)))
+	msg := browser.Get(t, ctx, "the refusal", chromedp.Text(browser.CSS(`#flash`)))
 	g.Expect(msg).To(HavePrefix("Forbidden (403): not allowed to abort " + key))
 	g.Expect(msg).To(ContainSubstring(`User "dashboard-viewer" cannot patch resource "firmwarerollouts"`))
-	g.Expect(get(t, ctx, "why no stations", chromedp.Text(css(`#stations-error`)))).To(ContainSubstring("no IoT Hub connection"))
-	screenshot(t, ctx, "dashboard-refused")
+	g.Expect(browser.Get(t, ctx, "why no stations", chromedp.Text(browser.CSS(`#stations-error`)))).To(ContainSubstring("no IoT Hub connection"))
+	browser.Screenshot(t, ctx, "dashboard-refused")
 	g.Expect(testEnv.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
 	g.Expect(obj.Spec.Abort).To(BeFalse())
 }

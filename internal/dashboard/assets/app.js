@@ -174,7 +174,7 @@ function renderOverview() {
     h('td', {}, h('a', { href: rolloutURL(v), text: v.name })),
     allNamespaces ? h('td', { text: v.namespace }) : null,
     h('td', { class: 'mono', text: v.package }),
-    h('td', {}, badge(v.phase), v.paused && v.phase !== 'Paused' ? ' (pausing)' : '', v.stale ? h('span', { class: 'muted', title: 'the controller has not acted on the latest spec yet', text: ' ⟳' }) : null),
+    h('td', {}, badge(v.phase), v.paused && v.phase !== 'Paused' ? ' (pausing)' : '', v.stale ? h('span', { class: 'muted', title: 'the controller has not acted on the latest spec yet', text: ' (spec changed)' }) : null),
     h('td', { class: 'progress-cell' }, h('div', { class: 'progress' }, bar(v.targets, v.updated, v.failed, v.inProgress), h('span', { class: 'mono progress-text', text: v.progress }))),
     h('td', {}, miniSteps(v)),
     h('td', { class: 'num' + (v.failed ? ' failed' : ''), text: v.failed }),
