@@ -7,7 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
@@ -84,6 +86,11 @@ func (a *app) runDashboard(ctx context.Context, address string, all bool, hub hu
 		defer reg.Close()
 		opts.Stations = &dashboardStations{a: a, c: c, reg: reg}
 	}
+	// The server logs each action and watch failure to the terminal: who
+	// clicked what is worth keeping next to the URL.
+	ctx = ctrl.LoggerInto(ctx, funcr.New(func(prefix, args string) {
+		fmt.Fprintf(a.Streams.ErrOut, "%s %s\n", a.Now().UTC().Format(time.RFC3339), args)
+	}, funcr.Options{}))
 	srv, err := dashboard.New(opts)
 	if err != nil {
 		return err

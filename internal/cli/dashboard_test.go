@@ -52,8 +52,9 @@ func (s *syncBuffer) String() string {
 var dashboardURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/\?token=[0-9a-f]+`)
 
 // startDashboard runs `stationfleet dashboard` with args on a free loopback
-// port, as a user would, until the test ends, and returns the URL it printed.
-func startDashboard(t *testing.T, now func() time.Time, args ...string) string {
+// port, as a user would, until the test ends, and returns the URL it printed
+// and its error stream (warnings and the log of actions).
+func startDashboard(t *testing.T, now func() time.Time, args ...string) (string, *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errOut := &syncBuffer{}, &syncBuffer{}
@@ -75,7 +76,7 @@ func startDashboard(t *testing.T, now func() time.Time, args ...string) string {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if u := dashboardURL.FindString(out.String()); u != "" {
-			return u
+			return u, errOut
 		}
 		select {
 		case code := <-done:
@@ -84,7 +85,7 @@ func startDashboard(t *testing.T, now func() time.Time, args ...string) string {
 		}
 	}
 	t.Fatalf("the dashboard printed no URL within a minute: %q %q", out.String(), errOut.String())
-	return ""
+	return "", nil
 }
 
 // dashboardFixture is a namespace with three rollouts and the twins of the
@@ -181,7 +182,7 @@ func viewerKubeconfig(t *testing.T, ns string) string {
 func TestDashboardInBrowser(t *testing.T) {
 	g := NewWithT(t)
 	f := newDashboardFixture(t)
-	link := startDashboard(t, f.now, "--kubeconfig", f.adminKubeconfig, "-n", f.ns,
+	link, terminal := startDashboard(t, f.now, "--kubeconfig", f.adminKubeconfig, "-n", f.ns,
 		"--iothub-connection-string-file", f.connFile, "--iothub-ca-file", f.caFile, "--iothub-endpoint", f.endpoint)
 	base := strings.SplitN(link, "/?", 2)[0]
 	ctx := browser.Start(t)
@@ -216,6 +217,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	browser.Do(t, ctx, "confirm", chromedp.Click(browser.CSS(`#confirm-ok`)), browser.WaitText(`#flash.ok`, "rollout fw-2-0-7 paused"))
 	g.Expect(testEnv.Client.Get(context.Background(), client.ObjectKeyFromObject(f.rollout), obj)).To(Succeed())
 	g.Expect(obj.Spec.Paused).To(BeTrue(), "the click did not pause the rollout")
+	g.Expect(terminal.String()).To(MatchRegexp(`"msg"="dashboard action done" "rollout"="`+key+`" "action"="pause"`), "the terminal logs the action")
 	browser.Do(t, ctx, "the pause button greys out", browser.Void(chromedp.Poll[bool](fmt.Sprintf(`document.querySelector('%s').disabled`, pause))))
 
 	// Cancel in the dialog changes nothing.
@@ -253,7 +255,7 @@ func TestDashboardShowsRBACRefusal(t *testing.T) {
 	ns := testEnv.Namespace(t)
 	obj := createRollout(t, newRollout(ns, "fw-2-0-7"), progressingStatus())
 	start := time.Now()
-	link := startDashboard(t, func() time.Time { return testNow.Add(time.Since(start)) }, "--kubeconfig", viewerKubeconfig(t, ns), "-n", ns,
+	link, _ := startDashboard(t, func() time.Time { return testNow.Add(time.Since(start)) }, "--kubeconfig", viewerKubeconfig(t, ns), "-n", ns,
 		"--iothub-connection-string-file", filepath.Join(t.TempDir(), "missing"))
 	ctx := browser.Start(t)
 	key := ns + "/fw-2-0-7"
@@ -281,7 +283,7 @@ func TestDashboardRefusesOtherSites(t *testing.T) {
 	g := NewWithT(t)
 	ns := testEnv.Namespace(t)
 	obj := createRollout(t, newRollout(ns, "fw-2-0-7"), progressingStatus())
-	link := startDashboard(t, time.Now, "--kubeconfig", kubeconfig(t), "-n", ns)
+	link, _ := startDashboard(t, time.Now, "--kubeconfig", kubeconfig(t), "-n", ns)
 	base := strings.SplitN(link, "/?", 2)[0]
 	u, err := url.Parse(base)
 	g.Expect(err).NotTo(HaveOccurred())

@@ -224,7 +224,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		_ = ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Requests carry ctx's logger; they end with the server, not with ctx.
+	base := context.WithoutCancel(ctx)
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base }}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -433,6 +436,15 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
+	// Only the rollout a page shows in full (?rollout=namespace/name) comes
+	// with its progress history; the others' would be sent for nothing.
+	full := r.URL.Query().Get("rollout")
+	trim := func(v RolloutView) RolloutView {
+		if v.Namespace+"/"+v.Name != full {
+			v.History = nil
+		}
+		return v
+	}
 	sub := s.store.subscribe()
 	defer s.store.unsubscribe(sub)
 	send := func(event string, v any) error {
@@ -445,7 +457,11 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush()
 	}
-	if err := send("snapshot", s.store.snapshot()); err != nil {
+	snap := s.store.snapshot()
+	for i := range snap.Rollouts {
+		snap.Rollouts[i] = trim(snap.Rollouts[i])
+	}
+	if err := send("snapshot", snap); err != nil {
 		return
 	}
 	keepAlive := time.NewTicker(15 * time.Second)
@@ -474,7 +490,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 					}
 					continue
 				}
-				if err := send("rollout", v); err != nil {
+				if err := send("rollout", trim(*v)); err != nil {
 					return
 				}
 			}

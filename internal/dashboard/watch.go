@@ -21,9 +21,10 @@ import (
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 )
 
-// maxSamples bounds a rollout's progress history; past it every other
+// maxSamples bounds a rollout's progress history (a few hundred points
+// are more than a chart 860 pixels wide shows); past it every other
 // sample is dropped, so the picture keeps its whole span at half the detail.
-const maxSamples = 2000
+const maxSamples = 600
 
 // syncTimeout is how long Serve waits for the first list of rollouts.
 const syncTimeout = time.Minute
