@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -84,7 +85,11 @@ func (a *app) runDashboard(ctx context.Context, address string, all bool, hub hu
 		fmt.Fprintf(a.Streams.ErrOut, "warning: station outcomes are not shown: %v\n", err)
 	} else {
 		defer reg.Close()
-		opts.Stations = &dashboardStations{a: a, c: c, reg: reg}
+		// activeRollouts warns on every read when it may not list every
+		// namespace: the page reads often, so say it once.
+		quiet := *a
+		quiet.Streams.ErrOut = &onceWriter{w: a.Streams.ErrOut, seen: map[string]bool{}}
+		opts.Stations = &dashboardStations{a: &quiet, c: c, reg: reg}
 	}
 	// The server logs each action and watch failure to the terminal: who
 	// clicked what is worth keeping next to the URL.
@@ -178,4 +183,21 @@ func (d *dashboardStations) Stations(ctx context.Context, obj *fwv1.FirmwareRoll
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// onceWriter writes each distinct message once.
+type onceWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	seen map[string]bool
+}
+
+func (o *onceWriter) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen[string(p)] {
+		return len(p), nil
+	}
+	o.seen[string(p)] = true
+	return o.w.Write(p)
 }

@@ -210,6 +210,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	browser.Do(t, ctx, "see the new progress", browser.WaitText(row+" .progress-text", "10/50"))
 	g.Expect(browser.Get(t, ctx, "reloaded?", chromedp.Evaluate[bool](`window.notReloaded === true`))).To(BeTrue(), "the page reloaded to show the change")
 
+	// A rollout created appears, one deleted disappears, still without a
+	// reload.
+	createRollout(t, newRollout(f.ns, "fw-2-0-9"), fwv1.FirmwareRolloutStatus{})
+	gone := &fwv1.FirmwareRollout{}
+	g.Expect(testEnv.Client.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: "fw-2-0-6"}, gone)).To(Succeed())
+	g.Expect(testEnv.Client.Delete(context.Background(), gone)).To(Succeed())
+	browser.Do(t, ctx, "see the new rollout and not the deleted one",
+		browser.WaitJS(fmt.Sprintf(`!!document.querySelector('#rollouts tr[data-rollout=%q]') && !document.querySelector('#rollouts tr[data-rollout=%q]')`,
+			f.ns+"/fw-2-0-9", f.ns+"/fw-2-0-6")))
+	g.Expect(browser.Get(t, ctx, "the new rollout's phase", chromedp.Text(browser.CSS(fmt.Sprintf(`#rollouts tr[data-rollout=%q] .badge`, f.ns+"/fw-2-0-9"))))).To(Equal("Pending"))
+	g.Expect(browser.Get(t, ctx, "reloaded?", chromedp.Evaluate[bool](`window.notReloaded === true`))).To(BeTrue(), "the page reloaded")
+
 	// Pause, confirmed in the dialog: the API server holds spec.paused.
 	pause := fmt.Sprintf(`button[data-action="pause"][data-rollout=%q]`, key)
 	browser.Do(t, ctx, "click pause", chromedp.Click(browser.CSS(pause)), chromedp.WaitVisible(browser.CSS(`#confirm[open]`)))
