@@ -82,7 +82,10 @@ type Controller interface {
 // (pausing a completed rollout, ...). The page shows its message.
 type RefusedError struct{ Err error }
 
+// Error is the rules' refusal.
 func (e *RefusedError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the refusal.
 func (e *RefusedError) Unwrap() error { return e.Err }
 
 // Station is one row of a rollout's stations table.
@@ -123,8 +126,9 @@ type Options struct {
 	// Controller carries out pause, resume and abort.
 	Controller Controller
 	// Stations reads a rollout's stations; nil when IoT Hub is not
-	// configured, and StationsUnavailable says why (shown on the page).
-	Stations            StationSource
+	// configured.
+	Stations StationSource
+	// StationsUnavailable says why Stations is nil (shown on the page).
 	StationsUnavailable string
 	// Now is the clock; default time.Now.
 	Now func() time.Time

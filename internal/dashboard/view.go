@@ -14,6 +14,7 @@ import (
 
 // RolloutView is what the page shows of one rollout.
 type RolloutView struct {
+	// Namespace, Name and UID identify the rollout.
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	UID       string `json:"uid"`
@@ -33,7 +34,8 @@ type RolloutView struct {
 	// Paused and Abort are spec.paused and spec.abort.
 	Paused bool `json:"paused"`
 	Abort  bool `json:"abort"`
-	// The counts of status.
+	// Targets, Pending, InProgress, Updated, Failed, Skipped, Baking and
+	// Progress are the status' counts.
 	Targets    int32  `json:"targets"`
 	Pending    int32  `json:"pending"`
 	InProgress int32  `json:"inProgress"`
@@ -45,13 +47,17 @@ type RolloutView struct {
 	// MaxFailures is spec.strategy.maxFailures as written ("" when unset).
 	MaxFailures string `json:"maxFailures,omitempty"`
 	// CurrentStep is status.currentStep (1-based; 0 before the start).
-	CurrentStep int32      `json:"currentStep"`
-	Steps       []StepView `json:"steps"`
+	CurrentStep int32 `json:"currentStep"`
+	// Steps are the strategy's steps and where each is.
+	Steps []StepView `json:"steps"`
 	// Failures are the latest failed stations, newest first.
-	Failures   []fwv1.StationFailure `json:"failures"`
-	Conditions []metav1.Condition    `json:"conditions"`
-	Created    time.Time             `json:"created"`
-	StartTime  *time.Time            `json:"startTime,omitempty"`
+	Failures []fwv1.StationFailure `json:"failures"`
+	// Conditions are the status' conditions.
+	Conditions []metav1.Condition `json:"conditions"`
+	// Created is the rollout's creation time.
+	Created time.Time `json:"created"`
+	// StartTime is when the first batch started.
+	StartTime *time.Time `json:"startTime,omitempty"`
 	// CompletionTime is when it completed, halted or was aborted.
 	CompletionTime *time.Time `json:"completionTime,omitempty"`
 	// History is the progress the dashboard observed, for the chart.

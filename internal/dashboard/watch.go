@@ -31,10 +31,12 @@ const syncTimeout = time.Minute
 
 // Sample is a rollout's counts at one time, a point of its progress chart.
 type Sample struct {
-	T          time.Time `json:"t"`
-	Updated    int32     `json:"updated"`
-	Failed     int32     `json:"failed"`
-	InProgress int32     `json:"inProgress"`
+	// T is when the counts held.
+	T time.Time `json:"t"`
+	// Updated, Failed and InProgress are the status' counts then.
+	Updated    int32 `json:"updated"`
+	Failed     int32 `json:"failed"`
+	InProgress int32 `json:"inProgress"`
 	// Derived is true for a sample read from the status' timestamps (the
 	// start, each finished batch) rather than observed by the dashboard.
 	Derived bool `json:"derived,omitempty"`
@@ -51,10 +53,13 @@ type WatchStatus struct {
 // Snapshot is every rollout shown, as the page first loads them.
 type Snapshot struct {
 	// Namespace is the namespace shown; empty for all.
-	Namespace string        `json:"namespace"`
-	Rollouts  []RolloutView `json:"rollouts"`
-	Watch     WatchStatus   `json:"watch"`
-	Now       time.Time     `json:"now"`
+	Namespace string `json:"namespace"`
+	// Rollouts are sorted by namespace and name.
+	Rollouts []RolloutView `json:"rollouts"`
+	// Watch says whether the watch works.
+	Watch WatchStatus `json:"watch"`
+	// Now is the server's clock, which the page's ages follow.
+	Now time.Time `json:"now"`
 }
 
 // store holds the rollouts the informer sees, their views and progress
