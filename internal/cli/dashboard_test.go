@@ -232,6 +232,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	g.Expect(terminal.String()).To(MatchRegexp(`"msg"="dashboard action done" "rollout"="`+key+`" "action"="pause"`), "the terminal logs the action")
 	browser.Do(t, ctx, "the pause button greys out", browser.Void(chromedp.Poll[bool](fmt.Sprintf(`document.querySelector('%s').disabled`, pause))))
 
+	// Resume, confirmed: spec.paused is cleared.
+	resume := fmt.Sprintf(`button[data-action="resume"][data-rollout=%q]`, key)
+	browser.Do(t, ctx, "resume",
+		browser.WaitJS(fmt.Sprintf(`!document.querySelector('%s').disabled`, resume)),
+		chromedp.Click(browser.CSS(resume)), chromedp.WaitVisible(browser.CSS(`#confirm[open]`)),
+		chromedp.Click(browser.CSS(`#confirm-ok`)), browser.WaitText(`#flash.ok`, "rollout fw-2-0-7 resumed"))
+	g.Expect(testEnv.Client.Get(context.Background(), client.ObjectKeyFromObject(f.rollout), obj)).To(Succeed())
+	g.Expect(obj.Spec.Paused).To(BeFalse(), "the click did not resume the rollout")
+
 	// Cancel in the dialog changes nothing.
 	browser.Do(t, ctx, "abort, then cancel",
 		chromedp.Click(browser.CSS(fmt.Sprintf(`button[data-action="abort"][data-rollout=%q]`, key))),
@@ -340,6 +349,33 @@ func TestDashboardRefusesOtherSites(t *testing.T) {
 	g.Expect(do(withCookie, "POST", action, map[string]string{"X-Stationfleet-Token": token, "Origin": base, "Sec-Fetch-Site": "same-origin"})).To(Equal(http.StatusOK))
 	g.Expect(testEnv.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
 	g.Expect(obj.Spec.Paused).To(BeTrue())
+}
+
+// TestDashboardActionRefusedByRules: an action the commands' rules refuse
+// (aborting a completed rollout, pausing one twice) is answered 409 with the
+// command's words, and nothing is written.
+func TestDashboardActionRefusedByRules(t *testing.T) {
+	g := NewWithT(t)
+	ns := testEnv.Namespace(t)
+	done := createRollout(t, newRollout(ns, "fw-2-0-6"), completedStatus())
+	link, _ := startDashboard(t, time.Now, "--kubeconfig", kubeconfig(t), "-n", ns)
+	base := strings.SplitN(link, "/?", 2)[0]
+	token := strings.SplitN(link, "token=", 2)[1]
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.Get(link)
+	g.Expect(err).NotTo(HaveOccurred())
+	resp.Body.Close()
+	req, _ := http.NewRequest("POST", base+"/api/rollouts/"+ns+"/fw-2-0-6/abort", nil)
+	req.Header.Set("X-Stationfleet-Token", token)
+	resp, err = c.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusConflict))
+	g.Expect(string(body)).To(ContainSubstring("rollout fw-2-0-6 is Completed: every step is done, so there is nothing to abort"))
+	g.Expect(testEnv.Client.Get(context.Background(), client.ObjectKeyFromObject(done), done)).To(Succeed())
+	g.Expect(done.Spec.Abort).To(BeFalse())
 }
 
 // TestDashboardRefusesNonLoopback: the dashboard does not listen on the
