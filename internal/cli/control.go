@@ -271,14 +271,37 @@ func (a *app) runControl(ctx context.Context, act control, name string) error {
 	if err != nil {
 		return err
 	}
+	plan, obj, err := a.applyControl(ctx, c, act, ns, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(a.Streams.Out, plan.done)
+	if _, argo := obj.Annotations[argoTrackingAnnotation]; argo && plan.gitField != "" {
+		fmt.Fprintf(a.Streams.ErrOut, "warning: Argo CD manages %s/%s: set %s in Git too, or a sync reverts it\n", ns, name, plan.gitField)
+	}
+	return nil
+}
+
+// planRefusal is planControl's refusal: the rules say no for the rollout's
+// state (the dashboard shows it as such, apart from the API server's
+// refusals).
+type planRefusal struct{ err error }
+
+func (e *planRefusal) Error() string { return e.err.Error() }
+func (e *planRefusal) Unwrap() error { return e.err }
+
+// applyControl reads the rollout ns/name, decides and patches it,
+// re-deciding when the rollout changed in between. It returns the plan
+// carried out and the rollout as read before the patch.
+func (a *app) applyControl(ctx context.Context, c client.Client, act control, ns, name string) (*controlPlan, *fwv1.FirmwareRollout, error) {
 	for attempt := 0; ; attempt++ {
 		obj, err := a.getRollout(ctx, c, ns, name)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		plan, err := planControl(act, obj, a.commandName(), a.Now())
 		if err != nil {
-			return err
+			return nil, nil, &planRefusal{err}
 		}
 		guarded := map[string]any{}
 		for k, v := range plan.patch {
@@ -292,23 +315,19 @@ func (a *app) runControl(ctx context.Context, act control, name string) error {
 		guarded["metadata"] = md
 		body, err := json.Marshal(guarded)
 		if err != nil {
-			return fmt.Errorf("encode patch: %w", err)
+			return nil, nil, fmt.Errorf("encode patch: %w", err)
 		}
 		err = c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
 		switch {
 		case err == nil:
-			fmt.Fprintln(a.Streams.Out, plan.done)
-			if _, argo := obj.Annotations[argoTrackingAnnotation]; argo && plan.gitField != "" {
-				fmt.Fprintf(a.Streams.ErrOut, "warning: Argo CD manages %s/%s: set %s in Git too, or a sync reverts it\n", ns, name, plan.gitField)
-			}
-			return nil
+			return plan, obj, nil
 		case apierrors.IsConflict(err) && attempt < conflictRetries:
 			continue // changed meanwhile: decide again on the new state
 		case apierrors.IsForbidden(err):
-			return fmt.Errorf("not allowed to %s %s/%s: ask for patch on firmwarerollouts.firmware.stationfleet.io: %w", act, ns, name, err)
+			return nil, nil, fmt.Errorf("not allowed to %s %s/%s: ask for patch on firmwarerollouts.firmware.stationfleet.io: %w", act, ns, name, err)
 		case apierrors.IsInvalid(err):
-			return fmt.Errorf("the API server refused to %s %s/%s: %w", act, ns, name, err)
+			return nil, nil, fmt.Errorf("the API server refused to %s %s/%s: %w", act, ns, name, err)
 		}
-		return fmt.Errorf("%s %s/%s: %w", act, ns, name, err)
+		return nil, nil, fmt.Errorf("%s %s/%s: %w", act, ns, name, err)
 	}
 }

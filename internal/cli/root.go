@@ -121,7 +121,7 @@ Installed as ` + PluginName + ` on the PATH it is also a kubectl plugin:
 		c.GroupID = "keys"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.statusCommand(), a.stationsCommand(), a.pauseCommand(), a.resumeCommand(), a.abortCommand(), a.retryCommand()} {
+	for _, c := range []*cobra.Command{a.statusCommand(), a.stationsCommand(), a.pauseCommand(), a.resumeCommand(), a.abortCommand(), a.retryCommand(), a.dashboardCommand()} {
 		c.GroupID = "rollouts"
 		root.AddCommand(c)
 	}

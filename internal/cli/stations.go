@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -107,6 +108,8 @@ type stationRow struct {
 	served int
 	// lastSeen is when the station last polled CUPS (zero: never).
 	lastSeen time.Time
+	// tags are the user's twin tags with a scalar value (region, ring).
+	tags map[string]string
 }
 
 func (a *app) stationsCommand() *cobra.Command {
@@ -215,7 +218,7 @@ func collectStations(ctx context.Context, reg twinQuerier, obj *fwv1.FirmwareRol
 				continue
 			}
 			seen[t.DeviceID] = true
-			r := stationRow{id: t.DeviceID, outcome: evaluateTwin(t, p)}
+			r := stationRow{id: t.DeviceID, outcome: evaluateTwin(t, p), tags: userTags(t)}
 			r.batch, r.served = r.outcome.Batch, r.outcome.UpdatesServed
 			if ob := t.Observation; ob != nil {
 				r.pkg, r.lastSeen = ob.Package, ob.LastSeen
@@ -311,4 +314,22 @@ func writeStations(w io.Writer, rows []stationRow, want fwv1.StationOutcome, wid
 		}
 	}
 	fmt.Fprintf(w, "%d of %d stations shown (%s)\n", len(shown), len(rows), strings.Join(parts, ", "))
+}
+
+// userTags returns the twin's tags that a person set and that have a
+// scalar value (region, ring, ...), as text; stationfleet's own are left out.
+func userTags(t *twin.Twin) map[string]string {
+	out := map[string]string{}
+	for k, v := range t.Tags {
+		if k == twin.TagRoot {
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case float64, bool, json.Number:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	return out
 }

@@ -79,6 +79,9 @@ type Options struct {
 	ExitWhenDone bool
 	// Namespace is where the rollout is created.
 	Namespace string
+	// DashboardAddr is where `stationfleet dashboard` serves the live page
+	// of the demo's rollouts; empty for none.
+	DashboardAddr string
 	// Out receives the progress display; Log the manager's log (discarded
 	// when nil).
 	Out io.Writer
@@ -88,7 +91,7 @@ type Options struct {
 // DefaultOptions returns the options `make demo` uses.
 func DefaultOptions() Options {
 	return Options{Stations: 50, PollInterval: 2 * time.Second, FailShare: 0.06, BreakTC: 1, FallBack: 1,
-		CUPSAddr: "127.0.0.1:5002", Namespace: "default"}
+		CUPSAddr: "127.0.0.1:5002", Namespace: "default", DashboardAddr: "127.0.0.1:3100"}
 }
 
 // bakeTime is the rollout's bake time.
@@ -125,6 +128,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CUPSAddr, "cups-addr", o.CUPSAddr, "Address of the CUPS server (loopback).")
 	fs.BoolVar(&o.ExitWhenDone, "exit-when-done", o.ExitWhenDone, "Stop when the rollout ends instead of running until interrupted.")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the sample rollout.")
+	fs.StringVar(&o.DashboardAddr, "dashboard-addr", o.DashboardAddr, "Loopback address of the live dashboard (empty: none).")
 }
 
 // Result is how a demo run ended.
@@ -302,8 +306,23 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		savePackages(filepath.Join(state, "stations.json"), stations)
 	}()
 
+	dashboard := ""
+	if o.DashboardAddr != "" {
+		u, stopDashboard, err := startDashboard(ctx, o.DashboardAddr, kubeconfig, o.Namespace,
+			[]string{"--iothub-connection-string-file", csFile, "--iothub-ca-file", hub.CAFile(), "--iothub-endpoint", hub.Addr()})
+		if err != nil {
+			say("warning: no dashboard: %v (choose another address with --dashboard-addr)", err)
+		} else {
+			defer stopDashboard()
+			dashboard = u
+		}
+	}
+
 	say("")
 	say("stationfleet embedded default is up:")
+	if dashboard != "" {
+		say("  dashboard:        %s   (live rollouts in the browser)", dashboard)
+	}
 	say("  kubectl:          export KUBECONFIG=%s   (kubectl is bin/kubectl)", kubeconfig)
 	say("  CUPS (plain HTTP): %s/update-info", cupsURI)
 	say("  IoT Hub emulator: hub %s listening on %s, connection string in %s, CA %s", hub.HostName(), hub.Addr(), csFile, hub.CAFile())
@@ -353,6 +372,9 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		if !o.ExitWhenDone {
 			say("")
 			say("still running: apply your own rollouts with KUBECONFIG=%s bin/kubectl apply -f ...; press Ctrl-C to stop.", kubeconfig)
+			if dashboard != "" {
+				say("the dashboard: %s", dashboard)
+			}
 			<-ctx.Done()
 		}
 	}

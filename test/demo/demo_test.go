@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,6 +38,7 @@ func TestDemoCompletes(t *testing.T) {
 	// seconds: the twin keeps the bake time in seconds).
 	o.PollInterval = time.Second
 	o.CUPSAddr = proc.FreeAddr(t)
+	o.DashboardAddr = proc.FreeAddr(t)
 	o.ExitWhenDone = true
 	o.StateDir = t.TempDir()
 	o.Out = &out
@@ -63,6 +65,7 @@ func TestDemoCompletes(t *testing.T) {
 	g.Expect(out.String()).To(ContainSubstring("export KUBECONFIG="))
 	g.Expect(out.String()).To(ContainSubstring("http://" + o.CUPSAddr + "/update-info"))
 	g.Expect(out.String()).To(ContainSubstring("connection string in"))
+	g.Expect(out.String()).To(MatchRegexp(`dashboard: +http://`+regexp.QuoteMeta(o.DashboardAddr)+`/\?token=[0-9a-f]+`), "the demo prints the dashboard's URL")
 	g.Expect(out.String()).To(ContainSubstring("the rollout ended Completed: 45 of 50 stations updated, 5 failed"))
 	// The guide says what to look at.
 	g.Expect(out.String()).To(MatchRegexp(`breaks its network-server connection .* -> Failed Unhealthy`))

@@ -33,7 +33,7 @@ var rules = []rule{{
 	name: "adapters, the CLI and the shared rules do not import the controller",
 	from: []string{"internal/iothub", "internal/iothub/hubsim", "internal/cups", "internal/twin", "internal/stationsim", "internal/controlplane",
 		"internal/firmware", "internal/firmware/azblob", "internal/firmware/local", "internal/firmware/stores",
-		"internal/cli", "cmd/stationfleet", "internal/rules"},
+		"internal/cli", "cmd/stationfleet", "internal/rules", "internal/dashboard"},
 	forbidden: module + "/controllers",
 	why:       "interfaces are declared by their consumer and asserted where the adapters are wired (internal/app); the rules the controller, CUPS and the CLI share are in internal/rules",
 }, {
@@ -56,6 +56,16 @@ var rules = []rule{{
 	from:      []string{"internal/rules"},
 	forbidden: module + "/internal/cli",
 	why:       "internal/rules imports the API types and internal/twin only: no adapter",
+}, {
+	name:      "the dashboard server does not import the CLI",
+	from:      []string{"internal/dashboard"},
+	forbidden: module + "/internal/cli",
+	why:       "internal/dashboard declares Controller and StationSource; internal/cli implements them and wires the command",
+}, {
+	name:      "the dashboard server does not import IoT Hub",
+	from:      []string{"internal/dashboard"},
+	forbidden: module + "/internal/iothub",
+	why:       "the dashboard reads stations through its StationSource, which internal/cli implements over the registry",
 }}
 
 func TestImportDirection(t *testing.T) {
