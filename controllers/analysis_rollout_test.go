@@ -154,7 +154,9 @@ func TestAnalysisSurvivesManagerRestart(t *testing.T) {
 
 	r := w.waitPhase("r", fwv1.PhaseCompleted, 60*time.Second)
 	a := r.Status.Analyses[0]
-	g.Expect(a.Successful + a.Failed + a.Errors).To(BeNumerically("==", 5), "every measurement counted once")
+	// An error (no data yet at the first measurement) is not a verdict and
+	// does not count towards count.
+	g.Expect(a.Successful+a.Failed).To(BeNumerically("==", 5), "every measurement counted once: %+v", a)
 	g.Expect(a.Measurements).To(HaveLen(5))
 	for k := 1; k < len(a.Measurements); k++ {
 		g.Expect(a.Measurements[k].ScheduledAt.Sub(a.Measurements[k-1].Time.Time)).To(BeNumerically(">=", 0))
@@ -162,8 +164,8 @@ func TestAnalysisSurvivesManagerRestart(t *testing.T) {
 			"measurements %d and %d", k-1, k)
 	}
 	// What was recorded before the restart is still there, as it was.
-	n := int(before.Successful + before.Failed + before.Errors)
-	g.Expect(a.Measurements[n-1].ScheduledAt.Equal(&before.Measurements[len(before.Measurements)-1].ScheduledAt)).To(BeTrue())
+	kept := before.Measurements[len(before.Measurements)-1]
+	g.Expect(a.Measurements).To(ContainElement(kept))
 }
 
 // eventReasons returns the reasons of the Events about the rollout name.

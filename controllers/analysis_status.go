@@ -80,7 +80,8 @@ func nextDue(as *fwv1.AnalysisStatus, p analysisParams) time.Time {
 // the analysis's phase and message from its counters.
 func recordMeasurement(as *fwv1.AnalysisStatus, p analysisParams, due, now time.Time, out analysis.Outcome) {
 	for _, m := range as.Measurements {
-		if m.ScheduledAt.Equal(&metav1.Time{Time: due}) {
+		// Status keeps microseconds.
+		if m.ScheduledAt.Truncate(time.Microsecond).Equal(due.Truncate(time.Microsecond)) {
 			return // taken already: a pass that worked from a stale copy
 		}
 	}
@@ -96,7 +97,7 @@ func recordMeasurement(as *fwv1.AnalysisStatus, p analysisParams, due, now time.
 		as.ConsecutiveErrors++
 	}
 	as.Measurements = append(as.Measurements, fwv1.AnalysisMeasurement{
-		ScheduledAt: metav1.NewTime(due), Time: metav1.NewTime(now), Phase: out.Phase, Value: out.Value, Message: out.Message,
+		ScheduledAt: metav1.NewMicroTime(due), Time: metav1.NewMicroTime(now), Phase: out.Phase, Value: out.Value, Message: out.Message,
 	})
 	if n := len(as.Measurements) - fwv1.MaxMeasurementsListed; n > 0 {
 		as.Measurements = append([]fwv1.AnalysisMeasurement(nil), as.Measurements[n:]...)

@@ -232,10 +232,12 @@ type AnalysisStatus struct {
 // AnalysisMeasurement is one run of an analysis's query.
 type AnalysisMeasurement struct {
 	// scheduledAt is when the measurement was due: it identifies the
-	// measurement, so a manager that restarts takes it once.
-	ScheduledAt metav1.Time `json:"scheduledAt"`
-	// time is when the query was evaluated.
-	Time metav1.Time `json:"time"`
+	// measurement, so a manager that restarts takes it once. Microsecond
+	// precision: intervals may be as short as a second.
+	ScheduledAt metav1.MicroTime `json:"scheduledAt"`
+	// time is when the query was evaluated (the next measurement is due an
+	// interval later).
+	Time metav1.MicroTime `json:"time"`
 	// phase is the verdict: Successful, Failed or Error.
 	Phase MeasurementPhase `json:"phase"`
 	// value is the query's result as text (truncated).
