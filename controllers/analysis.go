@@ -69,9 +69,13 @@ func (r *FirmwareRolloutReconciler) analysisWaiting(s *rolloutScope, i int, a *f
 	if w := r.requeueWhileInFlight(s); w < requeue {
 		requeue = w
 	}
+	so := as.Message + lastValue(as)
+	if so == "" {
+		so = fmt.Sprintf("no measurement yet of %d", paramsOf(a).count)
+	}
 	return &Waiting{Phase: fwv1.PhaseProgressing, Reason: fwv1.ReasonAnalysisRunning, RequeueAfter: requeue,
 		Message: fmt.Sprintf("step %d of %d: %s running: %s; next measurement at %s", i, len(s.obj.Spec.Strategy.Steps),
-			analysisName(i, a), as.Message+lastValue(as), due.UTC().Format(time.RFC3339))}
+			analysisName(i, a), so, due.UTC().Format(time.RFC3339))}
 }
 
 // lastValue is what a message says of the newest measurement.
