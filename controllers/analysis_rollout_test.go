@@ -82,7 +82,8 @@ func TestAnalysisPassesGoodFirmware(t *testing.T) {
 // TestAnalysisHaltsDegradingFirmware: stations that run the new firmware
 // forward only 30% of their uplinks; the analysis fails, the rollout halts
 // before the second batch with a Warning Event per failed measurement, and
-// an abort during the halt restores every station.
+// a resume runs the analysis again, and an abort during the halt restores
+// every station.
 func TestAnalysisHaltsDegradingFirmware(t *testing.T) {
 	g := NewWithT(t)
 	w := newWorld(t, 6, nil)
@@ -106,6 +107,16 @@ func TestAnalysisHaltsDegradingFirmware(t *testing.T) {
 	g.Eventually(func() []string { return w.eventReasons("r") }, 10*time.Second, 100*time.Millisecond).
 		Should(ContainElements(fwv1.ReasonMeasurementFailed, fwv1.ReasonAnalysisFailed))
 	g.Consistently(func() int32 { return w.get("r").Status.Pending }, 2*time.Second, 200*time.Millisecond).Should(BeNumerically("==", 3))
+
+	// A resume runs the analysis again, from scratch: it fails again.
+	firstRun := a.StartTime.Time
+	w.patch("r", func(r *fwv1.FirmwareRollout) {
+		r.Annotations = map[string]string{fwv1.ResumeAnnotation: time.Now().Format(time.RFC3339Nano)}
+	})
+	g.Eventually(func() bool { return w.get("r").Status.Analyses[0].StartTime.After(firstRun) }, 10*time.Second, 100*time.Millisecond).Should(BeTrue())
+	r = w.waitPhase("r", fwv1.PhaseHalted, 30*time.Second)
+	g.Expect(r.Status.Analyses[0].Failed).To(BeNumerically("==", 1), "the second run counts afresh")
+	g.Expect(r.Status.Pending).To(BeNumerically("==", 3))
 
 	w.patch("r", func(r *fwv1.FirmwareRollout) { r.Spec.Abort = true })
 	w.waitPhase("r", fwv1.PhaseAborted, 30*time.Second)
