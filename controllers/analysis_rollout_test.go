@@ -2,11 +2,14 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -203,4 +206,76 @@ func (w *world) expectRestored() {
 		g.Expect(tw.Ownership).To(BeNil(), "station %d still owned", i)
 		g.Expect(tw.CUPS.Firmware.Package).To(Equal(w.old.Package), "station %d not restored", i)
 	}
+}
+
+// measured is how many measurements the rollout's first analysis took.
+func (w *world) measured(name string) int32 {
+	if as := w.get(name).Status.Analyses; len(as) > 0 {
+		return as[0].Successful + as[0].Failed + as[0].Errors
+	}
+	return 0
+}
+
+// TestAnalysisPauseAndDelete: spec.paused stops an analysis (no
+// measurement while paused) and unpausing goes on; deleting the rollout in
+// the middle of an analysis releases its stations as during a pause.
+func TestAnalysisPauseAndDelete(t *testing.T) {
+	g := NewWithT(t)
+	w := newWorld(t, 4, nil)
+	_, prom := w.startPrometheus()
+	step := analysis(prom.URL, "")
+	step.Analysis.InitialDelay = nil
+	step.Analysis.Count = ptr.To[int32](30)
+	w.create(w.rollout("r", batch("2"), step, batch("100%")))
+
+	g.Eventually(func() int32 { return w.measured("r") }, 60*time.Second, 50*time.Millisecond).Should(BeNumerically(">=", 2))
+	w.patch("r", func(r *fwv1.FirmwareRollout) { r.Spec.Paused = true })
+	w.waitPhase("r", fwv1.PhasePaused, 10*time.Second)
+	held := w.measured("r")
+	g.Consistently(func() int32 { return w.measured("r") }, 3*time.Second, 200*time.Millisecond).Should(Equal(held))
+	w.patch("r", func(r *fwv1.FirmwareRollout) { r.Spec.Paused = false })
+	g.Eventually(func() int32 { return w.measured("r") }, 10*time.Second, 100*time.Millisecond).Should(BeNumerically(">", held))
+
+	g.Expect(testEnv.Client.Delete(context.Background(), w.get("r"))).To(Succeed())
+	g.Eventually(func() bool {
+		err := testEnv.Client.Get(context.Background(), client.ObjectKey{Namespace: w.ns, Name: "r"}, &fwv1.FirmwareRollout{})
+		return apierrors.IsNotFound(err)
+	}, 30*time.Second, 100*time.Millisecond).Should(BeTrue())
+	for i := range w.specs {
+		g.Expect(w.twinOf(w.id(i)).Ownership).To(BeNil(), "station %d still owned", i)
+	}
+}
+
+// TestAnalysisCredentialsFromSecret: a secretRef to a Secret that does not
+// exist makes each measurement an error that names the Secret, and the
+// analysis fails past consecutiveErrorLimit; once the Secret exists, a
+// resume runs it again and it passes. The token never reaches the status.
+func TestAnalysisCredentialsFromSecret(t *testing.T) {
+	g := NewWithT(t)
+	w := newWorld(t, 4, nil)
+	_, prom := w.startPrometheus()
+	step := analysis(prom.URL, "")
+	step.Analysis.InitialDelay = &metav1.Duration{Duration: 4 * time.Second}
+	step.Analysis.ConsecutiveErrorLimit = ptr.To[int32](1)
+	step.Analysis.Prometheus.SecretRef = &fwv1.LocalObjectReference{Name: "prometheus-reader"}
+	w.create(w.rollout("r", batch("2"), step, batch("100%")))
+
+	r := w.waitPhase("r", fwv1.PhaseHalted, 60*time.Second)
+	a := r.Status.Analyses[0]
+	g.Expect(a.Errors).To(BeNumerically("==", 2))
+	g.Expect(a.Message).To(ContainSubstring("no Secret prometheus-reader in namespace " + w.ns))
+
+	const token = "analysis-bearer-token-42"
+	g.Expect(testEnv.Client.Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "prometheus-reader"},
+		Data:       map[string][]byte{fwv1.AnalysisSecretToken: []byte(token)},
+	})).To(Succeed())
+	w.patch("r", func(r *fwv1.FirmwareRollout) {
+		r.Annotations = map[string]string{fwv1.ResumeAnnotation: time.Now().Format(time.RFC3339Nano)}
+	})
+	r = w.waitPhase("r", fwv1.PhaseCompleted, 60*time.Second)
+	g.Expect(r.Status.Analyses[0].Phase).To(Equal(fwv1.AnalysisSuccessful))
+	b, err := json.Marshal(r.Status)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(b)).NotTo(ContainSubstring(token))
 }
