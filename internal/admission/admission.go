@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -43,10 +44,12 @@ func (RolloutValidator) ValidateCreate(_ context.Context, obj *fwv1.FirmwareRoll
 	return nil, Validate(obj)
 }
 
-// ValidateUpdate validates a changed rollout. A rollout being deleted is
-// let through: its finalizer must be removable whatever its spec.
-func (RolloutValidator) ValidateUpdate(_ context.Context, _, obj *fwv1.FirmwareRollout) (admission.Warnings, error) {
-	if !obj.DeletionTimestamp.IsZero() {
+// ValidateUpdate validates a changed rollout. A rollout being deleted, or
+// whose steps did not change, is let through (ratcheting, as the API
+// server does for CRD rules): a rollout stored before the webhook was
+// installed must still take its finalizer, a pause or an abort.
+func (RolloutValidator) ValidateUpdate(_ context.Context, old, obj *fwv1.FirmwareRollout) (admission.Warnings, error) {
+	if !obj.DeletionTimestamp.IsZero() || equality.Semantic.DeepEqual(old.Spec.Strategy.Steps, obj.Spec.Strategy.Steps) {
 		return nil, nil
 	}
 	return nil, Validate(obj)

@@ -152,3 +152,25 @@ func TestStepKindsExclusive(t *testing.T) {
 	err = env.Client.Create(ctx, u)
 	g.Expect(err).To(MatchError(ContainSubstring("each step must be exactly one of batch, pause or analysis")))
 }
+
+// TestUpdateRefusedOnlyWhenStepsChange: changing a good condition into one
+// that does not compile is refused; an update that leaves the steps alone
+// is not checked again (ratcheting).
+func TestUpdateRefusedOnlyWhenStepsChange(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns, err := env.CreateNamespace(ctx, "t")
+	g.Expect(err).NotTo(HaveOccurred())
+	u := rollout("upd", with(nil))
+	u.SetNamespace(ns)
+	g.Expect(env.Client.Create(ctx, u)).To(Succeed())
+
+	steps, _, _ := unstructured.NestedSlice(u.Object, "spec", "strategy", "steps")
+	steps[1].(map[string]any)["analysis"].(map[string]any)["successCondition"] = "result >>= 1"
+	bad := u.DeepCopy()
+	g.Expect(unstructured.SetNestedSlice(bad.Object, steps, "spec", "strategy", "steps")).To(Succeed())
+	g.Expect(env.Client.Update(ctx, bad)).To(MatchError(ContainSubstring("successCondition does not compile")))
+
+	u.SetLabels(map[string]string{"team": "lorawan"})
+	g.Expect(env.Client.Update(ctx, u)).To(Succeed())
+}
