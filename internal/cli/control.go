@@ -247,8 +247,10 @@ func (a *app) resumeCommand() *cobra.Command {
 	return a.controlCommand(controlResume, "Resume a paused rollout",
 		`resume clears spec.paused and, when the rollout waits in a pause step without
 duration, sets the `+fwv1.ResumeAnnotation+` annotation to the
-current time so it moves past that step. It refuses a rollout that is not
-paused; a timed pause step ends by itself.`)
+current time so it moves past that step. On a rollout halted by a failed
+analysis step it sets the annotation too: the analysis runs again, from
+scratch. It refuses a rollout that is not paused; a timed pause step ends by
+itself.`)
 }
 
 func (a *app) retryCommand() *cobra.Command {
