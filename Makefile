@@ -39,6 +39,7 @@ iothub-sdk: ## Install Microsoft's azure-iothub SDK (npm) into hack/iothub-sdk f
 manifests: tools ## Generate the CRD and RBAC manifests from the API markers.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) webhook paths=./internal/admission/... output:webhook:artifacts:config=config/webhook
 	hack/helm/sync.sh
 
 .PHONY: generate
@@ -59,7 +60,7 @@ lint: vet ## gofmt check and go vet.
 
 .PHONY: verify
 verify: manifests generate ## Fail when generated files are stale.
-	@git diff --exit-code -- config/crd config/rbac config/prometheus charts api || { echo "generated files are stale: run make manifests generate and commit"; exit 1; }
+	@git diff --exit-code -- config/crd config/rbac config/webhook config/prometheus charts api || { echo "generated files are stale: run make manifests generate and commit"; exit 1; }
 
 .PHONY: build
 build: ## Build the manager and the CLI into bin/.

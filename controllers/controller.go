@@ -43,6 +43,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/analysis"
 	"github.com/stationfleet/stationfleet/internal/rules"
 )
 
@@ -61,6 +62,9 @@ type FirmwareRolloutReconciler struct {
 	Registry TwinRegistry
 	// Firmware checks the firmware before the first write (required).
 	Firmware FirmwareChecker
+	// Analyzer takes the measurements of analysis steps; an
+	// analysis.Client when nil.
+	Analyzer Analyzer
 	// Cache, when set, is invalidated for each station written.
 	Cache TwinCache
 	// Recorder emits Events (optional).
@@ -81,8 +85,11 @@ type FirmwareRolloutReconciler struct {
 // +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // (configmaps: the publicKeyRef ConfigMap, read uncached in the rollout's
-// namespace. No Secret: the manager's own Secrets are mounted files.)
+// namespace; secrets: get only, uncached, the Secret an analysis step's
+// prometheus.secretRef names in the rollout's namespace. The manager's own
+// Secrets are mounted files.)
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the reconciler with mgr.
@@ -111,6 +118,9 @@ func (r *FirmwareRolloutReconciler) applyDefaults() {
 		r.Options = r.Options.withDefaults()
 		if r.Now == nil {
 			r.Now = time.Now
+		}
+		if r.Analyzer == nil {
+			r.Analyzer = analysis.New()
 		}
 	})
 }

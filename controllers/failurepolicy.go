@@ -25,7 +25,7 @@ func (r *FirmwareRolloutReconciler) halt(ctx context.Context, s *rolloutScope) e
 	st := &s.obj.Status
 	limit, err := rules.FailureLimit(s.obj.Spec.Strategy.MaxFailures, len(s.view.all))
 	if err != nil || int(st.Failed) <= limit {
-		if st.Phase == fwv1.PhaseHalted {
+		if st.Phase == fwv1.PhaseHalted && failedAnalysis(s.obj) == nil {
 			r.liftHalt(ctx, s, limit)
 		}
 		return nil
@@ -79,19 +79,29 @@ func (r *FirmwareRolloutReconciler) liftHalt(ctx context.Context, s *rolloutScop
 // or the stations already restored would look unwritten and be written
 // anew.
 func (r *FirmwareRolloutReconciler) abortOnFailures(ctx context.Context, s *rolloutScope, limit int) error {
+	return r.abortBySelf(ctx, s, fwv1.ReasonFailureLimitAborted,
+		fmt.Sprintf("%d stations failed, more than maxFailures allows (%d): failurePolicy Abort restores the previous firmware on every station this rollout wrote",
+			s.obj.Status.Failed, limit))
+}
+
+// abortBySelf records the controller's decision to abort (reason and
+// message, in status) and aborts the rollout as spec.abort would: a failure
+// limit passed under failurePolicy Abort, or an analysis that failed under
+// onFailure Abort. See abortOnFailures for why the decision is written
+// first.
+func (r *FirmwareRolloutReconciler) abortBySelf(ctx context.Context, s *rolloutScope, reason, msg string) error {
 	st := &s.obj.Status
-	st.AbortReason = fwv1.ReasonFailureLimitAborted
-	st.AbortMessage = fmt.Sprintf("%d stations failed, more than maxFailures allows (%d): failurePolicy Abort restores the previous firmware on every station this rollout wrote",
-		st.Failed, limit)
+	st.AbortReason = reason
+	st.AbortMessage = msg
 	switch err := r.Status().Patch(ctx, s.obj, statusPatch{base: s.base}); {
 	case apierrors.IsConflict(err):
 		// A stale copy: decide again, at once, on the fresh one.
-		return &Waiting{Phase: s.reached(), Reason: fwv1.ReasonFailureLimitAborted, Message: st.AbortMessage, RequeueAfter: 10 * time.Millisecond}
+		return &Waiting{Phase: s.reached(), Reason: reason, Message: st.AbortMessage, RequeueAfter: 10 * time.Millisecond}
 	case err != nil:
 		return fmt.Errorf("record the decision to abort: %w", err)
 	}
 	s.base = s.obj.DeepCopy()
-	r.event(ctx, s.obj, corev1.EventTypeWarning, fwv1.ReasonFailureLimitAborted, st.AbortMessage)
+	r.event(ctx, s.obj, corev1.EventTypeWarning, reason, st.AbortMessage)
 	return r.reconcileAbort(ctx, s)
 }
 

@@ -4,8 +4,17 @@ import (
 	"context"
 	"errors"
 
+	"github.com/stationfleet/stationfleet/internal/analysis"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
+
+// Analyzer takes one measurement of an analysis step: it sends the rendered
+// query to Prometheus and evaluates the success condition over the result.
+// Every problem is a measurement that ended in an error, never an error of
+// the pass. internal/analysis's Client implements it.
+type Analyzer interface {
+	Measure(ctx context.Context, req analysis.Request) analysis.Outcome
+}
 
 // TwinRegistry is what the rollout controller needs from IoT Hub. The adapter
 // in internal/iothub implements it on the real service client; it rate-limits

@@ -42,6 +42,8 @@ func (r *FirmwareRolloutReconciler) runStep(ctx context.Context, s *rolloutScope
 	switch {
 	case step.Batch != nil:
 		return r.stepBatch(ctx, s, i, step)
+	case step.Analysis != nil:
+		return r.stepAnalysis(ctx, s, i, step.Analysis)
 	case step.Pause != nil && step.Pause.Duration != nil:
 		return r.stepTimedPause(s, i, step.Pause.Duration.Duration)
 	default:
@@ -61,9 +63,9 @@ func (r *FirmwareRolloutReconciler) advance(s *rolloutScope) {
 	t := metav1.NewTime(s.now)
 	st.StepStartTime = &t
 	// A resume given before the rollout reached an indefinite pause does
-	// not skip it: only a new value resumes.
+	// not skip it, nor rerun a failed analysis: only a new value resumes.
 	if int(st.CurrentStep) <= len(steps) {
-		if p := steps[st.CurrentStep-1].Pause; p != nil && p.Duration == nil {
+		if step := steps[st.CurrentStep-1]; (step.Pause != nil && step.Pause.Duration == nil) || step.Analysis != nil {
 			st.LastHandledResume = s.obj.Annotations[fwv1.ResumeAnnotation]
 		}
 	}

@@ -319,8 +319,8 @@ const (
 	FailurePolicyAbort FailurePolicy = "Abort"
 )
 
-// RolloutStep is exactly one of a batch or a pause.
-// +kubebuilder:validation:XValidation:rule="has(self.batch) != has(self.pause)",message="each step must be exactly one of batch or pause"
+// RolloutStep is exactly one of a batch, a pause or an analysis.
+// +kubebuilder:validation:XValidation:rule="[has(self.batch), has(self.pause), has(self.analysis)].filter(x, x).size() == 1",message="each step must be exactly one of batch, pause or analysis"
 type RolloutStep struct {
 	// batch is how many more stations this step updates: a count (1 or "1")
 	// or a percentage of all targets ("10%", from 1% to 100%). A percentage
@@ -337,6 +337,13 @@ type RolloutStep struct {
 	// duration.
 	// +optional
 	Pause *PauseStep `json:"pause,omitempty"`
+
+	// analysis asks Prometheus, count times at an interval, whether the
+	// stations written so far are well, before the next step: a passed
+	// analysis moves on, a failed one halts (or aborts) the rollout. See
+	// AnalysisStep.
+	// +optional
+	Analysis *AnalysisStep `json:"analysis,omitempty"`
 }
 
 // PauseStep waits before the next step.
@@ -458,11 +465,12 @@ type FirmwareRolloutStatus struct {
 
 	// abortReason, when set, is why the controller aborted the rollout by
 	// itself: FailureLimitAborted (failures passed maxFailures under
-	// failurePolicy Abort). The controller keeps its decision here, not in
+	// failurePolicy Abort) or AnalysisAborted (an analysis step with
+	// onFailure Abort failed). The controller keeps its decision here, not in
 	// spec (Git owns spec), so that a restarted controller keeps aborting;
 	// it is never cleared. Empty for a rollout aborted through spec.abort.
 	// +optional
-	// +kubebuilder:validation:Enum=FailureLimitAborted
+	// +kubebuilder:validation:Enum=FailureLimitAborted;AnalysisAborted
 	AbortReason string `json:"abortReason,omitempty"`
 
 	// abortMessage says, for a person, why the controller aborted the
@@ -483,6 +491,12 @@ type FirmwareRolloutStatus struct {
 	// rollout waits for one (reason OutsideWindow) and removed otherwise.
 	// +optional
 	NextWindow *metav1.Time `json:"nextWindow,omitempty"`
+
+	// analyses is the state of each analysis step the rollout reached, in
+	// step order.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Analyses []AnalysisStatus `json:"analyses,omitempty"`
 }
 
 // BatchStatus summarises one batch. A batch holds only stations the rollout

@@ -89,6 +89,25 @@ const (
 	// ReasonRegistryError: a transient error (IoT Hub, API server); the
 	// reconcile is retried (Ready and Reconciling conditions).
 	ReasonRegistryError = "RegistryError"
+	// ReasonAnalysisRunning: an analysis step is taking its measurements
+	// (Ready condition; Event when it starts).
+	ReasonAnalysisRunning = "AnalysisRunning"
+	// ReasonAnalysisPassed: an analysis step passed and the rollout goes on
+	// (Event).
+	ReasonAnalysisPassed = "AnalysisPassed"
+	// ReasonAnalysisFailed: an analysis step failed and the rollout is
+	// halted (Stalled condition, Warning Event).
+	ReasonAnalysisFailed = "AnalysisFailed"
+	// ReasonAnalysisAborted: an analysis step with onFailure Abort failed
+	// and the controller aborted the rollout by itself (status.abortReason;
+	// Ready and Stalled conditions, Warning Event).
+	ReasonAnalysisAborted = "AnalysisAborted"
+	// ReasonMeasurementFailed: one measurement of an analysis failed its
+	// success condition (Warning Event).
+	ReasonMeasurementFailed = "MeasurementFailed"
+	// ReasonMeasurementError: one measurement of an analysis could not be
+	// taken or evaluated (Warning Event).
+	ReasonMeasurementError = "MeasurementError"
 	// ReasonReconciling is a generic Reconciling reason for clients; the
 	// controller itself writes a more specific one.
 	ReasonReconciling = "Reconciling"

@@ -97,8 +97,8 @@ func TestInvalidManifestsRefused(t *testing.T) {
 		{"no steps", func(s map[string]any) { strategy(s)["steps"] = []any{} }, "spec.strategy.steps: Invalid value: 0: spec.strategy.steps in body should have at least 1 items"},
 		{"step with both", func(s map[string]any) {
 			strategy(s)["steps"] = []any{map[string]any{"batch": 1, "pause": map[string]any{}}}
-		}, "each step must be exactly one of batch or pause"},
-		{"step with neither", func(s map[string]any) { strategy(s)["steps"] = []any{map[string]any{}} }, "each step must be exactly one of batch or pause"},
+		}, "each step must be exactly one of batch, pause or analysis"},
+		{"step with neither", func(s map[string]any) { strategy(s)["steps"] = []any{map[string]any{}} }, "each step must be exactly one of batch, pause or analysis"},
 		{"batch zero", func(s map[string]any) { strategy(s)["steps"] = []any{map[string]any{"batch": 0}} }, "batch must be a positive count or a percentage from 1% to 100%"},
 		{"batch 0%", func(s map[string]any) { strategy(s)["steps"] = []any{map[string]any{"batch": "0%"}} }, "batch must be a positive count or a percentage from 1% to 100%"},
 		{"batch 101%", func(s map[string]any) { strategy(s)["steps"] = []any{map[string]any{"batch": "101%"}} }, "batch must be a positive count or a percentage from 1% to 100%"},

@@ -24,8 +24,10 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/admission"
 	"github.com/stationfleet/stationfleet/internal/app"
 	"github.com/stationfleet/stationfleet/internal/rolloutmetrics"
 )
@@ -55,6 +57,8 @@ func main() {
 		metricsCertPath      string
 		metricsCertName      string
 		metricsCertKey       string
+		webhookPort          int
+		webhookCertDir       string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "The address the metrics endpoint binds to (:8443 for HTTPS, :8080 for HTTP with --metrics-secure=false); 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the health probe endpoint binds to.")
@@ -69,6 +73,8 @@ func main() {
 	flag.StringVar(&metricsCertName, "metrics-cert-name", "tls.crt", "The metrics server's certificate file in --metrics-cert-path.")
 	flag.StringVar(&metricsCertKey, "metrics-cert-key", "tls.key", "The metrics server's key file in --metrics-cert-path.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server (off: CVE-2023-44487 / rapid reset).")
+	flag.IntVar(&webhookPort, "webhook-port", 0, "Serve the FirmwareRollout validating webhook (config/webhook: refuses analysis steps whose condition or query does not compile) on this port; 0 serves none.")
+	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook server's tls.crt and tls.key (e.g. a mounted cert-manager Secret).")
 	opts := app.DefaultOptions()
 	opts.BindFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
@@ -114,6 +120,9 @@ func main() {
 		RetryPeriod:                   &retryPeriod,
 		PprofBindAddress:              pprofAddr,
 	}
+	if webhookPort > 0 {
+		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir, TLSOpts: tlsOpts})
+	}
 	// The cache, the controller and the CUPS server's wake-ups all keep
 	// to --watch-namespaces (app.Options).
 	mgrOpts.Cache.DefaultNamespaces = opts.CacheNamespaces()
@@ -134,6 +143,12 @@ func main() {
 	if err := ctrlmetrics.Registry.Register(rolloutmetrics.New(mgr.GetCache(), rolloutmetrics.WithLogger(ctrl.Log.WithName("rollout-metrics")))); err != nil {
 		setupLog.Error(err, "unable to register the rollout metrics")
 		os.Exit(1)
+	}
+	if webhookPort > 0 {
+		if err := admission.Setup(mgr); err != nil {
+			setupLog.Error(err, "unable to set up the webhook")
+			os.Exit(1)
+		}
 	}
 	if metricsCertWatcher != nil {
 		if err := mgr.Add(metricsCertWatcher); err != nil {

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/stationfleet/stationfleet/controllers"
+	"github.com/stationfleet/stationfleet/internal/analysis"
 	"github.com/stationfleet/stationfleet/internal/cups"
 	"github.com/stationfleet/stationfleet/internal/firmware"
 	"github.com/stationfleet/stationfleet/internal/firmware/stores"
@@ -202,6 +203,7 @@ func Setup(mgr ctrl.Manager, o Options) (*Parts, error) {
 		APIReader: mgr.GetAPIReader(), // the publicKeyRef ConfigMap, uncached
 		Registry:  reg,
 		Firmware:  newFirmwareChecker(store, o.Firmware.MaxSize),
+		Analyzer:  analysis.New(), // analysis steps: Prometheus and CEL
 		Recorder:  mgr.GetEventRecorder("stationfleet"),
 		Wake:      wake,
 		Options:   o.Rollout,

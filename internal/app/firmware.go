@@ -4,12 +4,16 @@ import (
 	"context"
 
 	"github.com/stationfleet/stationfleet/controllers"
+	"github.com/stationfleet/stationfleet/internal/analysis"
 	"github.com/stationfleet/stationfleet/internal/cups"
 	"github.com/stationfleet/stationfleet/internal/firmware"
 )
 
 // The CUPS server streams blobs from the firmware router.
 var _ cups.BlobOpener = (*firmware.Router)(nil)
+
+// The controller's analysis steps measure with the Prometheus adapter.
+var _ controllers.Analyzer = (*analysis.Client)(nil)
 
 // firmwareChecker adapts firmware.Checker to the controller's
 // FirmwareChecker: it converts the controller's FirmwareRef and marks a

@@ -282,7 +282,7 @@ func argoCases() []argoCase {
 		{"aborting", mk(2, setAbort, withGen(abortingStatus(), 2)), "Progressing", "restoring the previous firmware on the stations this rollout wrote", nil},
 		{"aborted", mk(2, setAbort, withGen(abortedStatus(), 2)), "Degraded", "aborted: the previous firmware is restored on 6 stations", nil},
 		{"completed", mk(1, nil, completedStatus()), "Healthy", "49 of 50 stations updated, 1 failed, 0 skipped", nil},
-	}, retryArgoCases(mk)...)
+	}, append(retryArgoCases(mk), analysisArgoCases(mk)...)...)
 }
 
 func TestArgoCDHealth(t *testing.T) {

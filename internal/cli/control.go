@@ -88,6 +88,11 @@ func planControl(act control, obj *fwv1.FirmwareRollout, cmd string, now time.Ti
 			return nil, refuse("is Aborted: an abort cannot be undone", "create a new FirmwareRollout to roll the firmware out again")
 		case obj.Spec.Abort || phase == fwv1.PhaseAborting:
 			return nil, refuse("is being aborted: an abort cannot be undone", follow)
+		case haltedByAnalysis(obj):
+			return &controlPlan{
+				patch: map[string]any{"metadata": map[string]any{"annotations": map[string]any{fwv1.ResumeAnnotation: now.UTC().Format(time.RFC3339Nano)}}},
+				done:  fmt.Sprintf("rollout %s resumed: its failed analysis runs again; %s", name, follow),
+			}, nil
 		case phase == fwv1.PhaseHalted:
 			return nil, refuse("is Halted (more failures than maxFailures allows) and cannot be resumed",
 				fmt.Sprintf("see `%s stations %s --outcome Failed`, then raise maxFailures in Git, `%s retry %s` to send the update again to the failed stations, or `%s abort %s` to restore the previous firmware", cmd, name, cmd, name, cmd, name))
@@ -242,8 +247,10 @@ func (a *app) resumeCommand() *cobra.Command {
 	return a.controlCommand(controlResume, "Resume a paused rollout",
 		`resume clears spec.paused and, when the rollout waits in a pause step without
 duration, sets the `+fwv1.ResumeAnnotation+` annotation to the
-current time so it moves past that step. It refuses a rollout that is not
-paused; a timed pause step ends by itself.`)
+current time so it moves past that step. On a rollout halted by a failed
+analysis step it sets the annotation too: the analysis runs again, from
+scratch. It refuses a rollout that is not paused; a timed pause step ends by
+itself.`)
 }
 
 func (a *app) retryCommand() *cobra.Command {

@@ -263,6 +263,8 @@ func (p printer) renderSteps(w io.Writer, obj *fwv1.FirmwareRollout) {
 		switch {
 		case s.Batch != nil:
 			what[i] = "batch " + s.Batch.String()
+		case s.Analysis != nil:
+			what[i] = analysisTitle(s.Analysis)
 		case s.Pause != nil && s.Pause.Duration != nil:
 			what[i] = "pause " + s.Pause.Duration.Duration.String()
 		default:
@@ -299,6 +301,8 @@ func (p printer) renderSteps(w io.Writer, obj *fwv1.FirmwareRollout) {
 			default:
 				rest = "not started"
 			}
+		case s.Analysis != nil:
+			rest = p.analysisLine(obj, n)
 		default:
 			switch {
 			case n < st.CurrentStep || (n == st.CurrentStep && finished):
@@ -412,6 +416,9 @@ func (p printer) nextHint(obj *fwv1.FirmwareRollout) string {
 	switch {
 	case st.Phase == fwv1.PhaseCompleted || st.Phase == fwv1.PhaseAborted || st.Phase == fwv1.PhaseAborting || obj.Spec.Abort:
 		return ""
+	case haltedByAnalysis(obj):
+		return fmt.Sprintf("check the stations the analysis queried (its measurements are in `kubectl get fwr %s -o yaml`, status.analyses); `%s resume %s` runs the analysis again; `%s abort %s` restores the previous firmware",
+			name, p.cmd, name, p.cmd, name)
 	case st.Phase == fwv1.PhaseHalted:
 		return fmt.Sprintf("`%s stations %s --outcome Failed` shows what failed; raise maxFailures in Git, or fix them and `%s retry %s` to send the update again; `%s abort %s` restores the previous firmware",
 			p.cmd, name, p.cmd, name, p.cmd, name)

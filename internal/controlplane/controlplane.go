@@ -61,6 +61,12 @@ type Options struct {
 	// the process (the demo's --keep-state). Empty means a temporary
 	// directory removed by Stop.
 	EtcdDataDir string
+	// Admission installs the FirmwareRollout validating webhook
+	// (config/webhook) and serves it from this process
+	// (internal/admission), as the manager does in a cluster: an analysis
+	// step whose condition does not compile is then refused by the API
+	// server.
+	Admission bool
 	// StartTimeout and StopTimeout bound the control plane's start and
 	// stop; zero means DefaultStartTimeout and DefaultStopTimeout.
 	StartTimeout, StopTimeout time.Duration
@@ -77,7 +83,8 @@ type Env struct {
 	// Environment is the underlying envtest environment.
 	Environment *envtest.Environment
 
-	stopped bool
+	stopped     bool
+	stopWebhook context.CancelFunc
 }
 
 // ModuleRoot returns the directory of the stationfleet go.mod, found by
@@ -157,6 +164,9 @@ func Start(o Options) (*Env, error) {
 		ControlPlaneStartTimeout: o.StartTimeout,
 		ControlPlaneStopTimeout:  o.StopTimeout,
 	}
+	if o.Admission {
+		env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}}
+	}
 	if o.EtcdDataDir != "" {
 		if err := os.MkdirAll(o.EtcdDataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("etcd data directory: %w", err)
@@ -172,7 +182,14 @@ func Start(o Options) (*Env, error) {
 		_ = env.Stop()
 		return nil, fmt.Errorf("client for envtest: %w", err)
 	}
-	return &Env{Config: cfg, Client: c, Scheme: scheme, Environment: env}, nil
+	e := &Env{Config: cfg, Client: c, Scheme: scheme, Environment: env}
+	if o.Admission {
+		if err := e.serveAdmission(); err != nil {
+			_ = env.Stop()
+			return nil, err
+		}
+	}
+	return e, nil
 }
 
 // Stop stops the API server and etcd. It is safe on a nil Env, and a
@@ -182,6 +199,9 @@ func (e *Env) Stop() error {
 		return nil
 	}
 	e.stopped = true
+	if e.stopWebhook != nil {
+		e.stopWebhook()
+	}
 	return e.Environment.Stop()
 }
 

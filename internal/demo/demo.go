@@ -82,6 +82,15 @@ type Options struct {
 	// DashboardAddr is where `stationfleet dashboard` serves the live page
 	// of the demo's rollouts; empty for none.
 	DashboardAddr string
+	// Analysis runs the analysis scenario: a Prometheus scraping the
+	// stations' network-server metrics, and AnalysisSampleFile, whose
+	// analysis step checks the updated stations' forwarding ratio. The
+	// other misbehaviours (FailShare, BreakTC, FallBack) are off.
+	Analysis bool
+	// Degrade is, with Analysis, the share of their uplinks that stations
+	// running the new firmware still forward: 1 is a good firmware, whose
+	// analysis passes; below 0.95 the analysis fails and halts the rollout.
+	Degrade float64
 	// Out receives the progress display; Log the manager's log (discarded
 	// when nil).
 	Out io.Writer
@@ -91,7 +100,7 @@ type Options struct {
 // DefaultOptions returns the options `make demo` uses.
 func DefaultOptions() Options {
 	return Options{Stations: 50, PollInterval: 2 * time.Second, FailShare: 0.06, BreakTC: 1, FallBack: 1,
-		CUPSAddr: "127.0.0.1:5002", Namespace: "default", DashboardAddr: "127.0.0.1:3100"}
+		CUPSAddr: "127.0.0.1:5002", Namespace: "default", DashboardAddr: "127.0.0.1:3100", Degrade: 1}
 }
 
 // bakeTime is the rollout's bake time.
@@ -129,6 +138,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.ExitWhenDone, "exit-when-done", o.ExitWhenDone, "Stop when the rollout ends instead of running until interrupted.")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the sample rollout.")
 	fs.StringVar(&o.DashboardAddr, "dashboard-addr", o.DashboardAddr, "Loopback address of the live dashboard (empty: none).")
+	fs.BoolVar(&o.Analysis, "analysis", o.Analysis, "Run the analysis scenario: start Prometheus (Debian's prometheus package) scraping the stations' network-server metrics and apply "+AnalysisSampleFile+" (other misbehaviour off).")
+	fs.Float64Var(&o.Degrade, "degrade", o.Degrade, "With --analysis: the share (0..1) of their uplinks that stations running the new firmware still forward; below 0.95 its analysis fails and the rollout halts.")
 }
 
 // Result is how a demo run ended.
@@ -156,6 +167,12 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	if o.PollInterval < 20*time.Millisecond {
 		return nil, errors.New("--poll-interval must be at least 20ms")
+	}
+	if o.Analysis {
+		o.FailShare, o.BreakTC, o.FallBack = 0, 0, 0
+	}
+	if o.Degrade < 0 || o.Degrade > 1 {
+		return nil, errors.New("--degrade must be between 0 and 1")
 	}
 	if o.BreakTC < 0 || o.FallBack < 0 {
 		return nil, errors.New("--break-tc and --fall-back must be 0 or more")
@@ -193,7 +210,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 			return nil, fmt.Errorf("bin/%s is missing: run `make tools` (or `make demo`, which does)", b)
 		}
 	}
-	cp, err := controlplane.Start(controlplane.Options{ModuleRoot: root, AssetsDir: assets, EtcdDataDir: filepath.Join(state, "etcd")})
+	cp, err := controlplane.Start(controlplane.Options{ModuleRoot: root, AssetsDir: assets, EtcdDataDir: filepath.Join(state, "etcd"), Admission: o.Analysis})
 	if err != nil {
 		return nil, fmt.Errorf("start the control plane: %w", err)
 	}
@@ -336,12 +353,22 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	say("    then copy station-home/* into the station's home directory and start it")
 	say("")
 
-	// 6. The sample rollout.
-	name, err := applySample(ctx, kc, root, o.Namespace, next, o.bakeTime())
+	// 6. The sample rollout; with --analysis, Prometheus first.
+	sample, promURL := SampleFile, ""
+	if o.Analysis {
+		url, stopAnalysis, err := startAnalysis(ctx, stations, next.Package, o.Degrade)
+		if err != nil {
+			return nil, err
+		}
+		defer stopAnalysis()
+		sample, promURL = AnalysisSampleFile, url
+		say("Prometheus:         %s scrapes the stations' network-server metrics every second; stations on %s forward %.0f%% of their uplinks", url, next.Package, o.Degrade*100)
+	}
+	name, err := applySample(ctx, kc, root, sample, o.Namespace, next, o.bakeTime(), promURL)
 	if err != nil {
 		return nil, err
 	}
-	say("applied %s (FirmwareRollout %s/%s: package %s to every ring=prod station, bakeTime %s)", SampleFile, o.Namespace, name, next.Package, o.bakeTime())
+	say("applied %s (FirmwareRollout %s/%s: package %s to every ring=prod station, bakeTime %s)", sample, o.Namespace, name, next.Package, o.bakeTime())
 	say("")
 	say("health after the update (the stations follow a real station's poll schedule at 1/%.0f: R = %s):",
 		float64(time.Minute)/float64(sched.Resync), sched.Resync)
@@ -409,14 +436,14 @@ func misbehave(specs []embedded.StationSpec, breakTC, fallBack int, after time.D
 
 // applySample creates the sample rollout with this run's firmware and bake
 // time, unless a rollout of that name exists already (a --keep-state run).
-func applySample(ctx context.Context, c client.Client, root, ns string, fw embedded.Firmware, bake time.Duration) (string, error) {
-	b, err := os.ReadFile(filepath.Join(root, SampleFile))
+func applySample(ctx context.Context, c client.Client, root, file, ns string, fw embedded.Firmware, bake time.Duration, promURL string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, file))
 	if err != nil {
 		return "", err
 	}
 	u := &unstructured.Unstructured{}
 	if err := yaml.Unmarshal(b, &u.Object); err != nil {
-		return "", fmt.Errorf("%s: %w", SampleFile, err)
+		return "", fmt.Errorf("%s: %w", file, err)
 	}
 	u.SetNamespace(ns)
 	for k, v := range map[string]any{"package": fw.Package, "url": fw.URL, "signature": fw.Signature, "keyChecksum": int64(fw.KeyChecksum)} {
@@ -427,8 +454,13 @@ func applySample(ctx context.Context, c client.Client, root, ns string, fw embed
 	if err := unstructured.SetNestedField(u.Object, bake.String(), "spec", "strategy", "bakeTime"); err != nil {
 		return "", err
 	}
+	if promURL != "" {
+		if err := setPrometheus(u, promURL); err != nil {
+			return "", err
+		}
+	}
 	if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", fmt.Errorf("apply %s: %w", SampleFile, err)
+		return "", fmt.Errorf("apply %s: %w", file, err)
 	}
 	return u.GetName(), nil
 }

@@ -33,7 +33,7 @@ var rules = []rule{{
 	name: "adapters, the CLI and the shared rules do not import the controller",
 	from: []string{"internal/iothub", "internal/iothub/hubsim", "internal/cups", "internal/twin", "internal/stationsim", "internal/controlplane",
 		"internal/firmware", "internal/firmware/azblob", "internal/firmware/local", "internal/firmware/stores",
-		"internal/cli", "cmd/stationfleet", "internal/rules", "internal/dashboard"},
+		"internal/cli", "cmd/stationfleet", "internal/rules", "internal/dashboard", "internal/analysis", "internal/admission", "internal/promserver"},
 	forbidden: module + "/controllers",
 	why:       "interfaces are declared by their consumer and asserted where the adapters are wired (internal/app); the rules the controller, CUPS and the CLI share are in internal/rules",
 }, {
