@@ -279,3 +279,31 @@ func TestAnalysisCredentialsFromSecret(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(b)).NotTo(ContainSubstring(token))
 }
+
+// TestAnalysisInvalidConditionStallsBeforeAnyWrite: without the admission
+// webhook (this suite's API server has none), a condition that does not
+// compile reaches the manager; the rollout stalls Pending with the
+// compiler's message before batch 1 writes any twin, and fixing the
+// condition lets it go on.
+func TestAnalysisInvalidConditionStallsBeforeAnyWrite(t *testing.T) {
+	g := NewWithT(t)
+	w := newWorld(t, 3, nil)
+	bad := analysis("http://127.0.0.1:9", "")
+	bad.Analysis.SuccessCondition = "result >="
+	w.create(w.rollout("r", batch("1"), bad, batch("100%")))
+	g.Eventually(func() bool {
+		return meta.IsStatusConditionTrue(w.get("r").Status.Conditions, fwv1.ConditionStalled)
+	}, 20*time.Second, 100*time.Millisecond).Should(BeTrue())
+	got := w.get("r")
+	stalled := meta.FindStatusCondition(got.Status.Conditions, fwv1.ConditionStalled)
+	g.Expect(stalled.Reason).To(Equal(fwv1.ReasonInvalidStrategy))
+	g.Expect(stalled.Message).To(ContainSubstring("analysis forwarding (step 2)"))
+	g.Expect(stalled.Message).To(ContainSubstring("Syntax error"))
+	g.Expect(got.Status.Phase).To(Equal(fwv1.PhasePending))
+	g.Consistently(func() int { return len(w.hub.RolloutWrites(string(got.UID))) }, time.Second, 200*time.Millisecond).Should(BeZero())
+
+	w.patch("r", func(r *fwv1.FirmwareRollout) {
+		r.Spec.Strategy.Steps[1].Analysis.SuccessCondition = "result >= 0.9"
+	})
+	g.Eventually(func() int { return len(w.hub.RolloutWrites(string(got.UID))) }, 20*time.Second, 100*time.Millisecond).Should(BeNumerically(">=", 1))
+}
