@@ -211,6 +211,10 @@ func (r *FirmwareRolloutReconciler) analysisCredentials(ctx context.Context, ns 
 		if apierrors.IsNotFound(err) {
 			return c, fmt.Errorf("no Secret %s in namespace %s (analysis.prometheus.secretRef)", ref.Name, ns)
 		}
+		if apierrors.IsForbidden(err) {
+			return c, fmt.Errorf("the manager may not read the Secret %s in namespace %s (analysis.prometheus.secretRef): "+
+				"grant its service account get on that Secret by name (README, \"Analysis steps\")", ref.Name, ns)
+		}
 		return c, fmt.Errorf("read the analysis Secret %s: %w", ref.Name, err)
 	}
 	c.BearerToken = string(sec.Data[fwv1.AnalysisSecretToken])
