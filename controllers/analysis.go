@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -51,6 +52,40 @@ func (r *FirmwareRolloutReconciler) stepAnalysis(ctx context.Context, s *rollout
 		return r.analysisFailed(ctx, s, i, a, as)
 	}
 	return r.analysisWaiting(s, i, a, as, nextDue(as, p))
+}
+
+// checkAnalyses stalls a rollout whose remaining analysis steps do not
+// compile before it writes another twin (the first one included), so that
+// a cluster without the admission webhook finds out before batch 1, not
+// when the analysis step comes. The steps already done are not checked
+// again.
+func (r *FirmwareRolloutReconciler) checkAnalyses(ctx context.Context, s *rolloutScope) error {
+	steps := s.obj.Spec.Strategy.Steps
+	st := &s.obj.Status
+	for i := max(int(st.CurrentStep), 1); i <= len(steps); i++ {
+		a := steps[i-1].Analysis
+		if a == nil {
+			continue
+		}
+		err := checkAnalysis(a)
+		if err == nil {
+			continue
+		}
+		msg := fmt.Sprintf("%s: %v; no further step starts until it is fixed", analysisName(i, a), err)
+		if reason, prev := readyCondition(s.obj); reason != fwv1.ReasonInvalidStrategy || prev != msg {
+			r.event(ctx, s.obj, corev1.EventTypeWarning, fwv1.ReasonInvalidStrategy, msg)
+		}
+		phase := fwv1.PhaseProgressing
+		if st.CurrentStep == 0 {
+			phase = fwv1.PhasePending
+		}
+		stall := &Stalling{Phase: phase, Reason: fwv1.ReasonInvalidStrategy, Err: errors.New(msg)}
+		if st.InProgress > 0 {
+			stall.RequeueAfter = r.requeueWhileInFlight(s) // keep counting them
+		}
+		return stall
+	}
+	return nil
 }
 
 // checkAnalysis compiles the step's condition and parses its query, as the
@@ -175,6 +210,10 @@ func (r *FirmwareRolloutReconciler) analysisCredentials(ctx context.Context, ns 
 	if err := r.apiReader().Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &sec); err != nil {
 		if apierrors.IsNotFound(err) {
 			return c, fmt.Errorf("no Secret %s in namespace %s (analysis.prometheus.secretRef)", ref.Name, ns)
+		}
+		if apierrors.IsForbidden(err) {
+			return c, fmt.Errorf("the manager may not read the Secret %s in namespace %s (analysis.prometheus.secretRef): "+
+				"grant its service account get on that Secret by name (README, \"Analysis steps\")", ref.Name, ns)
 		}
 		return c, fmt.Errorf("read the analysis Secret %s: %w", ref.Name, err)
 	}

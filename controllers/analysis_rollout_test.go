@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -246,36 +247,89 @@ func TestAnalysisPauseAndDelete(t *testing.T) {
 	}
 }
 
-// TestAnalysisCredentialsFromSecret: a secretRef to a Secret that does not
-// exist makes each measurement an error that names the Secret, and the
-// analysis fails past consecutiveErrorLimit; once the Secret exists, a
-// resume runs it again and it passes. The token never reaches the status.
+// TestAnalysisCredentialsFromSecret, with the manager holding only the RBAC
+// it ships with: a secretRef the manager may not read makes each
+// measurement an error that says what to grant, and the analysis fails
+// past consecutiveErrorLimit; granted the one Secret by name (the README's
+// Role) but with the Secret absent, the error names the missing Secret;
+// once it exists, a resume runs the analysis again and it passes. The
+// token never reaches the status.
 func TestAnalysisCredentialsFromSecret(t *testing.T) {
 	g := NewWithT(t)
+	ctx := context.Background()
 	w := newWorld(t, 4, nil)
+	w.runAsManagerAccount() // the RBAC it ships with: no Secrets at all
 	_, prom := w.startPrometheus()
 	step := analysis(prom.URL, "")
 	step.Analysis.InitialDelay = &metav1.Duration{Duration: 4 * time.Second}
 	step.Analysis.ConsecutiveErrorLimit = ptr.To[int32](1)
 	step.Analysis.Prometheus.SecretRef = &fwv1.LocalObjectReference{Name: "prometheus-reader"}
 	w.create(w.rollout("r", batch("2"), step, batch("100%")))
+	resume := func() {
+		w.patch("r", func(r *fwv1.FirmwareRollout) {
+			r.Annotations = map[string]string{fwv1.ResumeAnnotation: time.Now().Format(time.RFC3339Nano)}
+		})
+		g.Eventually(func() fwv1.AnalysisPhase { return w.get("r").Status.Analyses[0].Phase }, 10*time.Second, 50*time.Millisecond).
+			ShouldNot(Equal(fwv1.AnalysisFailed))
+	}
 
+	// Not granted: the measurement says what to grant.
 	r := w.waitPhase("r", fwv1.PhaseHalted, 60*time.Second)
 	a := r.Status.Analyses[0]
 	g.Expect(a.Errors).To(BeNumerically("==", 2))
-	g.Expect(a.Message).To(ContainSubstring("no Secret prometheus-reader in namespace " + w.ns))
+	g.Expect(a.Message).To(ContainSubstring("the manager may not read the Secret prometheus-reader in namespace " + w.ns))
+
+	// Granted by name (the README's Role), but absent.
+	g.Expect(testEnv.Client.Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "analysis-secret"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"prometheus-reader"}, Verbs: []string{"get"}}},
+	})).To(Succeed())
+	g.Expect(testEnv.Client.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "analysis-secret"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "analysis-secret"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "manager", Namespace: w.ns}},
+	})).To(Succeed())
+	resume()
+	r = w.waitPhase("r", fwv1.PhaseHalted, 60*time.Second)
+	g.Expect(r.Status.Analyses[0].Message).To(ContainSubstring("no Secret prometheus-reader in namespace " + w.ns))
 
 	const token = "analysis-bearer-token-42"
-	g.Expect(testEnv.Client.Create(context.Background(), &corev1.Secret{
+	g.Expect(testEnv.Client.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "prometheus-reader"},
 		Data:       map[string][]byte{fwv1.AnalysisSecretToken: []byte(token)},
 	})).To(Succeed())
-	w.patch("r", func(r *fwv1.FirmwareRollout) {
-		r.Annotations = map[string]string{fwv1.ResumeAnnotation: time.Now().Format(time.RFC3339Nano)}
-	})
+	resume()
 	r = w.waitPhase("r", fwv1.PhaseCompleted, 60*time.Second)
 	g.Expect(r.Status.Analyses[0].Phase).To(Equal(fwv1.AnalysisSuccessful))
 	b, err := json.Marshal(r.Status)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(b)).NotTo(ContainSubstring(token))
+}
+
+// TestAnalysisInvalidConditionStallsBeforeAnyWrite: without the admission
+// webhook (this suite's API server has none), a condition that does not
+// compile reaches the manager; the rollout stalls Pending with the
+// compiler's message before batch 1 writes any twin, and fixing the
+// condition lets it go on.
+func TestAnalysisInvalidConditionStallsBeforeAnyWrite(t *testing.T) {
+	g := NewWithT(t)
+	w := newWorld(t, 3, nil)
+	bad := analysis("http://127.0.0.1:9", "")
+	bad.Analysis.SuccessCondition = "result >="
+	w.create(w.rollout("r", batch("1"), bad, batch("100%")))
+	g.Eventually(func() bool {
+		return meta.IsStatusConditionTrue(w.get("r").Status.Conditions, fwv1.ConditionStalled)
+	}, 20*time.Second, 100*time.Millisecond).Should(BeTrue())
+	got := w.get("r")
+	stalled := meta.FindStatusCondition(got.Status.Conditions, fwv1.ConditionStalled)
+	g.Expect(stalled.Reason).To(Equal(fwv1.ReasonInvalidStrategy))
+	g.Expect(stalled.Message).To(ContainSubstring("analysis forwarding (step 2)"))
+	g.Expect(stalled.Message).To(ContainSubstring("Syntax error"))
+	g.Expect(got.Status.Phase).To(Equal(fwv1.PhasePending))
+	g.Consistently(func() int { return len(w.hub.RolloutWrites(string(got.UID))) }, time.Second, 200*time.Millisecond).Should(BeZero())
+
+	w.patch("r", func(r *fwv1.FirmwareRollout) {
+		r.Spec.Strategy.Steps[1].Analysis.SuccessCondition = "result >= 0.9"
+	})
+	g.Eventually(func() int { return len(w.hub.RolloutWrites(string(got.UID))) }, 20*time.Second, 100*time.Millisecond).Should(BeNumerically(">=", 1))
 }

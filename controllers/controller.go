@@ -85,11 +85,11 @@ type FirmwareRolloutReconciler struct {
 // +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=firmware.stationfleet.io,resources=firmwarerollouts/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // (configmaps: the publicKeyRef ConfigMap, read uncached in the rollout's
-// namespace; secrets: get only, uncached, the Secret an analysis step's
-// prometheus.secretRef names in the rollout's namespace. The manager's own
-// Secrets are mounted files.)
+// namespace. No Secrets: the manager's own are mounted files, and the
+// Secret an analysis step's prometheus.secretRef names is read only where
+// the user grants `get` on that one Secret by name; see the README,
+// "Analysis steps".)
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the reconciler with mgr.

@@ -29,6 +29,7 @@ func (r *FirmwareRolloutReconciler) phases() []phase {
 		r.retry,           // the retry annotation: failed stations are sent the update again
 		r.halt,            // too many failures: halt or abort, as failurePolicy says
 		r.checkWindows,    // batch windows that do not parse stall before any write
+		r.checkAnalyses,   // analysis conditions that do not compile stall before any write
 		r.pause,           // spec.paused: no further write
 		r.reconcileSteps,  // the strategy's steps, as far as they go
 		r.complete,        // every step done: complete once every station has an outcome
