@@ -16,7 +16,7 @@ type figure struct {
 	ratio    string
 	target   string
 	met      bool
-	measured bool // false: the row failed before this figure was measured
+	measured bool   // false: the row failed before this figure was measured
 	machine  string // load average and other processes' CPU while the row ran
 }
 
