@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,14 +54,15 @@ func main() {
 		rolloutN   = flag.Int("rollout-stations", 10_000, "Stations of the rollout compared with a raw write loop (row 4).")
 		bigN       = flag.Int("big-rollout-stations", 100_000, "Stations of the planned and tracked rollout (row 5).")
 		reportN    = flag.Int("report-stations", 500, "Stations of the report-delay batch (row 6).")
+		scaleSizes = flag.String("scale-sizes", "10000,100000", "Rollout sizes of the scale curve (row scale, not run by default; add 1000000 for the 1M point).")
 	)
 	flag.Parse()
 	ctrl.SetLogger(logr.Discard())
 	os.Exit(run(*managerBin, *cupsTest, *out, *rows, herdOptions{stations: *herdN, span: *herdSpan, s3Units: *s3Units, workers: *herdWork},
-		*rolloutN, *bigN, *reportN))
+		*rolloutN, *bigN, *reportN, *scaleSizes))
 }
 
-func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rolloutN, bigN, reportN int) int {
+func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rolloutN, bigN, reportN int, scaleSizes string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	started := time.Now()
@@ -120,7 +122,16 @@ func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rollou
 		rowFirmware(ctx, rep, cupsTest, cupsDir, benchLog)
 		done()
 	}
-	if (want["1p"] || want["2"] || want["4"] || want["5"] || want["6"]) && ctx.Err() == nil {
+	var sizes []int
+	for _, f := range strings.Split(scaleSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1000 {
+			fmt.Fprintf(os.Stderr, "-scale-sizes: %q is not a size of at least 1000\n", f)
+			return 2
+		}
+		sizes = append(sizes, n)
+	}
+	if (want["1p"] || want["2"] || want["4"] || want["5"] || want["6"] || want["scale"]) && ctx.Err() == nil {
 		done := step("envtest")
 		c, err := startCluster(work, managerBin, logDir)
 		done()
@@ -138,6 +149,7 @@ func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rollou
 				{"4", "row 4: rollout vs raw writes", func() { rowRollout(ctx, c, rep, rolloutN) }},
 				{"2", "row 2: thundering herd", func() { rowHerd(ctx, c, rep, herd) }},
 				{"5", "row 5: 100k rollout tracked", func() { rowBigRollout(ctx, c, rep, bigN) }},
+				{"scale", "scale curve", func() { rowScale(ctx, c, rep, sizes) }},
 			} {
 				if want[r.key] && ctx.Err() == nil {
 					done := step(r.name)
