@@ -1,5 +1,10 @@
 package cups
 
+import (
+	"hash/maphash"
+	"sync/atomic"
+)
+
 // The fast path of ParseRequest: the body a Basics Station writes (a flat
 // JSON object of the nine known fields, plain strings, unsigned integers,
 // a list of them) parsed in one pass without encoding/json. Under a poll
@@ -10,6 +15,41 @@ package cups
 // JSON) returns nil and takes the general path, which also words every
 // error; FuzzParseStationMatchesGeneral checks that the fast path never
 // accepts what the general one would refuse, or reads it differently.
+
+// internSlots and internMaxLen size the table of strings stations repeat in
+// every poll: a fleet runs a few versions, models and packages and names
+// one or two CUPS URIs, so 1,024 slots of at most 96 bytes (about 100 KiB)
+// hold them all; longer or rarer strings are simply allocated.
+const (
+	internSlots  = 1024
+	internMaxLen = 96
+)
+
+// interned holds one copy of each string recently parsed, by hash: a poll
+// whose station, model, package and cupsUri were seen before allocates none
+// of them. Slots are replaced freely (a colliding string takes the slot);
+// strings are immutable, so sharing them is safe.
+var (
+	interned   [internSlots]atomic.Pointer[string]
+	internSeed = maphash.MakeSeed()
+)
+
+// intern returns b as a string, from the table when it holds it.
+func intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > internMaxLen {
+		return string(b)
+	}
+	slot := &interned[maphash.Bytes(internSeed, b)%internSlots]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	slot.Store(&s)
+	return s
+}
 
 // Fields of the update-info body, as bit positions.
 const (
@@ -242,7 +282,7 @@ func (s *stationScanner) value(f int, req *Request) bool {
 		if !ok {
 			return false
 		}
-		v := string(raw)
+		v := intern(raw)
 		switch f {
 		case fCupsURI:
 			req.CupsURI = v
