@@ -48,10 +48,15 @@ func rowScale(ctx context.Context, c *cluster, rep *report, sizes []int) {
 			target: "(reported)", met: true})
 	}
 	var curve strings.Builder
-	curve.WriteString("Scale curve (stations: time to every twin written, µs per station; manager peak RSS, bytes per station; manager CPU per station):")
-	for _, p := range pts {
-		fmt.Fprintf(&curve, "\n%9d: %8s %6.0f µs | %9s %6.0f B | %6.0f µs CPU", p.n, p.written.Round(10*time.Millisecond),
-			p.written.Seconds()/float64(p.n)*1e6, mib(p.rss), float64(p.rss)/float64(p.n), p.perStationUs)
+	curve.WriteString("Scale curve (stations: time to every twin written, µs per station; manager peak RSS, bytes per station, " +
+		"bytes per station added since the previous size (the growth); manager CPU per station):")
+	for i, p := range pts {
+		marginal := "-"
+		if i > 0 && p.n > pts[i-1].n {
+			marginal = fmt.Sprintf("%.0f B", float64(p.rss-pts[i-1].rss)/float64(p.n-pts[i-1].n))
+		}
+		fmt.Fprintf(&curve, "\n%9d: %8s %6.0f µs | %9s %6.0f B, +%s | %6.0f µs CPU", p.n, p.written.Round(10*time.Millisecond),
+			p.written.Seconds()/float64(p.n)*1e6, mib(p.rss), float64(p.rss)/float64(p.n), marginal, p.perStationUs)
 	}
 	rep.note("%s", curve.String())
 }
