@@ -87,6 +87,13 @@ bench: tools ## Measure every performance target of DESIGN.md section 9 beside i
 	go test -c -o $(BIN)/cups.test ./internal/cups
 	$(BIN)/stationfleet-bench -manager $(BIN)/manager -cups-test $(BIN)/cups.test -out $(BIN)/bench-results.txt $(BENCH_FLAGS)
 
+SCALE_SIZES ?= 10000,100000
+.PHONY: bench-scale
+bench-scale: tools ## The scale curve: rollouts of SCALE_SIZES stations (add 1000000 for the 1M point: long) against the emulator; table in $(BIN)/bench-scale.txt.
+	go build -o $(BIN)/manager ./cmd/manager
+	go build -o $(BIN)/stationfleet-bench ./cmd/stationfleet-bench
+	$(BIN)/stationfleet-bench -manager $(BIN)/manager -rows scale -scale-sizes $(SCALE_SIZES) -out $(BIN)/bench-scale.txt $(BENCH_FLAGS)
+
 SOAK_DURATION ?= 5m
 SOAK_STATIONS ?= 1000
 

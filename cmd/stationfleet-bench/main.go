@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,11 +34,19 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "loadgen":
+			os.Exit(runLoadgen(os.Args[2:]))
+		case "bare":
+			os.Exit(runBare(os.Args[2:]))
+		}
+	}
 	var (
 		managerBin = flag.String("manager", "bin/manager", "The manager binary (go build ./cmd/manager).")
 		cupsTest   = flag.String("cups-test", "bin/cups.test", "The internal/cups test binary (go test -c ./internal/cups).")
 		out        = flag.String("out", "bin/bench-results.txt", "File the results table is written to.")
-		rows       = flag.String("rows", "1,2,3,4,5,6", "Rows of DESIGN.md section 9 to run.")
+		rows       = flag.String("rows", "1,1p,2,3,4,5,6", "Rows of DESIGN.md section 9 to run (1: the CUPS Go benchmark in one process; 1p: the manager, the load generator and the bare handler each in its own process).")
 		herdN      = flag.Int("herd-stations", 100_000, "Stations in the thundering herd (row 2).")
 		herdSpan   = flag.Duration("herd-span", 54*time.Second, "Window over which the herd's polls are started (row 2).")
 		herdWork   = flag.Int("herd-workers", 1024, "Concurrent station sessions at most (row 2).")
@@ -45,14 +54,15 @@ func main() {
 		rolloutN   = flag.Int("rollout-stations", 10_000, "Stations of the rollout compared with a raw write loop (row 4).")
 		bigN       = flag.Int("big-rollout-stations", 100_000, "Stations of the planned and tracked rollout (row 5).")
 		reportN    = flag.Int("report-stations", 500, "Stations of the report-delay batch (row 6).")
+		scaleSizes = flag.String("scale-sizes", "10000,100000", "Rollout sizes of the scale curve (row scale, not run by default; add 1000000 for the 1M point).")
 	)
 	flag.Parse()
 	ctrl.SetLogger(logr.Discard())
 	os.Exit(run(*managerBin, *cupsTest, *out, *rows, herdOptions{stations: *herdN, span: *herdSpan, s3Units: *s3Units, workers: *herdWork},
-		*rolloutN, *bigN, *reportN))
+		*rolloutN, *bigN, *reportN, *scaleSizes))
 }
 
-func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rolloutN, bigN, reportN int) int {
+func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rolloutN, bigN, reportN int, scaleSizes string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	started := time.Now()
@@ -93,8 +103,12 @@ func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rollou
 	step := func(name string) func() {
 		fmt.Fprintf(os.Stderr, "bench: %s ...\n", name)
 		t := time.Now()
+		rep.begin()
+		m0 := sampleMachine()
 		return func() {
-			fmt.Fprintf(os.Stderr, "bench: %s done in %s\n", name, time.Since(t).Round(100*time.Millisecond))
+			load := machineLoad(m0, sampleMachine())
+			rep.end(load)
+			fmt.Fprintf(os.Stderr, "bench: %s done in %s (%s)\n", name, time.Since(t).Round(100*time.Millisecond), load)
 		}
 	}
 	cupsDir := filepath.Join(root, "internal", "cups")
@@ -108,12 +122,21 @@ func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rollou
 		rowFirmware(ctx, rep, cupsTest, cupsDir, benchLog)
 		done()
 	}
-	if (want["2"] || want["4"] || want["5"] || want["6"]) && ctx.Err() == nil {
+	var sizes []int
+	for _, f := range strings.Split(scaleSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1000 {
+			fmt.Fprintf(os.Stderr, "-scale-sizes: %q is not a size of at least 1000\n", f)
+			return 2
+		}
+		sizes = append(sizes, n)
+	}
+	if (want["1p"] || want["2"] || want["4"] || want["5"] || want["6"] || want["scale"]) && ctx.Err() == nil {
 		done := step("envtest")
 		c, err := startCluster(work, managerBin, logDir)
 		done()
 		if err != nil {
-			rep.fail("2, 4, 5, 6", err)
+			rep.fail("1p, 2, 4, 5, 6", err)
 		} else {
 			defer func() { _ = c.stop() }()
 			type rowRun struct {
@@ -121,10 +144,12 @@ func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rollou
 				fn        func()
 			}
 			for _, r := range []rowRun{
+				{"1p", "row 1p: CUPS no-change, separate processes", func() { rowCUPSProcess(ctx, c, rep) }},
 				{"6", "row 6: report delay", func() { rowReportDelay(ctx, c, rep, reportN) }},
 				{"4", "row 4: rollout vs raw writes", func() { rowRollout(ctx, c, rep, rolloutN) }},
 				{"2", "row 2: thundering herd", func() { rowHerd(ctx, c, rep, herd) }},
 				{"5", "row 5: 100k rollout tracked", func() { rowBigRollout(ctx, c, rep, bigN) }},
+				{"scale", "scale curve", func() { rowScale(ctx, c, rep, sizes) }},
 			} {
 				if want[r.key] && ctx.Err() == nil {
 					done := step(r.name)

@@ -16,13 +16,27 @@ type figure struct {
 	ratio    string
 	target   string
 	met      bool
-	measured bool // false: the row failed before this figure was measured
+	measured bool   // false: the row failed before this figure was measured
+	machine  string // load average and other processes' CPU while the row ran
 }
 
 // report collects figures and notes.
 type report struct {
 	figures []figure
 	notes   []string
+	mark    int // first figure of the row running
+}
+
+// begin marks the start of a row: the figures added until end get the
+// machine's load during the row.
+func (r *report) begin() { r.mark = len(r.figures) }
+
+// end records the machine's load during the row in its figures.
+func (r *report) end(machine string) {
+	for i := r.mark; i < len(r.figures); i++ {
+		r.figures[i].machine = machine
+	}
+	r.mark = len(r.figures)
 }
 
 func (r *report) add(f figure) {
@@ -48,8 +62,8 @@ func (r *report) note(format string, args ...any) {
 // write prints the table and the notes.
 func (r *report) write(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "row\tfigure\tmeasured\tbaseline (same run)\tratio\ttarget\tresult")
-	fmt.Fprintln(tw, "---\t------\t--------\t-------------------\t-----\t------\t------")
+	fmt.Fprintln(tw, "row\tfigure\tmeasured\tbaseline (same run)\tratio\ttarget\tresult\tmachine during the row")
+	fmt.Fprintln(tw, "---\t------\t--------\t-------------------\t-----\t------\t------\t----------------------")
 	for _, f := range r.figures {
 		res := "NOT MET"
 		switch {
@@ -58,7 +72,11 @@ func (r *report) write(out io.Writer) {
 		case f.met:
 			res = "met"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.row, f.name, f.value, f.baseline, f.ratio, f.target, res)
+		m := f.machine
+		if m == "" {
+			m = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.row, f.name, f.value, f.baseline, f.ratio, f.target, res, m)
 	}
 	_ = tw.Flush()
 	if len(r.notes) > 0 {

@@ -147,18 +147,22 @@ func BenchmarkNoChange(b *testing.B) {
 	var cups, base loadResult
 	var cupsLat, baseLat []time.Duration
 	var cupsTime, baseTime time.Duration
+	roundRatios := make([]float64, 0, rounds)
 	b.ResetTimer()
 	for range rounds {
 		t0 := time.Now()
 		r := runLoad(baseClient, baseURL, conc, total/rounds, body)
-		baseTime += time.Since(t0)
+		bt := time.Since(t0)
+		baseTime += bt
 		base.failures += r.failures
 		baseLat = append(baseLat, r.lat...)
 		t0 = time.Now()
 		r = runLoad(cupsClient, cupsURL, conc, total/rounds, body)
-		cupsTime += time.Since(t0)
+		ct := time.Since(t0)
+		cupsTime += ct
 		cups.failures += r.failures
 		cupsLat = append(cupsLat, r.lat...)
+		roundRatios = append(roundRatios, bt.Seconds()/ct.Seconds()) // same request count: the rate ratio
 	}
 	b.StopTimer()
 	cups.reqPerSec = float64(total/rounds*rounds) / cupsTime.Seconds()
@@ -171,6 +175,8 @@ func BenchmarkNoChange(b *testing.B) {
 	b.ReportMetric(cups.reqPerSec, "cups-req/s")
 	b.ReportMetric(baseRate, "baseline-req/s")
 	b.ReportMetric(cups.reqPerSec/baseRate, "ratio")
+	b.ReportMetric(slices.Min(roundRatios), "ratio-min")
+	b.ReportMetric(slices.Max(roundRatios), "ratio-max")
 	b.ReportMetric(float64(cups.p99.Microseconds())/1000, "cups-p99-ms")
 	b.ReportMetric(float64(base.p99.Microseconds())/1000, "baseline-p99-ms")
 }
@@ -263,11 +269,14 @@ func benchFirmware(b *testing.B, size int64) {
 	}()
 	b.ResetTimer()
 	var cupsTime, baseTime time.Duration
+	var roundRatios []float64
 	for range b.N {
 		measuring.Store(true)
-		cupsTime += download(cupsURL, true)
+		ct := download(cupsURL, true)
 		measuring.Store(false)
-		baseTime += download(baseURL, false)
+		bt := download(baseURL, false)
+		cupsTime, baseTime = cupsTime+ct, baseTime+bt
+		roundRatios = append(roundRatios, bt.Seconds()/ct.Seconds())
 	}
 	b.StopTimer()
 	close(stop)
@@ -281,5 +290,7 @@ func benchFirmware(b *testing.B, size int64) {
 	b.ReportMetric(cupsRate, "cups-MiB/s")
 	b.ReportMetric(baseRate, "servecontent-MiB/s")
 	b.ReportMetric(cupsRate/baseRate, "ratio")
+	b.ReportMetric(slices.Min(roundRatios), "ratio-min")
+	b.ReportMetric(slices.Max(roundRatios), "ratio-max")
 	b.ReportMetric(growth, "peak-heap-growth-MiB")
 }

@@ -292,3 +292,44 @@ func TestTwinCacheOverlappingWrites(t *testing.T) {
 	g.Expect(tw.CUPS.Package).To(Equal("v2"), "read from the registry, not the older write's twin")
 	g.Expect(getter.reads.Load()).To(BeEquivalentTo(1))
 }
+
+// TestTwinCacheRefreshesAhead: a station that keeps polling never waits
+// for the registry when its entry expires: a hit in the last fifth of the
+// TTL reads the twin in the background, and a poll after the old expiry
+// is served from the renewed entry.
+func TestTwinCacheRefreshesAhead(t *testing.T) {
+	g := NewWithT(t)
+	getter := &slowGetter{pkg: "v1"}
+	c := NewTwinCache(getter, 10*time.Second)
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	ctx := context.Background()
+	const id = "0000000000000001"
+
+	tw, _ := c.Get(ctx, id)
+	g.Expect(tw.CUPS.Package).To(Equal("v1"))
+	getter.setPackage("v2")
+	advance(5 * time.Second)
+	_, _ = c.Get(ctx, id)
+	g.Expect(getter.reads.Load()).To(BeEquivalentTo(1), "no refresh in the first four fifths of the TTL")
+
+	advance(4 * time.Second) // 9 s: in the last fifth
+	tw, _ = c.Get(ctx, id)
+	g.Expect(tw.CUPS.Package).To(Equal("v1"), "the hit is served at once, from the entry")
+	g.Eventually(getter.reads.Load).Should(BeEquivalentTo(2), "and starts one read in the background")
+	g.Eventually(func() bool { // the read stored its twin: a fresh entry
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		e := c.entries[id]
+		return e != nil && !e.refreshing
+	}).Should(BeTrue())
+	_, _ = c.Get(ctx, id)
+	g.Consistently(getter.reads.Load, 100*time.Millisecond).Should(BeEquivalentTo(2), "one refresh per entry")
+
+	advance(3 * time.Second) // 12 s: past the first read's expiry
+	tw, _ = c.Get(ctx, id)
+	g.Expect(tw.CUPS.Package).To(Equal("v2"), "served from the renewed entry")
+	g.Expect(getter.reads.Load()).To(BeEquivalentTo(2), "without a read in the poll's path")
+}

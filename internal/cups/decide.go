@@ -235,18 +235,22 @@ func Observe(prev *twin.Observation, req *Request, out Outcome, now time.Time, r
 	if refresh <= 0 {
 		refresh = DefaultObservationRefresh
 	}
+	// obs shares its slices and pointers with prev and req: observations
+	// and requests are never modified once made (cached twins are shared
+	// between polls), and a poll that changes nothing allocates nothing here.
 	if prev != nil {
 		obs = *prev
-		obs.Keys = slices.Clone(prev.Keys)
 	}
 	// A request older than the one recorded (two writes of one station
 	// that ran concurrently, the older retried after the newer) still
 	// counts its outcome, but does not take back what the newer reported.
 	if prev == nil || !now.Before(prev.LastSeen) {
 		obs.Station, obs.Model, obs.Package = req.Station, req.Model, req.Package
-		obs.Keys = slices.Clone(req.Keys)
-		credCRC := req.CupsCredCRC
-		obs.CupsCredCRC = &credCRC
+		obs.Keys = req.Keys
+		if obs.CupsCredCRC == nil || *obs.CupsCredCRC != req.CupsCredCRC {
+			credCRC := req.CupsCredCRC
+			obs.CupsCredCRC = &credCRC
+		}
 	}
 	if obs.Keys == nil {
 		obs.Keys = []uint32{}

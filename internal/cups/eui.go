@@ -85,30 +85,31 @@ func parseBytes(s string, sep byte) (EUI, error) {
 }
 
 // parseID6 parses the ID6 form: up to four 16-bit groups, "::" compressing
-// zero groups.
+// zero groups. It allocates only for an error (it runs on every poll).
 func parseID6(s string) (EUI, error) {
 	head, tail, compressed := strings.Cut(s, "::")
 	if compressed && strings.Contains(tail, "::") {
 		return 0, fmt.Errorf("%w: %q has more than one \"::\"", errEUI, s)
 	}
-	hg, err := id6Groups(s, head)
+	var hg, tg [4]uint64
+	nh, err := id6Groups(s, head, &hg)
 	if err != nil {
 		return 0, err
 	}
-	var tg []uint64
+	nt := 0
 	if compressed {
-		if tg, err = id6Groups(s, tail); err != nil {
+		if nt, err = id6Groups(s, tail, &tg); err != nil {
 			return 0, err
 		}
-		if len(hg)+len(tg) > 3 { // "::" stands for at least one zero group
+		if nh+nt > 3 { // "::" stands for at least one zero group
 			return 0, fmt.Errorf("%w: %q has too many groups for ID6", errEUI, s)
 		}
-	} else if len(hg) != 4 {
+	} else if nh != 4 {
 		return 0, fmt.Errorf("%w: %q is neither 16 hex digits, 8 bytes, nor ID6", errEUI, s)
 	}
-	groups := make([]uint64, 4)
-	copy(groups, hg)
-	copy(groups[4-len(tg):], tg)
+	var groups [4]uint64
+	copy(groups[:], hg[:nh])
+	copy(groups[4-nt:], tg[:nt])
 	var v uint64
 	for _, g := range groups {
 		v = v<<16 | g
@@ -116,27 +117,32 @@ func parseID6(s string) (EUI, error) {
 	return EUI(v), nil
 }
 
-// id6Groups parses the ':'-separated groups of one side of an ID6 string.
-func id6Groups(whole, s string) ([]uint64, error) {
+// id6Groups parses the ':'-separated groups of one side of an ID6 string
+// into out and returns how many there are.
+func id6Groups(whole, s string, out *[4]uint64) (int, error) {
 	if s == "" {
-		return nil, nil
+		return 0, nil
 	}
-	parts := strings.Split(s, ":")
-	if len(parts) > 4 {
-		return nil, fmt.Errorf("%w: %q has too many groups for ID6", errEUI, whole)
-	}
-	out := make([]uint64, len(parts))
-	for i, p := range parts {
+	n := 0
+	for {
+		p, rest, more := strings.Cut(s, ":")
+		if n == 4 {
+			return 0, fmt.Errorf("%w: %q has too many groups for ID6", errEUI, whole)
+		}
 		if len(p) < 1 || len(p) > 4 {
-			return nil, fmt.Errorf("%w: %q: group %q is not 1 to 4 hex digits", errEUI, whole, p)
+			return 0, fmt.Errorf("%w: %q: group %q is not 1 to 4 hex digits", errEUI, whole, p)
 		}
 		g, ok := parseHex(p)
 		if !ok {
-			return nil, fmt.Errorf("%w: %q has a non-hex digit", errEUI, whole)
+			return 0, fmt.Errorf("%w: %q has a non-hex digit", errEUI, whole)
 		}
-		out[i] = g
+		out[n] = g
+		n++
+		if !more {
+			return n, nil
+		}
+		s = rest
 	}
-	return out, nil
 }
 
 // parseHex parses up to 16 hex digits; ok is false on any other character.

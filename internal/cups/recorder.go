@@ -211,6 +211,13 @@ func (r *recorder) write(ctx context.Context, deviceID string) {
 // decision whose write is not yet in the twin, or t itself when there is
 // none. t is not modified.
 func (r *recorder) overlay(t *twin.Twin) *twin.Twin {
+	if r.busy.Load() == 0 {
+		// Nothing queued or being written: no latest observation (record
+		// counts a station busy before it sets its latest, next drops it
+		// before the count falls). The common case of a poll, without a
+		// lock every poll would take.
+		return t
+	}
 	r.mu.Lock()
 	obs, ok := r.latest[t.DeviceID]
 	r.mu.Unlock()
@@ -218,7 +225,7 @@ func (r *recorder) overlay(t *twin.Twin) *twin.Twin {
 		return t
 	}
 	c := *t
-	c.Observation = &obs
+	c.Observation = new(obs)
 	return &c
 }
 

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestSpreadSaysTheRange: a ratio from rounds is printed with its median
+// and range, so that a noisy figure shows as one.
+func TestSpreadSaysTheRange(t *testing.T) {
+	med, s := spread([]float64{0.9, 0.5, 1.1, 0.95}, "%.2fx")
+	if med != 0.925 || s != "0.93x (0.50x–1.10x, 4 rounds)" {
+		t.Errorf("spread = %v, %q", med, s)
+	}
+	if _, s := spread([]float64{1.2}, "%.2fx"); !strings.Contains(s, "no spread") {
+		t.Errorf("one round: %q", s)
+	}
+}
+
+// TestMachineLoadCountsThisProcess: the bench's own CPU is told apart
+// from the other processes'.
+func TestMachineLoadCountsThisProcess(t *testing.T) {
+	a := sampleMachine()
+	for i := 0; i < 3e7; i++ { // burn some CPU in this process
+		_ = os.Getpid() + i
+	}
+	b := sampleMachine()
+	if b.ours <= a.ours && treeCPU(os.Getpid()) == 0 {
+		t.Errorf("this process's CPU was not counted: %v -> %v", a.ours, b.ours)
+	}
+	if s := machineLoad(a, b); !strings.Contains(s, "other processes") || !strings.Contains(s, "load ") {
+		t.Errorf("machineLoad = %q", s)
+	}
+}
