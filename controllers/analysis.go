@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -18,12 +17,9 @@ import (
 // stepAnalysis runs the analysis step i: one measurement per pass when one
 // is due, until the analysis passes (the step is done) or fails (halt or
 // abort, as onFailure says). spec.paused and abort stop it as they stop
-// any step: the phases before reconcileSteps end the pass first.
+// any step: the phases before reconcileSteps end the pass first, and
+// checkAnalyses has stalled a rollout whose condition does not compile.
 func (r *FirmwareRolloutReconciler) stepAnalysis(ctx context.Context, s *rolloutScope, i int, a *fwv1.AnalysisStep) error {
-	if err := checkAnalysis(a); err != nil {
-		return &Stalling{Phase: fwv1.PhasePending, Reason: fwv1.ReasonInvalidStrategy,
-			Err: fmt.Errorf("step %d: %w", i, err)}
-	}
 	st := &s.obj.Status
 	p := paramsOf(a)
 	as, created := analysisEntry(st, i, a.Name, st.StepStartTime.Time)
@@ -61,8 +57,7 @@ func (r *FirmwareRolloutReconciler) stepAnalysis(ctx context.Context, s *rollout
 // again.
 func (r *FirmwareRolloutReconciler) checkAnalyses(ctx context.Context, s *rolloutScope) error {
 	steps := s.obj.Spec.Strategy.Steps
-	st := &s.obj.Status
-	for i := max(int(st.CurrentStep), 1); i <= len(steps); i++ {
+	for i := max(int(s.obj.Status.CurrentStep), 1); i <= len(steps); i++ {
 		a := steps[i-1].Analysis
 		if a == nil {
 			continue
@@ -71,19 +66,7 @@ func (r *FirmwareRolloutReconciler) checkAnalyses(ctx context.Context, s *rollou
 		if err == nil {
 			continue
 		}
-		msg := fmt.Sprintf("%s: %v; no further step starts until it is fixed", analysisName(i, a), err)
-		if reason, prev := readyCondition(s.obj); reason != fwv1.ReasonInvalidStrategy || prev != msg {
-			r.event(ctx, s.obj, corev1.EventTypeWarning, fwv1.ReasonInvalidStrategy, msg)
-		}
-		phase := fwv1.PhaseProgressing
-		if st.CurrentStep == 0 {
-			phase = fwv1.PhasePending
-		}
-		stall := &Stalling{Phase: phase, Reason: fwv1.ReasonInvalidStrategy, Err: errors.New(msg)}
-		if st.InProgress > 0 {
-			stall.RequeueAfter = r.requeueWhileInFlight(s) // keep counting them
-		}
-		return stall
+		return r.invalidStrategy(ctx, s, fmt.Sprintf("%s: %v; no further step starts until it is fixed", analysisName(i, a), err))
 	}
 	return nil
 }

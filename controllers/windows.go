@@ -32,8 +32,14 @@ func (r *FirmwareRolloutReconciler) checkWindows(ctx context.Context, s *rollout
 		s.windows = ws
 		return nil
 	}
+	return r.invalidStrategy(ctx, s, err.Error()+"; no batch starts until spec.strategy.windows is fixed")
+}
+
+// invalidStrategy stalls the rollout with msg (reason InvalidStrategy),
+// announcing it once in a Warning Event: Pending before its first step,
+// Progressing after, still counting the stations in flight.
+func (r *FirmwareRolloutReconciler) invalidStrategy(ctx context.Context, s *rolloutScope, msg string) error {
 	st := &s.obj.Status
-	msg := err.Error() + "; no batch starts until spec.strategy.windows is fixed"
 	if reason, prev := readyCondition(s.obj); reason != fwv1.ReasonInvalidStrategy || prev != msg {
 		r.event(ctx, s.obj, corev1.EventTypeWarning, fwv1.ReasonInvalidStrategy, msg)
 	}
