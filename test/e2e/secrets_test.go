@@ -242,6 +242,10 @@ func TestSecretsNeverWritten(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(twinJSON)).To(ContainSubstring(hex.EncodeToString(sum[:])), "the token station's twin holds its token's SHA-256")
 
+	// An analysis step whose Prometheus token comes from a Secret: refused,
+	// then accepted.
+	sw.analysisWithSecret(rollout)
+
 	// Error path: the blob store is gone. A rollout's preflight cannot
 	// read the firmware; a rotation cannot store the credential.
 	sw.blob.Stop()
