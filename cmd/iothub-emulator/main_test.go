@@ -22,6 +22,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/stationfleet/stationfleet/internal/iothub"
+	"github.com/stationfleet/stationfleet/internal/syncbuf"
 )
 
 // EnvSDKDir overrides where the pinned azure-iothub SDK and check.js are
@@ -36,26 +37,8 @@ type emulator struct {
 	csFile string
 	caFile string
 	usage  string // everything it printed before serving
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	done   chan error
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var (
@@ -111,7 +94,7 @@ func start(t *testing.T, args ...string) *emulator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &emulator{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	e := &emulator{cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = e.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,38 +25,20 @@ import (
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
+	"github.com/stationfleet/stationfleet/internal/syncbuf"
 	"github.com/stationfleet/stationfleet/internal/testutil/browser"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
-
-// syncBuffer is an output stream written by the dashboard's goroutine and
-// read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var dashboardURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/\?token=[0-9a-f]+`)
 
 // startDashboard runs `stationfleet dashboard` with args on a free loopback
 // port, as a user would, until the test ends, and returns the URL it printed
 // and its error stream (warnings and the log of actions).
-func startDashboard(t *testing.T, now func() time.Time, args ...string) (string, *syncBuffer) {
+func startDashboard(t *testing.T, now func() time.Time, args ...string) (string, *syncbuf.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	opts := Options{Streams: genericiooptions.IOStreams{In: &bytes.Buffer{}, Out: out, ErrOut: errOut}, Now: now,
 		IsTerminal: func(io.Writer) bool { return false }}
 	done := make(chan int, 1)

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stationfleet/stationfleet/internal/syncbuf"
 )
 
 // EnvBinary names the environment variable that overrides where the
@@ -48,7 +50,7 @@ type Prometheus struct {
 
 	cmd     *exec.Cmd
 	done    chan struct{}
-	out     *syncBuffer
+	out     *syncbuf.Buffer
 	ownDir  bool
 	stopped sync.Once
 }
@@ -128,7 +130,7 @@ scrape_configs:
 }
 
 func launch(bin, dir, cfg, addr string) (*Prometheus, error) {
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{Limit: 1 << 20}
 	cmd := exec.Command(bin,
 		"--config.file="+cfg,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -235,25 +237,4 @@ func getBody(u string) (string, bool) {
 		return "", false
 	}
 	return b.String(), resp.StatusCode == http.StatusOK
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and our reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 1<<20 {
-		s.b.Reset()
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,10 +1,8 @@
 package demo_test
 
 import (
-	"bytes"
 	"context"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,28 +10,10 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/stationfleet/stationfleet/internal/demo"
+	"github.com/stationfleet/stationfleet/internal/syncbuf"
 	"github.com/stationfleet/stationfleet/internal/testutil/browser"
 	"github.com/stationfleet/stationfleet/internal/testutil/proc"
 )
-
-// lockedBuffer is the demo's output, written by its goroutine and read by
-// the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestDemoDashboardInBrowser opens the URL `make demo` prints in headless
 // Chromium: the page lists the demo's rollout and follows it, without a
@@ -41,7 +21,7 @@ func (l *lockedBuffer) String() string {
 // then shows its 50 stations and its progress over time.
 func TestDemoDashboardInBrowser(t *testing.T) {
 	g := NewWithT(t)
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	o := demo.DefaultOptions()
 	o.PollInterval = time.Second
 	o.CUPSAddr = proc.FreeAddr(t)

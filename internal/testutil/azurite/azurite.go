@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/stationfleet/stationfleet/internal/syncbuf"
 )
 
 const (
@@ -63,7 +64,7 @@ type Azurite struct {
 
 	cmd     *exec.Cmd
 	done    chan struct{}
-	output  *syncBuffer
+	output  *syncbuf.Buffer
 	ownDir  bool
 	stopped sync.Once
 }
@@ -166,7 +167,7 @@ func startProcess(dir string, ownDir bool) (*Azurite, error) {
 }
 
 func launch(bin, dir string, port int) (*Azurite, error) {
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{Limit: outputLimit}
 	cmd := exec.Command(bin,
 		"--blobHost", "127.0.0.1",
 		"--blobPort", strconv.Itoa(port),
@@ -276,30 +277,9 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// syncBuffer collects the process output for error messages, keeping the
-// last 64 KiB.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
+// outputLimit is how much of the process output is kept for error
+// messages: its last 64 KiB.
 const outputLimit = 64 << 10
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = append(s.b, p...)
-	if len(s.b) > outputLimit {
-		s.b = s.b[len(s.b)-outputLimit:]
-	}
-	return len(p), nil
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b)
-}
 
 // PID returns the process id of azurite-blob (Node).
 func (a *Azurite) PID() int { return a.cmd.Process.Pid }
