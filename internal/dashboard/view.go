@@ -71,7 +71,8 @@ type RolloutView struct {
 type StepView struct {
 	// Index is the step's 1-based number.
 	Index int32 `json:"index"`
-	// Kind is "batch", "pause" or "step" (a kind this view does not know).
+	// Kind is "batch", "pause", "analysis" or "step" (a kind this view
+	// does not know).
 	Kind string `json:"kind"`
 	// Label is what the step says: "batch 10%", "pause 1h0m0s", "pause".
 	Label string `json:"label"`
@@ -204,6 +205,12 @@ func buildSteps(obj *fwv1.FirmwareRollout) []StepView {
 			default:
 				sv.Detail = "not started"
 			}
+		case s.Analysis != nil:
+			sv.Kind, sv.Label = "analysis", "analysis"
+			if s.Analysis.Name != "" {
+				sv.Label += " " + s.Analysis.Name
+			}
+			sv.Detail = analysisDetail(st, n, s.Analysis, sv.State)
 		default:
 			sv.Kind, sv.Label = "step", "step"
 			sv.Detail = map[string]string{"done": "done", "current": "in progress", "waiting": "not started"}[sv.State]
@@ -211,4 +218,42 @@ func buildSteps(obj *fwv1.FirmwareRollout) []StepView {
 		out = append(out, sv)
 	}
 	return out
+}
+
+// analysisDetail says where analysis step n is: its verdict, how many
+// measurements passed of how many it takes, and the newest one.
+func analysisDetail(st *fwv1.FirmwareRolloutStatus, n int32, a *fwv1.AnalysisStep, state string) string {
+	var as *fwv1.AnalysisStatus
+	for k := range st.Analyses {
+		if st.Analyses[k].Step == n {
+			as = &st.Analyses[k]
+		}
+	}
+	if as == nil {
+		return map[string]string{"done": "done", "current": "starting", "waiting": "not started"}[state]
+	}
+	count := int32(3) // the API's default
+	if a.Count != nil {
+		count = *a.Count
+	}
+	verdict := map[fwv1.AnalysisPhase]string{fwv1.AnalysisSuccessful: "passed", fwv1.AnalysisFailed: "failed"}[as.Phase]
+	if verdict == "" {
+		verdict = "running"
+	}
+	d := fmt.Sprintf("%s: %d/%d passed", verdict, as.Successful, count)
+	if as.Failed > 0 {
+		d += fmt.Sprintf(", %d failed", as.Failed)
+	}
+	if as.Errors > 0 {
+		d += fmt.Sprintf(", %d errors", as.Errors)
+	}
+	if k := len(as.Measurements); k > 0 {
+		m := as.Measurements[k-1]
+		if m.Phase == fwv1.MeasurementError {
+			d += "; last: error: " + m.Message
+		} else {
+			d += fmt.Sprintf("; last: %s %s", strings.ToLower(string(m.Phase)), m.Value)
+		}
+	}
+	return d
 }

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 )
@@ -100,6 +101,15 @@ func TestUnitSteps(t *testing.T) {
 			o.Status.Phase, o.Status.CurrentStep = fwv1.PhaseCompleted, 4
 		},
 		want: []string{"done: 1/1 updated", "done: 2/5 updated, 1 failed, 2 in progress", "done: done", "done: no stations left for this batch"},
+	}, {
+		name: "halted by a failed analysis",
+		mut: func(o *fwv1.FirmwareRollout) {
+			o.Spec.Strategy.Steps[2] = fwv1.RolloutStep{Analysis: &fwv1.AnalysisStep{Name: "forwarding", Count: ptr.To[int32](3)}}
+			o.Status.Phase, o.Status.CurrentStep = fwv1.PhaseHalted, 3
+			o.Status.Analyses = []fwv1.AnalysisStatus{{Step: 3, Phase: fwv1.AnalysisFailed, Successful: 1, Failed: 1,
+				Measurements: []fwv1.AnalysisMeasurement{{Phase: fwv1.MeasurementSuccessful, Value: "0.97"}, {Phase: fwv1.MeasurementFailed, Value: "0.41"}}}}
+		},
+		want: []string{"done: 1/1 updated", "done: 2/5 updated, 1 failed, 2 in progress", "current: failed: 1/3 passed, 1 failed; last: failed 0.41", "waiting: not started"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
