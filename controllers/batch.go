@@ -18,8 +18,10 @@ type claim struct {
 	s       rules.Station
 	written bool   // this rollout owns it now (written now or before a restart)
 	skipped string // the active rollout that owns it instead
-	offPath bool   // CUPS saw it on a package off firmware.upgradeFrom: not written
-	err     error
+	// skippedUID is that rollout's UID.
+	skippedUID string
+	offPath    bool // CUPS saw it on a package off firmware.upgradeFrom: not written
+	err        error
 }
 
 // writeBatch writes the rollout's firmware and ownership into up to need
@@ -30,10 +32,7 @@ type claim struct {
 func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutScope, step, need int) (time.Duration, error) {
 	v := s.view
 	need = min(need, r.Options.MaxWritesPerReconcile)
-	own := twin.Ownership{Rollout: s.key(), UID: s.uid(), Batch: step, Model: s.obj.Spec.Firmware.Model,
-		MaxUpdateAttempts: s.params().MaxUpdateAttempts, UpgradeFrom: s.obj.Spec.Firmware.UpgradeFrom,
-		BakeSeconds: int(s.params().BakeTime.Round(time.Second) / time.Second),
-		WrittenAt:   s.now.UTC().Truncate(time.Second)}
+	own := newOwnership(s, step)
 	written := 0
 	seen := map[string]string{} // stations found off the upgrade path: their package
 	defer func() { r.noteReported(s.obj, seen) }()
@@ -44,7 +43,7 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutSc
 		v.unwritten = v.unwritten[n:]
 		claims := make([]claim, len(chunk))
 		fanOut(len(chunk), r.Options.WriteConcurrency, func(j int) error {
-			claims[j] = r.claim(ctx, s, chunk[j], own)
+			claims[j] = r.claim(ctx, s, chunk[j], v.all[chunk[j]], nil, own)
 			return nil
 		})
 		for _, c := range claims {
@@ -74,16 +73,28 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutSc
 	return r.requeueWhileInFlight(s), nil
 }
 
+// newOwnership is the ownership record the batch of step writes.
+func newOwnership(s *rolloutScope, step int) twin.Ownership {
+	return twin.Ownership{Rollout: s.key(), UID: s.uid(), Batch: step, Model: s.obj.Spec.Firmware.Model,
+		MaxUpdateAttempts: s.params().MaxUpdateAttempts, UpgradeFrom: s.obj.Spec.Firmware.UpgradeFrom,
+		BakeSeconds: int(s.params().BakeTime.Round(time.Second) / time.Second),
+		WrittenAt:   s.now.UTC().Truncate(time.Second)}
+}
+
 // claim writes the firmware and ownership own into the twin of the
-// station at position i of the view, unless another active rollout owns
+// station st at position i of the view, unless another active rollout owns
 // it, this one already does, or the CUPS server saw it on a package off
 // the rollout's upgrade path (checked on the fresh twin: the view's may be
-// older than the station's last poll).
-func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, i int, own twin.Ownership) claim {
-	c := claim{i: i, s: s.view.all[i]}
+// older than the station's last poll). Given the twin t (a query page's),
+// it decides on t and writes with t's ETag; when t is stale (412) it reads
+// the twin again and decides anew (TwinRegistry.UpdateKnown). Without t it
+// reads the twin first. It does not touch the view: it may run beside
+// another goroutine that does.
+func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, i int, st rules.Station, t *twin.Twin, own twin.Ownership) claim {
+	c := claim{i: i, s: st}
 	fw := desiredFirmware(s.obj)
-	_, c.err = r.Registry.Update(ctx, c.s.ID, func(t *twin.Twin) (*twin.Patch, error) {
-		c.written, c.skipped, c.offPath = false, "", false
+	mutate := func(t *twin.Twin) (*twin.Patch, error) {
+		c.written, c.skipped, c.skippedUID, c.offPath = false, "", "", false
 		if o := t.Ownership; o != nil {
 			if o.UID == own.UID {
 				c.written = true // written before a restart: never twice
@@ -91,7 +102,7 @@ func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, 
 				return nil, nil
 			}
 			if rules.Holds(s.active, o.UID) {
-				c.skipped = o.Rollout
+				c.skipped, c.skippedUID = o.Rollout, o.UID
 				return nil, nil
 			}
 		}
@@ -106,7 +117,12 @@ func (r *FirmwareRolloutReconciler) claim(ctx context.Context, s *rolloutScope, 
 		c.written = true
 		c.s.Batch, c.s.WrittenAt = own.Batch, own.WrittenAt
 		return claimPatch(t, fw, own, s.byUID, s.now), nil
-	})
+	}
+	if t != nil {
+		_, c.err = r.Registry.UpdateKnown(ctx, t, mutate)
+	} else {
+		_, c.err = r.Registry.Update(ctx, c.s.ID, mutate)
+	}
 	return c
 }
 

@@ -24,6 +24,9 @@ type FakeRegistry struct {
 	QueryFn  func(ctx context.Context, sel twin.Selector, fn func(page []*twin.Twin) error) error
 	GetFn    func(ctx context.Context, deviceID string) (*twin.Twin, error)
 	UpdateFn func(ctx context.Context, deviceID string, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error)
+	// UpdateKnownFn, when nil, makes UpdateKnown an Update (reading the
+	// twin again, as the real one does when the ETag is stale).
+	UpdateKnownFn func(ctx context.Context, t *twin.Twin, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error)
 }
 
 var _ TwinRegistry = &FakeRegistry{}
@@ -52,6 +55,14 @@ func (f *FakeRegistry) Update(ctx context.Context, deviceID string, mutate func(
 		return nil, fmt.Errorf("Update: %w", errNotFaked)
 	}
 	return f.UpdateFn(ctx, deviceID, mutate)
+}
+
+// UpdateKnown implements TwinRegistry.
+func (f *FakeRegistry) UpdateKnown(ctx context.Context, t *twin.Twin, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error) {
+	if f.UpdateKnownFn == nil {
+		return f.Update(ctx, t.DeviceID, mutate)
+	}
+	return f.UpdateKnownFn(ctx, t, mutate)
 }
 
 // FakeChecker is a FirmwareChecker.
@@ -163,7 +174,7 @@ func (m *memTwins) twin(id string) *twin.Twin {
 // registry is a FakeRegistry over the store. A selector's DeviceIDs and
 // OwnerUID are honoured; tags are not (tests select by id).
 func (m *memTwins) registry() *FakeRegistry {
-	return &FakeRegistry{
+	f := &FakeRegistry{
 		QueryFn: func(_ context.Context, sel twin.Selector, fn func([]*twin.Twin) error) error {
 			m.mu.Lock()
 			var page []*twin.Twin
@@ -212,6 +223,28 @@ func (m *memTwins) registry() *FakeRegistry {
 			m.writes[id]++
 			return m.get(id)
 		},
+	}
+	f.UpdateKnownFn = m.updateKnown(f)
+	return f
+}
+
+// updateKnown writes a known twin with its ETag, and goes on as f's
+// Update (a fresh read) when it is stale.
+func (m *memTwins) updateKnown(f *FakeRegistry) func(context.Context, *twin.Twin, func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error) {
+	return func(ctx context.Context, t *twin.Twin, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error) {
+		m.mu.Lock()
+		if err := m.fail[t.DeviceID]; err != nil || strconv.Itoa(m.etag[t.DeviceID]) != t.ETag {
+			m.mu.Unlock()
+			return f.UpdateFn(ctx, t.DeviceID, mutate)
+		}
+		defer m.mu.Unlock()
+		p, err := mutate(t)
+		if err != nil || p.IsEmpty() {
+			return t, err
+		}
+		m.apply(t.DeviceID, p)
+		m.writes[t.DeviceID]++
+		return m.get(t.DeviceID)
 	}
 }
 

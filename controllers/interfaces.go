@@ -31,6 +31,11 @@ type TwinRegistry interface {
 	// the twin again and calls mutate again: a write is never blind. A nil
 	// patch means nothing to write. It returns the twin as written.
 	Update(ctx context.Context, deviceID string, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error)
+	// UpdateKnown is Update on a twin the caller holds with its ETag (a
+	// Query page's): mutate is called with it and the patch written with
+	// its ETag, without reading it again. When the ETag is stale it reads
+	// the twin and goes on as Update, so mutate decides on the fresh twin.
+	UpdateKnown(ctx context.Context, t *twin.Twin, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error)
 }
 
 // FirmwareChecker checks, before any twin is written, that a rollout's

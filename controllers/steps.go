@@ -96,7 +96,14 @@ func (r *FirmwareRolloutReconciler) stepBatch(ctx context.Context, s *rolloutSco
 				fmt.Sprintf("step %d: writing the firmware into %d stations' twins", i, size))
 		}
 		s.phase = fwv1.PhaseProgressing
-		requeue, err := r.writeBatch(ctx, s, i, need)
+		var requeue time.Duration
+		if need >= len(v.unwritten) {
+			// The batch takes every station left: written as the
+			// selection's pages arrive.
+			requeue, err = r.streamBatch(ctx, s, i, size)
+		} else {
+			requeue, err = r.writeBatch(ctx, s, i, need)
+		}
 		r.updateStatus(ctx, s)
 		plannedSize(&s.obj.Status.Batches, i, size)
 		if err != nil {

@@ -75,6 +75,8 @@ type world struct {
 	cfg *rest.Config
 	// now, when set, is the clock of the manager (controller and CUPS).
 	now func() time.Time
+	// statusResync, when set, is the manager's status resync.
+	statusResync time.Duration
 
 	stopManager  context.CancelFunc
 	managerDone  chan error
@@ -100,6 +102,9 @@ func newWorldClock(t *testing.T, n int, tweak func(i int, sp *embedded.StationSp
 type worldOptions struct {
 	// now is the manager's clock (nil: time.Now).
 	now func() time.Time
+	// statusResync is the manager's --rollout-status-resync (default 1s):
+	// also how long a pass writes a streamed batch.
+	statusResync time.Duration
 	// manualPolls leaves the stations to the test, which calls their Poll,
 	// instead of a fleet polling every pollInterval.
 	manualPolls bool
@@ -110,7 +115,7 @@ func newWorldWith(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpe
 	t.Helper()
 	g := NewWithT(t)
 	startEnv(t)
-	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir(), now: o.now}
+	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir(), now: o.now, statusResync: o.statusResync}
 	w.hub = hubsim.Start(t, hubsim.Options{})
 	var err error
 	w.signer, err = embedded.LoadOrCreateSigner(filepath.Join(w.dir, "keys", "sig-0.pem"))
@@ -169,6 +174,9 @@ func (w *world) startManager() {
 	opts.Firmware.Dir = filepath.Join(w.dir, "fw")
 	opts.CUPS = cups.Options{Addr: w.cupsAddr, Insecure: true, CacheTTL: 100 * time.Millisecond}
 	opts.Rollout.StatusResync = time.Second
+	if w.statusResync > 0 {
+		opts.Rollout.StatusResync = w.statusResync
+	}
 	opts.Rollout.TargetResync = time.Second
 	opts.Now = w.now
 	_, err = app.Setup(mgr, opts)

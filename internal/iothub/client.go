@@ -467,11 +467,33 @@ func (c *Client) Get(ctx context.Context, deviceID string) (*twin.Twin, error) {
 // nil or empty patch writes nothing and returns the twin as read. It returns
 // the twin as written.
 func (c *Client) Update(ctx context.Context, deviceID string, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error) {
+	return c.update(ctx, deviceID, nil, mutate)
+}
+
+// UpdateKnown is Update on a twin the caller already holds with its ETag
+// (a query page's): mutate is called with cur and its patch written with
+// cur's ETag, without reading the twin first. When the twin changed since
+// (412), it reads the twin again and goes on as Update does, so mutate
+// decides on the fresh twin; a cur without an ETag is read first.
+func (c *Client) UpdateKnown(ctx context.Context, cur *twin.Twin, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error) {
+	if cur == nil {
+		return nil, errors.New("update twin: no twin given")
+	}
+	if cur.ETag == "" {
+		return c.update(ctx, cur.DeviceID, nil, mutate)
+	}
+	return c.update(ctx, cur.DeviceID, cur, mutate)
+}
+
+// update is Update starting from cur when it is not nil.
+func (c *Client) update(ctx context.Context, deviceID string, cur *twin.Twin, mutate func(*twin.Twin) (*twin.Patch, error)) (*twin.Twin, error) {
 	log := c.logger(ctx).WithValues("deviceId", deviceID)
 	for attempt := 1; ; attempt++ {
-		cur, err := c.Get(ctx, deviceID)
-		if err != nil {
-			return nil, fmt.Errorf("update twin %q: %w", deviceID, err)
+		if cur == nil {
+			var err error
+			if cur, err = c.Get(ctx, deviceID); err != nil {
+				return nil, fmt.Errorf("update twin %q: %w", deviceID, err)
+			}
 		}
 		p, err := mutate(cur)
 		if err != nil {
@@ -493,6 +515,7 @@ func (c *Client) Update(ctx context.Context, deviceID string, mutate func(*twin.
 			return nil, fmt.Errorf("update twin %q: ETag stale after %d attempts: %w", deviceID, attempt, ErrConflict)
 		}
 		log.V(1).Info("twin changed concurrently, reading it again", "attempt", attempt)
+		cur = nil
 	}
 }
 

@@ -1,0 +1,353 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// progressInterval is how often at most a batch being written patches its
+// progress into status from the side (progressPatcher).
+const progressInterval = time.Second
+
+// streamQueue is how many page twins wait for a writer at most: about a
+// page, so that the next page is read while the last one is written, and
+// no more than two pages of twins are held at once.
+const streamQueue = 1024
+
+// errStreamStop ends the selection query of a streamed batch early.
+var errStreamStop = errors.New("stream stopped")
+
+// streamBatch writes a batch that takes every station still unwritten (a
+// 100% batch, or one whose count covers the rest) as the selection's
+// pages arrive: each page twin that is one of the view's unwritten
+// stations is claimed with the twin and ETag the page gave (one ETag-
+// conditional write, no read; a stale ETag reads the twin again and decides
+// anew, TwinRegistry.UpdateKnown), while the next page is read. Stations
+// the query no longer returns are claimed as writeBatch does (read, then
+// write), so the batch is exactly the view's unwritten stations, whatever
+// the query returns besides. Progress is patched into status from the side
+// at most every progressInterval while the writes go on; the pass's own
+// status patch stays the authoritative one. A pass stops taking new
+// stations after StatusResync, so that the halt, pause and spec changes are
+// looked at again between passes of a long batch (a real hub writes 40
+// twins a second); the next pass goes on with the stations left.
+func (r *FirmwareRolloutReconciler) streamBatch(ctx context.Context, s *rolloutScope, step, size int) (time.Duration, error) {
+	b := &batchStream{r: r, s: s, step: step, size: size, own: newOwnership(s, step),
+		batch: s.view.unwritten, sent: make([]bool, len(s.view.unwritten)),
+		jobs: make(chan streamJob, streamQueue), seen: map[string]string{}, skipped: map[string][2]string{},
+		tick: time.NewTicker(progressInterval / 4), lastProgress: time.Now()}
+	defer b.tick.Stop()
+	b.startWriters(ctx)
+	b.prog = r.startProgress(ctx, s)
+	start := time.Now()
+	stopped, qerr := b.query(ctx, start)
+	b.wait(ctx)
+	r.stopProgress(s, b.prog)
+	r.noteReported(s.obj, b.seen)
+	r.noteSkipped(s.obj, b.skipped)
+	b.leftover()
+	ctrl.LoggerFrom(ctx).V(1).Info("streamed batch", "step", step, "written", b.written, "left", len(s.view.unwritten),
+		"seconds", time.Since(start).Seconds())
+	if qerr != nil {
+		b.errs = append(b.errs, fmt.Errorf("query stations selected by %s: %w", s.key(), qerr))
+	}
+	if len(b.errs) > 0 {
+		return 0, kerrors.NewAggregate(b.errs)
+	}
+	if stopped {
+		return time.Millisecond, nil // more of this batch to write
+	}
+	return r.requeueWhileInFlight(s), nil
+}
+
+// batchStream is one pass of streamBatch. Everything that touches the
+// view runs in the pass's goroutine; the writers only claim.
+type batchStream struct {
+	r          *FirmwareRolloutReconciler
+	s          *rolloutScope
+	step, size int
+	own        twin.Ownership
+	// batch are the batch's stations (positions in the view) in spread
+	// order, the view's; sent marks those handed to a writer.
+	batch []int
+	sent  []bool
+	jobs  chan streamJob
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	results []claim // finished claims not yet laid over the view
+
+	prog         *progressPatcher
+	lastProgress time.Time
+	tick         *time.Ticker
+	errs         []error
+	written      int
+	seen         map[string]string    // stations found off the upgrade path: their package
+	skipped      map[string][2]string // stations another active rollout owns: its UID and name
+}
+
+// streamJob is one station for a writer: batch[k], with its page twin (nil:
+// read it first).
+type streamJob struct {
+	k int
+	t *twin.Twin
+}
+
+// find is the position in b.batch of the station id, -1 when it is not in
+// the batch: a binary search by spread order, so no map of the batch is
+// built (v.all does not move while the batch is written).
+func (b *batchStream) find(id string) int {
+	all := b.s.view.all
+	o := rules.SpreadOrder(b.s.uid(), id)
+	k := sort.Search(len(b.batch), func(k int) bool {
+		st := all[b.batch[k]]
+		return st.Order > o || (st.Order == o && st.ID >= id)
+	})
+	if k < len(b.batch) && all[b.batch[k]].ID == id {
+		return k
+	}
+	return -1
+}
+
+// startWriters starts WriteConcurrency writers on b.jobs.
+func (b *batchStream) startWriters(ctx context.Context) {
+	for range max(b.r.Options.WriteConcurrency, 1) {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for j := range b.jobs {
+				i := b.batch[j.k]
+				c := b.r.claim(ctx, b.s, i, b.s.view.all[i], j.t, b.own)
+				b.mu.Lock()
+				b.results = append(b.results, c)
+				b.mu.Unlock()
+			}
+		}()
+	}
+}
+
+// query reads the selection and hands each of the batch's stations to a
+// writer with its page twin, then those the query did not return without
+// one. It reports whether it stopped at the pass's time limit.
+func (b *batchStream) query(ctx context.Context, start time.Time) (bool, error) {
+	stopped := false
+	obj := b.s.obj
+	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
+	err := b.r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
+		b.apply(ctx)
+		for _, t := range page {
+			k := b.find(t.DeviceID)
+			if k < 0 || b.sent[k] {
+				continue // not in the batch
+			}
+			if time.Since(start) >= b.r.Options.StatusResync {
+				stopped = true
+				return errStreamStop
+			}
+			b.sent[k] = true
+			if err := b.send(ctx, streamJob{k: k, t: t}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errStreamStop) {
+		err = nil
+	}
+	if err == nil && !stopped {
+		// Stations the query did not return (deleted, or no longer
+		// selected since the view's selection was read): claimed as
+		// writeBatch would, from a fresh read.
+		for k := range b.batch {
+			if !b.sent[k] {
+				b.sent[k] = true
+				if err = b.send(ctx, streamJob{k: k}); err != nil {
+					break
+				}
+			}
+		}
+	}
+	close(b.jobs)
+	return stopped, err
+}
+
+// send hands j to a writer, laying finished claims over the view while it
+// waits.
+func (b *batchStream) send(ctx context.Context, j streamJob) error {
+	for {
+		select {
+		case b.jobs <- j:
+			return nil
+		case <-b.tick.C:
+			b.apply(ctx)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// wait waits for the writers, laying their claims over the view.
+func (b *batchStream) wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-b.tick.C:
+			b.apply(ctx)
+		}
+	}
+	b.apply(ctx)
+}
+
+// apply lays the finished claims over the view, and hands the progress
+// patcher the status at most every progressInterval.
+func (b *batchStream) apply(ctx context.Context) {
+	b.mu.Lock()
+	done := b.results
+	b.results = nil
+	b.mu.Unlock()
+	for _, c := range done {
+		if c.err != nil {
+			b.errs = append(b.errs, fmt.Errorf("write twin %s: %w", c.s.ID, c.err))
+			continue
+		}
+		if b.r.applyClaim(b.s, c) {
+			b.written++
+		}
+		if c.offPath {
+			b.seen[c.s.ID] = c.s.Package
+		}
+		if c.skipped != "" {
+			b.skipped[c.s.ID] = [2]string{c.skippedUID, c.skipped}
+		}
+	}
+	if len(done) > 0 && time.Since(b.lastProgress) >= progressInterval {
+		b.lastProgress = time.Now()
+		b.prog.offer(b.r.progressSnapshot(ctx, b.s, b.step, b.size))
+	}
+}
+
+// leftover leaves in the view's unwritten the batch's stations not handed
+// to a writer and those whose write failed.
+func (b *batchStream) leftover() {
+	v := b.s.view
+	var left []int
+	for k, i := range b.batch {
+		if !b.sent[k] || v.outs[i].State == fwv1.OutcomePending {
+			left = append(left, i)
+		}
+	}
+	v.unwritten = left
+}
+
+// noteSkipped records, in the cached selection, the owner of each station
+// a claim found owned by another active rollout (id -> UID, name), so that
+// the next pass counts it Skipped instead of trying it again; the
+// selection's refresh (TargetResync, or the next step) reads it anew.
+func (r *FirmwareRolloutReconciler) noteSkipped(obj *fwv1.FirmwareRollout, skipped map[string][2]string) {
+	if len(skipped) == 0 {
+		return
+	}
+	c, ok := r.targets.Load(string(obj.UID))
+	if !ok {
+		return
+	}
+	snap := c.(*targetSnapshot)
+	for i := range snap.stations {
+		t := &snap.stations[i]
+		if o, ok := skipped[t.id]; ok {
+			t.ownerUID, t.ownerName = rules.Intern(o[0]), rules.Intern(o[1])
+		}
+	}
+}
+
+// progressPatcher patches a rollout's status from the side while its batch
+// is written: the writer hands it the status as it stands (offer), and it
+// patches the latest one it was given, one patch at a time, never holding
+// up the writes. Each patch is conditional on the resourceVersion the
+// previous one gave (statusPatch); on any error it stops, and the pass's
+// own patch decides (a conflict there redoes the pass on a fresh copy).
+type progressPatcher struct {
+	next chan *fwv1.FirmwareRollout // the latest status to patch
+	done chan struct{}
+	// base is the object as the last successful patch left it (the pass's
+	// base until then); patched says whether there was one.
+	base    *fwv1.FirmwareRollout
+	patched bool
+}
+
+// startProgress starts the progress patcher of the pass s.
+func (r *FirmwareRolloutReconciler) startProgress(ctx context.Context, s *rolloutScope) *progressPatcher {
+	p := &progressPatcher{next: make(chan *fwv1.FirmwareRollout, 1), done: make(chan struct{}), base: s.base.DeepCopy()}
+	go func() {
+		defer close(p.done)
+		failed := false
+		for obj := range p.next {
+			if failed {
+				continue
+			}
+			if err := r.Status().Patch(ctx, obj, statusPatch{base: p.base}); err != nil {
+				ctrl.LoggerFrom(ctx).V(1).Info("progress status patch failed; the pass's own patch will write status", "error", err.Error())
+				failed = true
+				continue
+			}
+			p.base, p.patched = obj, true
+		}
+	}()
+	return p
+}
+
+// offer hands the patcher the latest status, replacing one it has not
+// started to patch yet. Only one goroutine offers.
+func (p *progressPatcher) offer(obj *fwv1.FirmwareRollout) {
+	select {
+	case p.next <- obj:
+	default:
+		select {
+		case <-p.next:
+		default:
+		}
+		p.next <- obj
+	}
+}
+
+// stopProgress waits for the patcher's last patch and makes the pass's
+// status patch start from what it wrote.
+func (r *FirmwareRolloutReconciler) stopProgress(s *rolloutScope, p *progressPatcher) {
+	close(p.next)
+	<-p.done
+	if !p.patched {
+		return
+	}
+	s.base.ResourceVersion = p.base.ResourceVersion
+	s.base.Status = *p.base.Status.DeepCopy()
+	s.obj.ResourceVersion = p.base.ResourceVersion
+}
+
+// progressSnapshot is the rollout as the pass would patch it if it ended
+// now, still writing the batch of step (planned size): its counts and
+// batch summaries from the view, phase Progressing.
+func (r *FirmwareRolloutReconciler) progressSnapshot(ctx context.Context, s *rolloutScope, step, size int) *fwv1.FirmwareRollout {
+	r.updateStatus(ctx, s)
+	plannedSize(&s.obj.Status.Batches, step, size)
+	obj := s.obj.DeepCopy()
+	sum, _, _ := summarize(progressing(s, step, 0), fwv1.PhaseProgressing)
+	obj.Status.Phase = sum.phase
+	setConditions(&obj.Status.Conditions, obj.Generation, sum)
+	keepNextWindow(&obj.Status, sum)
+	obj.Status.ObservedGeneration = obj.Generation
+	return obj
+}

@@ -1,0 +1,140 @@
+package controllers_test
+
+import (
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
+	"github.com/stationfleet/stationfleet/internal/rules"
+	"github.com/stationfleet/stationfleet/internal/twin"
+)
+
+// TestStreamedBatchStaleETag: a 100% batch writes each station with the
+// ETag its query page gave, reading no twin first; a station whose twin
+// changed between the query and the write (here another active rollout
+// claimed it) is decided on its fresh twin: skipped, and the other
+// rollout's claim kept. Nothing else is lost.
+func TestStreamedBatchStaleETag(t *testing.T) {
+	g := NewWithT(t)
+	const n = 40
+	w := newWorldWith(t, n, nil, worldOptions{manualPolls: true})
+	// The other rollout: active (paused), selecting one station only.
+	taken := w.id(7)
+	other := w.rollout("other", batch("100%"))
+	other.Spec.Selector.DeviceIDs = []string{taken}
+	other.Spec.Paused = true
+	w.create(other)
+	other = w.waitPhase("other", fwv1.PhasePaused, 30*time.Second)
+	// Just before the rollout's write reaches the twin, the other rollout
+	// claims it (its ETag changes).
+	w.hub.InjectConcurrentWrite(taken, twin.OwnershipPatch(&twin.Ownership{Rollout: w.ns + "/other", UID: string(other.UID), Batch: 1,
+		WrittenAt: time.Now().UTC().Truncate(time.Second)}).Tags, nil)
+	gets := w.hub.Requests(hubsim.OpGetTwin)
+
+	w.create(w.rollout("r", batch("100%")))
+	var r *fwv1.FirmwareRollout
+	g.Eventually(func() int32 {
+		r = w.get("r")
+		return r.Status.InProgress
+	}, 30*time.Second, 50*time.Millisecond).Should(BeNumerically("==", n-1), func() string { return statusString(r) })
+	g.Expect(r.Status.Skipped).To(BeNumerically("==", 1), statusString(r))
+	g.Expect(r.Status.Pending).To(BeZero(), statusString(r))
+
+	writes := w.hub.RolloutWrites(string(r.UID))
+	g.Expect(writes).To(HaveLen(n-1), "every station but the one taken is written")
+	g.Expect(writes).NotTo(HaveKey(taken), "the station the other rollout claimed is not written")
+	for id, k := range writes {
+		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
+	}
+	tw := w.twinOf(taken)
+	g.Expect(tw.Ownership).NotTo(BeNil())
+	g.Expect(tw.Ownership.UID).To(Equal(string(other.UID)), "the other rollout's claim is kept")
+	g.Expect(tw.CUPS.Package).To(Equal("2.0.6"))
+	// Only the stale one was read before its write: the others were
+	// written with their page's ETag.
+	g.Expect(w.hub.Requests(hubsim.OpGetTwin)-gets).To(BeNumerically("<=", 3), "twins read before writing")
+}
+
+// TestStreamedBatchAfterPartial: a 25% batch (written from the cached
+// selection) writes exactly the first quarter in spread order; the 100%
+// batch after it (streamed from the query pages) writes exactly the rest,
+// each station once. The stations poll and apply meanwhile, so twins
+// change under the pages (CUPS records their reports).
+func TestStreamedBatchAfterPartial(t *testing.T) {
+	g := NewWithT(t)
+	const n = 40
+	w := newWorld(t, n, nil)
+	w.create(w.rollout("r", batch("25%"), pause(0), batch("100%")))
+	r := w.waitPhase("r", fwv1.PhasePaused, 30*time.Second)
+
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = w.id(i)
+	}
+	uid := string(r.UID)
+	sort.Slice(ids, func(i, j int) bool { return rules.SpreadOrder(uid, ids[i]) < rules.SpreadOrder(uid, ids[j]) })
+	written := w.hub.RolloutWrites(uid)
+	got := make([]string, 0, len(written))
+	for id := range written {
+		got = append(got, id)
+	}
+	slices.Sort(got)
+	first := slices.Clone(ids[:n/4])
+	slices.Sort(first)
+	g.Expect(got).To(Equal(first), "the first batch is the first quarter in spread order")
+
+	w.patch("r", func(r *fwv1.FirmwareRollout) {
+		r.Annotations = map[string]string{fwv1.ResumeAnnotation: time.Now().Format(time.RFC3339Nano)}
+	})
+	r = w.waitPhase("r", fwv1.PhaseCompleted, 60*time.Second)
+	g.Expect(r.Status.Updated).To(BeNumerically("==", n), statusString(r))
+	written = w.hub.RolloutWrites(uid)
+	g.Expect(written).To(HaveLen(n))
+	for id, k := range written {
+		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
+		g.Expect(w.twinOf(id).Ownership.Batch).To(Equal(map[bool]int{true: 1, false: 3}[slices.Contains(first, id)]), "batch of %s", id)
+	}
+}
+
+// TestStreamedBatchShowsProgress: while one pass writes a long batch, its
+// progress reaches status from the side (not only when the pass ends), and
+// never goes back.
+func TestStreamedBatchShowsProgress(t *testing.T) {
+	g := NewWithT(t)
+	const n = 120
+	// One pass may write for 30 s: only the side patches show progress.
+	w := newWorldWith(t, n, nil, worldOptions{manualPolls: true, statusResync: 30 * time.Second})
+	w.hub.InjectFault(hubsim.Fault{Op: hubsim.OpPatchTwin, Latency: 300 * time.Millisecond})
+	w.create(w.rollout("r", batch("100%")))
+
+	var (
+		seen    []int32 // InProgress as status showed it
+		midway  bool    // status showed some progress while writes were still to come
+		deadlne = time.Now().Add(60 * time.Second)
+	)
+	for time.Now().Before(deadlne) {
+		r := w.get("r")
+		st := r.Status
+		if len(seen) == 0 || seen[len(seen)-1] != st.InProgress {
+			seen = append(seen, st.InProgress)
+		}
+		if st.InProgress > 0 && st.InProgress < n && len(w.hub.RolloutWrites(string(r.UID))) < n {
+			midway = true
+		}
+		if st.InProgress == n && st.Pending == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	g.Expect(seen[len(seen)-1]).To(BeNumerically("==", n), "InProgress seen: %v", seen)
+	g.Expect(midway).To(BeTrue(), "status showed no progress before the batch's writes ended; InProgress seen: %v", seen)
+	g.Expect(slices.IsSorted(seen)).To(BeTrue(), "progress went back: %v", seen)
+	for id, k := range w.hub.RolloutWrites(string(w.get("r").UID)) {
+		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
+	}
+}
