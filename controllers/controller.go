@@ -15,6 +15,7 @@
 //	status.go      status as a pure function of the station view
 //	stations.go    the station view and its caches
 //	batch.go       batch writes
+//	stream.go      a batch taking every station left, written as the selection's pages arrive
 //	preflight.go   the firmware check before the first write
 //	release.go     abort and delete
 //	failurepolicy.go  the halt, recomputed each pass, and failurePolicy Abort

@@ -19,8 +19,11 @@ type Options struct {
 	// WriteConcurrency is how many twin writes run at once; the registry's
 	// own rate limit still applies.
 	WriteConcurrency int
-	// MaxWritesPerReconcile bounds one reconcile's writes, so status shows
-	// progress during a large batch.
+	// MaxWritesPerReconcile bounds one reconcile's writes of a partial
+	// batch (and of a retry), so status shows progress during it. A batch
+	// that takes every station left is streamed instead (streamBatch): one
+	// pass writes for up to StatusResync, patching its progress into
+	// status from the side.
 	MaxWritesPerReconcile int
 	// MaxConcurrentReconciles is how many rollouts reconcile at once.
 	MaxConcurrentReconciles int
@@ -48,7 +51,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.StatusResync, "rollout-status-resync", o.StatusResync, "How often an active rollout re-reads its stations' twins when no CUPS report woke it.")
 	fs.DurationVar(&o.PreflightRetry, "rollout-preflight-retry", o.PreflightRetry, "How often a rollout stalled on its firmware checks it again.")
 	fs.IntVar(&o.WriteConcurrency, "rollout-write-concurrency", o.WriteConcurrency, "Twin writes in flight at once per rollout (the IoT Hub rate limit still applies).")
-	fs.IntVar(&o.MaxWritesPerReconcile, "rollout-max-writes-per-reconcile", o.MaxWritesPerReconcile, "Twin writes per reconcile before status is updated and the rollout goes on.")
+	fs.IntVar(&o.MaxWritesPerReconcile, "rollout-max-writes-per-reconcile", o.MaxWritesPerReconcile, "Twin writes per reconcile of a batch that leaves stations for later steps (and of a retry) before status is updated and the rollout goes on; a batch that takes every station left is written in passes of up to --rollout-status-resync, with its progress patched into status every second.")
 	fs.IntVar(&o.MaxConcurrentReconciles, "rollout-max-concurrent-reconciles", o.MaxConcurrentReconciles, "Rollouts reconciled at once.")
 	fs.DurationVar(&o.ReportRelayInterval, "rollout-report-relay-interval", o.ReportRelayInterval, "How often at most this process tells another process's controller, through a rollout's annotation, which of its stations reported to this CUPS server.")
 }
