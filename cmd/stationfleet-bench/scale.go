@@ -34,7 +34,7 @@ func rowScale(ctx context.Context, c *cluster, rep *report, sizes []int) {
 		p, err := scaleRun(ctx, c, n)
 		if err != nil {
 			rep.fail(row, err)
-			return
+			break // the curve of the sizes measured is still printed
 		}
 		pts = append(pts, p)
 		perStation := float64(p.rss) / float64(n)
