@@ -1,9 +1,12 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,15 +29,17 @@ type stationView struct {
 // selector matches, for the rollout uid: the owned view is fresher, and a
 // selected station whose ownership the owned view does not have was
 // released, so it is unwritten.
-func newStationView(uid string, owned map[string]rules.Station, selected []target, active map[string]bool, p rules.Params) *stationView {
-	v := &stationView{all: make([]rules.Station, 0, len(owned)+len(selected))}
-	for _, s := range owned {
-		v.all = append(v.all, s)
-	}
-	for _, t := range selected {
-		if _, ok := owned[t.id]; ok {
+func newStationView(uid string, owned map[string]rules.Packed, selected []target, active map[string]bool, p rules.Params) *stationView {
+	keys := spreadKeys(owned, selected)
+	// Exactly as long as needed: the selection mostly repeats the owned
+	// stations, and a million-station view is hundreds of megabytes.
+	v := &stationView{all: make([]rules.Station, len(keys)), outs: make([]rules.Outcome, len(keys))}
+	for i, k := range keys {
+		if k.sel < 0 {
+			v.all[i] = owned[k.id].Station()
 			continue
 		}
+		t := &selected[k.sel]
 		s := rules.Station{ID: t.id, Order: t.order, Package: t.pkg, Seen: t.seen}
 		if c := t.counted; c != nil {
 			s.Counted, s.CountedReason, s.Batch, s.WrittenAt = c.outcome, c.reason, c.batch, c.at
@@ -42,10 +47,8 @@ func newStationView(uid string, owned map[string]rules.Station, selected []targe
 		if t.ownerUID != uid {
 			s.OwnerUID, s.OwnerName = t.ownerUID, t.ownerName
 		}
-		v.all = append(v.all, s)
+		v.all[i] = s
 	}
-	rules.SortStations(v.all)
-	v.outs = make([]rules.Outcome, len(v.all))
 	for i, s := range v.all {
 		o := rules.Classify(s, uid, active, p)
 		v.outs[i] = o
@@ -54,6 +57,42 @@ func newStationView(uid string, owned map[string]rules.Station, selected []targe
 		}
 	}
 	return v
+}
+
+// viewKey is a station of the view while it is ordered: sorting these
+// instead of Stations (264 bytes each) keeps a million-station pass's sort
+// in memory moves of 32 bytes.
+type viewKey struct {
+	order uint64
+	id    string
+	sel   int // position in the selection, -1 for an owned station
+}
+
+// spreadKeys are the owned stations and the selected stations not owned, in
+// spread order (rules.SortStations' order: Order, then ID).
+func spreadKeys(owned map[string]rules.Packed, selected []target) []viewKey {
+	unowned := 0
+	for _, t := range selected {
+		if _, ok := owned[t.id]; !ok {
+			unowned++
+		}
+	}
+	keys := make([]viewKey, 0, len(owned)+unowned)
+	for id, p := range owned {
+		keys = append(keys, viewKey{order: p.Order, id: id, sel: -1})
+	}
+	for i, t := range selected {
+		if _, ok := owned[t.id]; !ok {
+			keys = append(keys, viewKey{order: t.order, id: t.id, sel: i})
+		}
+	}
+	slices.SortFunc(keys, func(a, b viewKey) int {
+		if c := cmp.Compare(a.order, b.order); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	return keys
 }
 
 // loadStations reads the stations this rollout owns and the stations its
@@ -85,29 +124,45 @@ func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, s *rollout
 	return nil
 }
 
-// ownedView is the in-memory view of the stations one rollout owns.
+// ownedView is the in-memory view of the stations one rollout owns, packed
+// (rules.Packed: a third of a Station's size, the view a million-station
+// rollout keeps between passes).
 type ownedView struct {
 	mu       sync.Mutex
-	stations map[string]rules.Station
+	stations map[string]rules.Packed
 	fullAt   time.Time
+	// fullTook is how long the last full read took: the next one waits
+	// at least fullReadSpacing times that, so that a rollout whose full
+	// read outlasts StatusResync (a million stations) still spends most of
+	// its passes writing rather than reading.
+	fullTook time.Duration
 }
+
+// fullReadSpacing is how many times its own duration apart full reads of
+// the owned stations are at least.
+const fullReadSpacing = 3
 
 // ownedStations returns the rollout's owned stations, refreshed as
 // loadStations describes. The map is the view itself: read it, don't keep it.
-func (r *FirmwareRolloutReconciler) ownedStations(ctx context.Context, s *rolloutScope) (map[string]rules.Station, error) {
+func (r *FirmwareRolloutReconciler) ownedStations(ctx context.Context, s *rolloutScope) (map[string]rules.Packed, error) {
 	uid, key := s.uid(), s.key()
 	vi, _ := r.owned.LoadOrStore(uid, &ownedView{})
 	ov := vi.(*ownedView)
 	ov.mu.Lock()
 	defer ov.mu.Unlock()
-	if ov.stations == nil || r.Now().Sub(ov.fullAt) >= r.Options.StatusResync {
+	if ov.stations == nil || r.Now().Sub(ov.fullAt) >= max(r.Options.StatusResync, fullReadSpacing*ov.fullTook) {
 		start := r.Now()
 		r.Wake.drain(key) // the full read covers every report so far
-		fresh, err := r.queryOwned(ctx, s)
+		// The old view goes before the new one is read, so that the two
+		// are never held at once (an error leaves none: the next pass
+		// reads in full again).
+		size := len(ov.stations)
+		ov.stations = nil
+		fresh, err := r.queryOwned(ctx, s, size)
 		if err != nil {
 			return nil, err
 		}
-		ov.stations, ov.fullAt = fresh, start
+		ov.stations, ov.fullAt, ov.fullTook = fresh, start, r.Now().Sub(start)
 	} else if err := r.rereadReported(ctx, s, ov.stations); err != nil {
 		return nil, err
 	}
@@ -117,14 +172,15 @@ func (r *FirmwareRolloutReconciler) ownedStations(ctx context.Context, s *rollou
 	return ov.stations, nil
 }
 
-// queryOwned reads every station the rollout owns.
-func (r *FirmwareRolloutReconciler) queryOwned(ctx context.Context, s *rolloutScope) (map[string]rules.Station, error) {
+// queryOwned reads every station the rollout owns; size is how many it
+// owned at the last read.
+func (r *FirmwareRolloutReconciler) queryOwned(ctx context.Context, s *rolloutScope, size int) (map[string]rules.Packed, error) {
 	uid := s.uid()
-	fresh := map[string]rules.Station{}
+	fresh := make(map[string]rules.Packed, size)
 	if err := r.Registry.Query(ctx, twin.Selector{OwnerUID: uid}, func(page []*twin.Twin) error {
 		for _, t := range page {
 			if t.Ownership != nil && t.Ownership.UID == uid {
-				fresh[t.DeviceID] = rules.NewStation(t, uid)
+				fresh[t.DeviceID] = rules.Pack(rules.NewStation(t, uid))
 			}
 		}
 		return nil
@@ -136,7 +192,7 @@ func (r *FirmwareRolloutReconciler) queryOwned(ctx context.Context, s *rolloutSc
 
 // rereadReported reads again the twins of the stations the CUPS server
 // reported on since the last read, into stations.
-func (r *FirmwareRolloutReconciler) rereadReported(ctx context.Context, s *rolloutScope, stations map[string]rules.Station) error {
+func (r *FirmwareRolloutReconciler) rereadReported(ctx context.Context, s *rolloutScope, stations map[string]rules.Packed) error {
 	uid, key := s.uid(), s.key()
 	for _, id := range r.Wake.drain(key) {
 		t, err := r.Registry.Get(ctx, id)
@@ -147,7 +203,7 @@ func (r *FirmwareRolloutReconciler) rereadReported(ctx context.Context, s *rollo
 			r.Wake.NotifyStation(key, id) // read it again next time
 			return fmt.Errorf("read twin %s: %w", id, err)
 		case t.Ownership != nil && t.Ownership.UID == uid:
-			stations[id] = rules.NewStation(t, uid)
+			stations[id] = rules.Pack(rules.NewStation(t, uid))
 		default:
 			delete(stations, id)
 		}
@@ -161,7 +217,7 @@ func (r *FirmwareRolloutReconciler) rememberOwned(obj *fwv1.FirmwareRollout, s r
 		ov := vi.(*ownedView)
 		ov.mu.Lock()
 		if ov.stations != nil {
-			ov.stations[s.ID] = s
+			ov.stations[s.ID] = rules.Pack(s)
 		}
 		ov.mu.Unlock()
 	}

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,7 +34,7 @@ func rowScale(ctx context.Context, c *cluster, rep *report, sizes []int) {
 		p, err := scaleRun(ctx, c, n)
 		if err != nil {
 			rep.fail(row, err)
-			return
+			break // the curve of the sizes measured is still printed
 		}
 		pts = append(pts, p)
 		perStation := float64(p.rss) / float64(n)
@@ -76,21 +76,12 @@ func perSize(pts []scalePoint, f func(scalePoint) float64, format string) string
 // scaleRun runs one size of the curve.
 func scaleRun(ctx context.Context, c *cluster, n int) (scalePoint, error) {
 	p := scalePoint{n: n}
-	var ms0, ms1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms0)
-	t0 := time.Now()
 	w, err := c.newWorld(ctx, fmt.Sprintf("scale%d", n), n, false)
 	if err != nil {
 		return p, err
 	}
 	defer w.close()
-	p.seed = time.Since(t0)
-	runtime.GC()
-	runtime.ReadMemStats(&ms1)
-	if ms1.HeapAlloc > ms0.HeapAlloc {
-		p.hubBytes = (ms1.HeapAlloc - ms0.HeapAlloc) / uint64(n)
-	}
+	p.seed, p.hubBytes = w.seedTime, w.seedHeap/uint64(n)
 	const resync = 10 * time.Second
 	m, err := w.startManager(ctx, "--iothub-no-rate-limit", "--iothub-page-size=1000", fmt.Sprintf("--rollout-status-resync=%s", resync))
 	if err != nil {
@@ -127,5 +118,6 @@ func scaleRun(ctx context.Context, c *cluster, n int) (scalePoint, error) {
 	if p.rss, err = m.peakRSS(); err != nil {
 		return p, err
 	}
+	saveProfile(m, "heap", filepath.Join(c.logDir, fmt.Sprintf("scale-%d-heap.pprof", n)))
 	return p, nil
 }

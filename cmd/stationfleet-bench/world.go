@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,6 +75,11 @@ type world struct {
 	old, fw embedded.Firmware
 	specs   []embedded.StationSpec
 	csFile  string
+	// seedTime and seedHeap are what seeding the twins took: the time and
+	// the emulator's heap growth (live heap after a collection, the
+	// stations' specs excluded).
+	seedTime time.Duration
+	seedHeap uint64
 }
 
 // newWorld seeds n stations into a fresh emulator. With observed, each twin
@@ -108,9 +114,14 @@ func (c *cluster) newWorld(ctx context.Context, name string, n int, observed boo
 		return nil, err
 	}
 	w.specs = embedded.FleetSpec(n, 0, "2.0.6", w.signer)
+	h0, t0 := liveHeap(), time.Now()
 	if err := w.seed(observed); err != nil {
 		w.close()
 		return nil, err
+	}
+	w.seedTime = time.Since(t0)
+	if h1 := liveHeap(); h1 > h0 {
+		w.seedHeap = h1 - h0
 	}
 	w.csFile = filepath.Join(w.dir, "iothub-connection-string")
 	if err := os.WriteFile(w.csFile, []byte(hub.ConnectionString()), 0o600); err != nil {
@@ -300,6 +311,9 @@ func (w *world) startManager(ctx context.Context, extra ...string) (*managerProc
 		"--firmware-dir=" + filepath.Join(w.dir, "fw"),
 		"--cups-bind-address=" + m.cupsAddr,
 		"--cups-insecure",
+		// The bench measures the manager's memory as it grows: no soft
+		// limit from a container (cmd/manager's --memory-limit=auto).
+		"--memory-limit=off",
 	}
 	args = append(args, extra...)
 	m.logPath = filepath.Join(w.c.logDir, "manager-"+w.name+".log")
@@ -445,4 +459,12 @@ func (m *managerProc) exited() error {
 	default:
 		return nil
 	}
+}
+
+// liveHeap is this process's live heap after a collection.
+func liveHeap() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

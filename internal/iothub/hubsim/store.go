@@ -60,6 +60,7 @@ type store struct {
 	dirtyIx bool
 	etagSeq uint64
 	changed bool // since the last save
+	share   sharer
 }
 
 func newStore() *store {
@@ -106,8 +107,11 @@ func (s *store) ids() []string {
 	return s.sorted
 }
 
-// put stores d, replacing any device with the same id. Callers hold s.mu.
+// put stores d, replacing any device with the same id, its documents
+// sharing their repeated parts with the other twins'. d must not be
+// published yet. Callers hold s.mu.
 func (s *store) putLocked(d *device) {
+	d.Tags, d.Desired, d.Reported = s.share.doc(d.Tags), s.share.doc(d.Desired), s.share.doc(d.Reported)
 	if _, ok := s.devices[d.ID]; !ok {
 		s.dirtyIx = true
 	}
@@ -375,6 +379,7 @@ func (s *store) load(path string) error {
 	defer s.mu.Unlock()
 	s.etagSeq = st.ETagSeq
 	for _, d := range st.Devices {
+		d.Tags, d.Desired, d.Reported = s.share.doc(d.Tags), s.share.doc(d.Desired), s.share.doc(d.Reported)
 		s.devices[d.ID] = d
 	}
 	s.dirtyIx = true
