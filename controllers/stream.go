@@ -41,7 +41,10 @@ var errStreamStop = errors.New("stream stopped")
 // status patch stays the authoritative one. A pass stops taking new
 // stations after StatusResync, so that the halt, pause and spec changes are
 // looked at again between passes of a long batch (a real hub writes 40
-// twins a second); the next pass goes on with the stations left.
+// twins a second); the next pass goes on with the stations left. That time
+// runs from the pass's first write: a later pass first pages through the
+// stations already written (TODO(issue 18): a query that leaves out the
+// stations this rollout owns would spare that reading).
 func (r *FirmwareRolloutReconciler) streamBatch(ctx context.Context, s *rolloutScope, step, size int) (time.Duration, error) {
 	b := &batchStream{r: r, s: s, step: step, size: size, own: newOwnership(s, step),
 		batch: s.view.unwritten, sent: make([]bool, len(s.view.unwritten)),
@@ -51,7 +54,7 @@ func (r *FirmwareRolloutReconciler) streamBatch(ctx context.Context, s *rolloutS
 	b.startWriters(ctx)
 	b.prog = r.startProgress(ctx, s)
 	start := time.Now()
-	stopped, qerr := b.query(ctx, start)
+	stopped, qerr := b.query(ctx)
 	b.wait(ctx)
 	r.stopProgress(s, b.prog)
 	r.noteReported(s.obj, b.seen)
@@ -140,8 +143,11 @@ func (b *batchStream) startWriters(ctx context.Context) {
 // query reads the selection and hands each of the batch's stations to a
 // writer with its page twin, then those the query did not return without
 // one. It reports whether it stopped at the pass's time limit.
-func (b *batchStream) query(ctx context.Context, start time.Time) (bool, error) {
-	stopped := false
+func (b *batchStream) query(ctx context.Context) (bool, error) {
+	var (
+		stopped bool
+		writing time.Time // the pass's first hand-over to a writer
+	)
 	obj := b.s.obj
 	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
 	err := b.r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
@@ -151,7 +157,14 @@ func (b *batchStream) query(ctx context.Context, start time.Time) (bool, error) 
 			if k < 0 || b.sent[k] {
 				continue // not in the batch
 			}
-			if time.Since(start) >= b.r.Options.StatusResync {
+			// The pass's time runs from its first write, not from the
+			// query's start: a pass after the first pages through the
+			// stations written before it, and on a big fleet or a slow
+			// hub that alone can outlast StatusResync (counted from the
+			// start, such a pass would write nothing and the batch never end).
+			if writing.IsZero() {
+				writing = time.Now()
+			} else if time.Since(writing) >= b.r.Options.StatusResync {
 				stopped = true
 				return errStreamStop
 			}

@@ -138,3 +138,28 @@ func TestStreamedBatchShowsProgress(t *testing.T) {
 		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
 	}
 }
+
+// TestStreamedBatchEndsWhenTheQueryIsSlow: a streamed pass stops taking
+// stations StatusResync after its first write, so each pass after the
+// first pages through the stations already written before it writes
+// again. When that reading alone outlasts StatusResync (a big fleet, a
+// slow hub: here pages of 10 twins at 300 ms each, 2.4 s for the 80,
+// against a resync of 1 s), the batch must still end, each station written
+// once.
+func TestStreamedBatchEndsWhenTheQueryIsSlow(t *testing.T) {
+	g := NewWithT(t)
+	const n = 80
+	w := newWorldWith(t, n, nil, worldOptions{manualPolls: true, statusResync: time.Second, pageSize: 10})
+	w.hub.InjectFault(hubsim.Fault{Op: hubsim.OpQuery, Latency: 300 * time.Millisecond})
+	w.hub.InjectFault(hubsim.Fault{Op: hubsim.OpPatchTwin, Latency: 100 * time.Millisecond})
+	w.create(w.rollout("r", batch("100%")))
+	var r *fwv1.FirmwareRollout
+	g.Eventually(func() int32 {
+		r = w.get("r")
+		return r.Status.InProgress
+	}, 90*time.Second, 100*time.Millisecond).Should(BeNumerically("==", n), func() string { return statusString(r) })
+	g.Expect(r.Status.Pending).To(BeZero(), statusString(r))
+	for id, k := range w.hub.RolloutWrites(string(r.UID)) {
+		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
+	}
+}

@@ -77,6 +77,7 @@ type world struct {
 	now func() time.Time
 	// statusResync, when set, is the manager's status resync.
 	statusResync time.Duration
+	pageSize     int
 
 	stopManager  context.CancelFunc
 	managerDone  chan error
@@ -105,6 +106,8 @@ type worldOptions struct {
 	// statusResync is the manager's --rollout-status-resync (default 1s):
 	// also how long a pass writes a streamed batch.
 	statusResync time.Duration
+	// pageSize is the manager's --iothub-page-size (default 1000).
+	pageSize int
 	// manualPolls leaves the stations to the test, which calls their Poll,
 	// instead of a fleet polling every pollInterval.
 	manualPolls bool
@@ -115,7 +118,7 @@ func newWorldWith(t *testing.T, n int, tweak func(i int, sp *embedded.StationSpe
 	t.Helper()
 	g := NewWithT(t)
 	startEnv(t)
-	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir(), now: o.now, statusResync: o.statusResync}
+	w := &world{t: t, ns: testEnv.Namespace(t), dir: t.TempDir(), now: o.now, statusResync: o.statusResync, pageSize: o.pageSize}
 	w.hub = hubsim.Start(t, hubsim.Options{})
 	var err error
 	w.signer, err = embedded.LoadOrCreateSigner(filepath.Join(w.dir, "keys", "sig-0.pem"))
@@ -178,6 +181,9 @@ func (w *world) startManager() {
 		opts.Rollout.StatusResync = w.statusResync
 	}
 	opts.Rollout.TargetResync = time.Second
+	if w.pageSize > 0 {
+		opts.IoTHub.PageSize = w.pageSize
+	}
 	opts.Now = w.now
 	_, err = app.Setup(mgr, opts)
 	g.Expect(err).NotTo(HaveOccurred())
