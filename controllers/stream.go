@@ -42,9 +42,9 @@ var errStreamStop = errors.New("stream stopped")
 // stations after StatusResync, so that the halt, pause and spec changes are
 // looked at again between passes of a long batch (a real hub writes 40
 // twins a second); the next pass goes on with the stations left. That time
-// runs from the pass's first write: a later pass first pages through the
-// stations already written (TODO(issue 18): a query that leaves out the
-// stations this rollout owns would spare that reading).
+// runs from the pass's first write. The query leaves out the stations this
+// rollout owns (twin.Selector.NotOwnerUID), so a later pass does not page
+// through those written before it.
 func (r *FirmwareRolloutReconciler) streamBatch(ctx context.Context, s *rolloutScope, step, size int) (time.Duration, error) {
 	b := &batchStream{r: r, s: s, step: step, size: size, own: newOwnership(s, step),
 		batch: s.view.unwritten, sent: make([]bool, len(s.view.unwritten)),
@@ -149,7 +149,9 @@ func (b *batchStream) query(ctx context.Context) (bool, error) {
 		writing time.Time // the pass's first hand-over to a writer
 	)
 	obj := b.s.obj
-	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
+	// Only the twins this rollout does not own yet: a later pass of a long
+	// batch does not page through the stations written before it.
+	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags, NotOwnerUID: b.s.uid()}
 	err := b.r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
 		b.apply(ctx)
 		for _, t := range page {
@@ -158,10 +160,10 @@ func (b *batchStream) query(ctx context.Context) (bool, error) {
 				continue // not in the batch
 			}
 			// The pass's time runs from its first write, not from the
-			// query's start: a pass after the first pages through the
-			// stations written before it, and on a big fleet or a slow
-			// hub that alone can outlast StatusResync (counted from the
-			// start, such a pass would write nothing and the batch never end).
+			// query's start: on a big fleet or a slow hub the query's
+			// first pages alone can outlast StatusResync (counted from
+			// the start, such a pass would write nothing and the batch
+			// never end).
 			if writing.IsZero() {
 				writing = time.Now()
 			} else if time.Since(writing) >= b.r.Options.StatusResync {

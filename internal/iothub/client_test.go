@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -216,6 +217,33 @@ func TestQueryLongDeviceListIsSplit(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(got).To(Equal(want))
 	g.Expect(hub.Served(hubsim.OpQuery)).To(BeNumerically(">", 1), "one query would exceed the query size")
+}
+
+// TestQueryNotOwnedBy: NotOwnerUID leaves out exactly the twins whose
+// ownership record names the UID: unowned twins and twins another rollout
+// owns are returned (a comparison with an undefined tag is never true, so
+// the unowned ones need the IS_DEFINED branch).
+func TestQueryNotOwnedBy(t *testing.T) {
+	hub, c := newHub(t)
+	g := NewWithT(t)
+	owner := func(uid string) map[string]any {
+		return map[string]any{"ring": "b", twin.TagRoot: map[string]any{twin.TagRollout: map[string]any{"uid": uid, "rollout": "ns/" + uid}}}
+	}
+	g.Expect(hub.Seed("D1", owner("u-1"), nil)).To(Succeed())
+	g.Expect(hub.Seed("D2", owner("u-2"), nil)).To(Succeed())
+	g.Expect(hub.Seed("D3", map[string]any{"ring": "b"}, nil)).To(Succeed())
+	g.Expect(hub.Seed("D4", owner("u-1"), nil)).To(Succeed())
+	g.Expect(hub.Seed("D5", map[string]any{"ring": "a"}, nil)).To(Succeed())
+	var got []string
+	err := c.Query(context.Background(), twin.Selector{Tags: map[string]string{"ring": "b"}, NotOwnerUID: "u-1"}, func(page []*twin.Twin) error {
+		for _, tw := range page {
+			got = append(got, tw.DeviceID)
+		}
+		return nil
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	slices.Sort(got)
+	g.Expect(got).To(Equal([]string{"D2", "D3"}))
 }
 
 func TestQueryTagValueWithQuotes(t *testing.T) {

@@ -98,11 +98,17 @@ func BuildQueries(sel twin.Selector) ([]string, error) {
 		}
 		conds = append(conds, "tags."+k+" = "+Quote(sel.Tags[k]))
 	}
-	if !utf8.ValidString(sel.OwnerUID) {
+	if !utf8.ValidString(sel.OwnerUID) || !utf8.ValidString(sel.NotOwnerUID) {
 		return nil, fmt.Errorf("selector owner uid is not valid UTF-8")
 	}
+	const ownerPath = "tags." + twin.TagRoot + "." + twin.TagRollout + ".uid"
 	if sel.OwnerUID != "" {
-		conds = append(conds, "tags."+twin.TagRoot+"."+twin.TagRollout+".uid = "+Quote(sel.OwnerUID))
+		conds = append(conds, ownerPath+" = "+Quote(sel.OwnerUID))
+	}
+	if sel.NotOwnerUID != "" {
+		// A comparison with an undefined property is undefined, never
+		// true, in IoT Hub's query language: unowned twins need IS_DEFINED.
+		conds = append(conds, "(NOT IS_DEFINED("+ownerPath+") OR "+ownerPath+" != "+Quote(sel.NotOwnerUID)+")")
 	}
 	const head = "SELECT * FROM devices"
 	rest := strings.Join(conds, " AND ")

@@ -725,6 +725,10 @@ type Selector struct {
 	// OwnerUID, when set, limits the selection to stations whose ownership
 	// record names this rollout UID.
 	OwnerUID string
+	// NotOwnerUID, when set, leaves out the stations whose ownership record
+	// names this rollout UID (a streamed batch's later passes read only
+	// the stations not written yet).
+	NotOwnerUID string
 }
 
 // ErrNotFound is wrapped by registry errors for a device that does not exist.
