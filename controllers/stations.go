@@ -100,7 +100,8 @@ func spreadKeys(owned map[string]rules.Packed, selected []target) []viewKey {
 // in-memory view that a full registry query refreshes every StatusResync; in
 // between, only the stations the CUPS server reported on are read again (one
 // twin read each instead of a query over the whole rollout). The selector's
-// result is cached for TargetResync and refreshed at each step.
+// result is cached for TargetResync (or three times its query's duration,
+// when longer) and refreshed at each step.
 func (r *FirmwareRolloutReconciler) loadStations(ctx context.Context, s *rolloutScope) error {
 	owned, err := r.ownedStations(ctx, s)
 	if err != nil {
@@ -261,6 +262,7 @@ type counted struct {
 // targetSnapshot is a cached selector result.
 type targetSnapshot struct {
 	at         time.Time
+	took       time.Duration // how long its query took
 	generation int64
 	stations   []target
 }
@@ -269,14 +271,23 @@ type targetSnapshot struct {
 // is fresh and the rollout is still on the same step.
 func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScope) ([]target, error) {
 	obj, uid := s.obj, s.uid()
+	size := 0 // the last selection's size: the new one's is mostly the same
 	if c, ok := r.targets.Load(uid); ok {
 		snap := c.(*targetSnapshot)
-		if snap.generation == obj.Generation && r.Now().Sub(snap.at) < r.Options.TargetResync {
+		size = len(snap.stations)
+		// Fresh for TargetResync, and at least fullReadSpacing times its
+		// own query's duration: a million stations take about a minute to
+		// read, which would otherwise be read again back to back.
+		if snap.generation == obj.Generation && r.Now().Sub(snap.at) < max(r.Options.TargetResync, fullReadSpacing*snap.took) {
 			return snap.stations, nil
 		}
+		// The old selection goes before the new one is read, so that the
+		// two are never held at once.
+		r.targets.Delete(uid)
 	}
+	start := r.Now()
 	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
-	var out []target
+	out := make([]target, 0, size)
 	if err := r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
 		for _, t := range page {
 			st := rules.NewStation(t, uid)
@@ -290,7 +301,7 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScop
 	}); err != nil {
 		return nil, fmt.Errorf("query stations selected by %s: %w", s.key(), err)
 	}
-	r.targets.Store(uid, &targetSnapshot{at: r.Now(), generation: obj.Generation, stations: out})
+	r.targets.Store(uid, &targetSnapshot{at: start, took: r.Now().Sub(start), generation: obj.Generation, stations: out})
 	return out, nil
 }
 

@@ -162,3 +162,36 @@ func TestUnitFullReadSpacedByItsDuration(t *testing.T) {
 		t.Fatalf("%d full reads 120 s after one that took 40 s, want 2", reads)
 	}
 }
+
+// TestUnitSelectionSpacedByItsDuration: the selector's result is reused for
+// TargetResync, or three times its own query's duration when that is
+// longer (a million stations take about a minute to query: back to back
+// otherwise), and a spec change still queries it again at once.
+func TestUnitSelectionSpacedByItsDuration(t *testing.T) {
+	now, reads := unitNow, 0
+	obj := &fwv1.FirmwareRollout{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "r", UID: "u1", Generation: 1}}
+	r := &FirmwareRolloutReconciler{Now: func() time.Time { return now }, Registry: &FakeRegistry{
+		QueryFn: func(_ context.Context, _ twin.Selector, _ func([]*twin.Twin) error) error {
+			reads++
+			now = now.Add(40 * time.Second) // the query takes 40 s
+			return nil
+		}}}
+	r.applyDefaults()
+	r.Options.TargetResync = time.Minute
+	read := func(want int, when string) {
+		t.Helper()
+		if _, err := r.selected(context.Background(), newScope(obj, now)); err != nil {
+			t.Fatal(err)
+		}
+		if reads != want {
+			t.Fatalf("%s: %d selection queries, want %d", when, reads, want)
+		}
+	}
+	read(1, "first")
+	now = now.Add(40 * time.Second) // 80 s after the query started: past TargetResync, not 3 x 40 s
+	read(1, "80 s after a query of 40 s")
+	now = now.Add(40 * time.Second) // 120 s
+	read(2, "120 s after a query of 40 s")
+	obj.Generation = 2
+	read(3, "after a spec change")
+}
