@@ -55,14 +55,15 @@ func main() {
 		bigN       = flag.Int("big-rollout-stations", 100_000, "Stations of the planned and tracked rollout (row 5).")
 		reportN    = flag.Int("report-stations", 500, "Stations of the report-delay batch (row 6).")
 		scaleSizes = flag.String("scale-sizes", "10000,100000", "Rollout sizes of the scale curve (row scale, not run by default; add 1000000 for the 1M point).")
+		scaleLimit = flag.String("scale-memory-limit", "off", "The manager's --memory-limit in the scale row: off measures its memory as it grows; 920Mi is what --memory-limit=auto gives in a container limited to 1 GiB.")
 	)
 	flag.Parse()
 	ctrl.SetLogger(logr.Discard())
 	os.Exit(run(*managerBin, *cupsTest, *out, *rows, herdOptions{stations: *herdN, span: *herdSpan, s3Units: *s3Units, workers: *herdWork},
-		*rolloutN, *bigN, *reportN, *scaleSizes))
+		*rolloutN, *bigN, *reportN, *scaleSizes, *scaleLimit))
 }
 
-func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rolloutN, bigN, reportN int, scaleSizes string) int {
+func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rolloutN, bigN, reportN int, scaleSizes, scaleLimit string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	started := time.Now()
@@ -149,7 +150,7 @@ func run(managerBin, cupsTest, outPath, rowList string, herd herdOptions, rollou
 				{"4", "row 4: rollout vs raw writes", func() { rowRollout(ctx, c, rep, rolloutN) }},
 				{"2", "row 2: thundering herd", func() { rowHerd(ctx, c, rep, herd) }},
 				{"5", "row 5: 100k rollout tracked", func() { rowBigRollout(ctx, c, rep, bigN) }},
-				{"scale", "scale curve", func() { rowScale(ctx, c, rep, sizes) }},
+				{"scale", "scale curve", func() { rowScale(ctx, c, rep, sizes, scaleLimit) }},
 			} {
 				if want[r.key] && ctx.Err() == nil {
 					done := step(r.name)

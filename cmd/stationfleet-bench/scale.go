@@ -27,11 +27,15 @@ type scalePoint struct {
 // peak RSS and bytes per station, the status size. Each size runs on a
 // fresh emulator and manager. Not in the default rows (`-rows scale`,
 // `make bench-scale`): 1,000,000 stations need minutes and gigabytes.
-func rowScale(ctx context.Context, c *cluster, rep *report, sizes []int) {
+func rowScale(ctx context.Context, c *cluster, rep *report, sizes []int, memLimit string) {
+	rssName := "manager peak RSS"
+	if memLimit != "off" {
+		rssName += " (--memory-limit=" + memLimit + ")"
+	}
 	var pts []scalePoint
 	for _, n := range sizes {
 		row := fmt.Sprintf("scale %dk stations", n/1000)
-		p, err := scaleRun(ctx, c, n)
+		p, err := scaleRun(ctx, c, n, memLimit)
 		if err != nil {
 			rep.fail(row, err)
 			break // the curve of the sizes measured is still printed
@@ -41,7 +45,7 @@ func rowScale(ctx context.Context, c *cluster, rep *report, sizes []int) {
 		rep.add(figure{row: row, name: "time to every twin written", value: p.written.Round(10 * time.Millisecond).String(),
 			baseline: perSize(pts, func(q scalePoint) float64 { return q.written.Seconds() / float64(q.n) * 1e6 }, "%.0f µs/station"),
 			target:   "close to linear", met: true})
-		rep.add(figure{row: row, name: "manager peak RSS", value: mib(p.rss), baseline: fmt.Sprintf("%.0f bytes/station", perStation),
+		rep.add(figure{row: row, name: rssName, value: mib(p.rss), baseline: fmt.Sprintf("%.0f bytes/station", perStation),
 			target: rssTarget(n), met: n < 1_000_000 || p.rss < 1<<30})
 		rep.add(figure{row: row, name: "status object size (JSON)", value: kib(p.status), target: "<= 64 KiB", met: p.status <= 64<<10})
 		rep.add(figure{row: row, name: "emulator: seed / heap per twin", value: fmt.Sprintf("%s / %d bytes", p.seed.Round(10*time.Millisecond), p.hubBytes),
@@ -74,7 +78,7 @@ func perSize(pts []scalePoint, f func(scalePoint) float64, format string) string
 }
 
 // scaleRun runs one size of the curve.
-func scaleRun(ctx context.Context, c *cluster, n int) (scalePoint, error) {
+func scaleRun(ctx context.Context, c *cluster, n int, memLimit string) (scalePoint, error) {
 	p := scalePoint{n: n}
 	w, err := c.newWorld(ctx, fmt.Sprintf("scale%d", n), n, false)
 	if err != nil {
@@ -83,7 +87,8 @@ func scaleRun(ctx context.Context, c *cluster, n int) (scalePoint, error) {
 	defer w.close()
 	p.seed, p.hubBytes = w.seedTime, w.seedHeap/uint64(n)
 	const resync = 10 * time.Second
-	m, err := w.startManager(ctx, "--iothub-no-rate-limit", "--iothub-page-size=1000", fmt.Sprintf("--rollout-status-resync=%s", resync))
+	m, err := w.startManager(ctx, "--iothub-no-rate-limit", "--iothub-page-size=1000", fmt.Sprintf("--rollout-status-resync=%s", resync),
+		"--memory-limit="+memLimit) // after startManager's own --memory-limit=off: the last one counts
 	if err != nil {
 		return p, err
 	}
