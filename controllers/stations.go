@@ -305,6 +305,20 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScop
 	return out, nil
 }
 
+// amendTargets calls fn on each station of the rollout's cached selection,
+// if one is cached: what a pass learnt about a station (its package, its
+// owner) without querying the selection again.
+func (r *FirmwareRolloutReconciler) amendTargets(obj *fwv1.FirmwareRollout, fn func(t *target)) {
+	c, ok := r.targets.Load(string(obj.UID))
+	if !ok {
+		return
+	}
+	snap := c.(*targetSnapshot)
+	for i := range snap.stations {
+		fn(&snap.stations[i])
+	}
+}
+
 // forgetTargets drops the cached selection, so the next reconcile queries
 // the selector again.
 func (r *FirmwareRolloutReconciler) forgetTargets(obj *fwv1.FirmwareRollout) {

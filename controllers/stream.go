@@ -276,17 +276,11 @@ func (r *FirmwareRolloutReconciler) noteSkipped(obj *fwv1.FirmwareRollout, skipp
 	if len(skipped) == 0 {
 		return
 	}
-	c, ok := r.targets.Load(string(obj.UID))
-	if !ok {
-		return
-	}
-	snap := c.(*targetSnapshot)
-	for i := range snap.stations {
-		t := &snap.stations[i]
+	r.amendTargets(obj, func(t *target) {
 		if o, ok := skipped[t.id]; ok {
 			t.ownerUID, t.ownerName = rules.Intern(o[0]), rules.Intern(o[1])
 		}
-	}
+	})
 }
 
 // progressPatcher patches a rollout's status from the side while its batch

@@ -96,18 +96,12 @@ func (r *FirmwareRolloutReconciler) noteReported(obj *fwv1.FirmwareRollout, seen
 	if len(seen) == 0 {
 		return
 	}
-	c, ok := r.targets.Load(string(obj.UID))
-	if !ok {
-		return
-	}
-	snap := c.(*targetSnapshot)
-	for i := range snap.stations {
-		t := &snap.stations[i]
+	r.amendTargets(obj, func(t *target) {
 		if pkg, ok := seen[t.id]; ok {
 			t.pkg, t.seen = rules.Intern(pkg), true
 			if t.ownerUID == string(obj.UID) {
 				t.ownerUID, t.ownerName = "", ""
 			}
 		}
-	}
+	})
 }
