@@ -174,7 +174,7 @@ func queryVars(s *rolloutScope, i int) analysis.Vars {
 		Package: obj.Spec.Firmware.Package, Labels: obj.Labels}
 	uid := s.uid()
 	for _, st := range s.view.all {
-		if st.Batch > 0 && (st.OwnerUID == uid || st.Counted != "") {
+		if st.Batch() > 0 && (st.OwnerUID() == uid || st.Counted() != "") {
 			v.Stations = append(v.Stations, st.ID)
 		}
 	}

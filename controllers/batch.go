@@ -43,7 +43,7 @@ func (r *FirmwareRolloutReconciler) writeBatch(ctx context.Context, s *rolloutSc
 		v.unwritten = v.unwritten[n:]
 		claims := make([]claim, len(chunk))
 		fanOut(len(chunk), r.Options.WriteConcurrency, func(j int) error {
-			claims[j] = r.claim(ctx, s, chunk[j], v.all[chunk[j]], nil, own)
+			claims[j] = r.claim(ctx, s, chunk[j], v.station(chunk[j]), nil, own)
 			return nil
 		})
 		for _, c := range claims {
@@ -132,18 +132,15 @@ func (r *FirmwareRolloutReconciler) applyClaim(s *rolloutScope, c claim) bool {
 	v := s.view
 	switch {
 	case c.skipped != "":
-		v.outs[c.i] = rules.Outcome{State: fwv1.OutcomeSkipped, Reason: string(fwv1.SkipOwnedElsewhere), Message: "owned by the active rollout " + c.skipped}
-		v.all[c.i] = c.s
+		v.set(c.i, c.s, rules.Outcome{State: fwv1.OutcomeSkipped, Reason: string(fwv1.SkipOwnedElsewhere), Message: "owned by the active rollout " + c.skipped})
 		return false
 	case c.offPath:
-		v.all[c.i] = c.s
-		v.outs[c.i] = rules.Classify(c.s, s.uid(), s.active, s.params())
+		v.set(c.i, c.s, rules.Classify(c.s, s.uid(), s.active, s.params()))
 		return false
 	case c.written:
 		c.s.OwnerUID, c.s.OwnerName = s.uid(), s.key()
-		v.all[c.i] = c.s
-		r.rememberOwned(s.obj, c.s)
-		v.outs[c.i] = rules.Evaluate(c.s, s.params())
+		v.set(c.i, c.s, rules.Evaluate(c.s, s.params()))
+		r.rememberOwned(s.obj, v.all[c.i])
 		twinWrites.Inc()
 		if r.Cache != nil {
 			r.Cache.Invalidate(c.s.ID)

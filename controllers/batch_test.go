@@ -103,7 +103,7 @@ func TestUnitClaimNeverWritesTwice(t *testing.T) {
 	u.twins.apply(stationID(0), twin.FirmwarePatch(twin.Firmware{Package: "2.0.7"},
 		&twin.Ownership{UID: "uid-fw", Rollout: "ns/fw", Batch: 1, WrittenAt: unitNow.Add(-time.Hour)}))
 	u.twins.mu.Unlock()
-	c := u.r.claim(context.Background(), s, 0, s.view.all[0], nil, twin.Ownership{UID: "uid-fw", Rollout: "ns/fw", Batch: 2, WrittenAt: unitNow})
+	c := u.r.claim(context.Background(), s, 0, s.view.station(0), nil, twin.Ownership{UID: "uid-fw", Rollout: "ns/fw", Batch: 2, WrittenAt: unitNow})
 	g.Expect(c.err).NotTo(HaveOccurred())
 	g.Expect(c.written).To(BeTrue())
 	g.Expect(c.s.Batch).To(Equal(1))

@@ -28,7 +28,7 @@ func (r *FirmwareRolloutReconciler) markFailed(ctx context.Context, s *rolloutSc
 	obj, v, uid := s.obj, s.view, s.uid()
 	var todo []int
 	for i, st := range v.all {
-		if st.OwnerUID == uid && st.Failed == "" && v.outs[i].State == fwv1.OutcomeFailed {
+		if v.state(i) == fwv1.OutcomeFailed && st.OwnerUID() == uid && st.Failed() == "" {
 			todo = append(todo, i)
 		}
 	}
@@ -59,12 +59,14 @@ func (r *FirmwareRolloutReconciler) markFailed(ctx context.Context, s *rolloutSc
 		id := v.all[i].ID
 		switch st, ok := fresh[id]; {
 		case marked[j] != "":
-			v.all[i].Failed = rules.Intern(marked[j])
+			st := v.station(i)
+			st.Failed = rules.Intern(marked[j])
+			v.all[i] = rules.Pack(st)
 			v.marked[id] = true
 		case ok:
-			v.all[i], v.outs[i] = st, rules.Evaluate(st, p)
+			v.set(i, st, rules.Evaluate(st, p))
 		default: // not recorded (the write failed): not yet final
-			v.outs[i] = rules.Outcome{State: fwv1.OutcomeInProgress, Deadline: s.now}
+			v.outs[i] = rules.PackOutcome(rules.Outcome{State: fwv1.OutcomeInProgress, Deadline: s.now})
 			continue
 		}
 		r.rememberOwned(obj, v.all[i])

@@ -28,8 +28,8 @@ func TestUnitFailureAnnouncedOnce(t *testing.T) {
 	v := &stationView{}
 	fail := func(n int) {
 		for range n {
-			v.all = append(v.all, rules.Station{ID: fmt.Sprintf("0016C0FFFE%06X", len(v.all)), OwnerUID: "uid-1", OwnerName: "ns/fw", Batch: 1, WrittenAt: now})
-			v.outs = append(v.outs, rules.Outcome{State: fwv1.OutcomeFailed, Reason: "NotApplied", Message: "served the update 3 times"})
+			v.add(rules.Station{ID: fmt.Sprintf("0016C0FFFE%06X", len(v.all)), OwnerUID: "uid-1", OwnerName: "ns/fw", Batch: 1, WrittenAt: now},
+				rules.Outcome{State: fwv1.OutcomeFailed, Reason: "NotApplied", Message: "served the update 3 times"})
 		}
 	}
 	drain := func() int {
@@ -45,7 +45,7 @@ func TestUnitFailureAnnouncedOnce(t *testing.T) {
 	}
 	markAll := func() { // what markFailed records in the twins
 		for i := range v.all {
-			v.all[i].Failed = "NotApplied"
+			v.setFailed(i, "NotApplied")
 		}
 	}
 	fail(fwv1.MaxFailuresListed + 5)
@@ -90,11 +90,11 @@ func TestUnitHealthFailuresAnnounced(t *testing.T) {
 	obj := &fwv1.FirmwareRollout{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "fw", UID: "uid-1"}}
 	v := &stationView{}
 	for i, reason := range []fwv1.FailureReason{fwv1.FailureUnhealthy, fwv1.FailureRolledBack} {
-		v.all = append(v.all, rules.Station{ID: fmt.Sprintf("0016C0FFFE%06X", i), OwnerUID: "uid-1", Batch: 1, WrittenAt: now})
-		v.outs = append(v.outs, rules.Outcome{State: fwv1.OutcomeFailed, Reason: string(reason), Message: "what it did"})
+		v.add(rules.Station{ID: fmt.Sprintf("0016C0FFFE%06X", i), OwnerUID: "uid-1", Batch: 1, WrittenAt: now},
+			rules.Outcome{State: fwv1.OutcomeFailed, Reason: string(reason), Message: "what it did"})
 	}
-	v.all = append(v.all, rules.Station{ID: "0016C0FFFE000009", OwnerUID: "uid-1", Batch: 1, WrittenAt: now})
-	v.outs = append(v.outs, rules.Outcome{State: fwv1.OutcomeInProgress, Baking: true, Deadline: now.Add(time.Hour)})
+	v.add(rules.Station{ID: "0016C0FFFE000009", OwnerUID: "uid-1", Batch: 1, WrittenAt: now},
+		rules.Outcome{State: fwv1.OutcomeInProgress, Baking: true, Deadline: now.Add(time.Hour)})
 	r.updateStatus(context.Background(), &rolloutScope{obj: obj, view: v, now: now})
 	g.Expect(rec.Events).To(Receive(ContainSubstring("station 0016C0FFFE000000 failed: Unhealthy: what it did")))
 	g.Expect(rec.Events).To(Receive(ContainSubstring("station 0016C0FFFE000001 failed: RolledBack: what it did")))

@@ -12,6 +12,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -251,3 +252,27 @@ func (m *memTwins) updateKnown(f *FakeRegistry) func(context.Context, *twin.Twin
 // reconcileTerminal is controller-runtime's terminal error marker, for
 // errors.Is.
 func reconcileTerminal() error { return reconcile.TerminalError(nil) }
+
+// testView is a view of the stations ss with the outcomes os, packed as
+// newStationView packs them.
+func testView(ss []rules.Station, os []rules.Outcome) *stationView {
+	v := &stationView{}
+	for i := range ss {
+		v.add(ss[i], os[i])
+	}
+	return v
+}
+
+// add appends a station and its outcome to the view.
+func (v *stationView) add(s rules.Station, o rules.Outcome) {
+	v.all = append(v.all, rules.Pack(s))
+	v.outs = append(v.outs, rules.PackOutcome(o))
+}
+
+// setFailed records the failure reason markFailed writes into the
+// station at position i.
+func (v *stationView) setFailed(i int, reason string) {
+	st := v.station(i)
+	st.Failed = reason
+	v.all[i] = rules.Pack(st)
+}

@@ -35,7 +35,7 @@ func (r *FirmwareRolloutReconciler) retry(ctx context.Context, s *rolloutScope) 
 	}
 	var todo []int
 	for i, st := range s.view.all {
-		if st.OwnerUID == s.uid() && s.view.outs[i].State == fwv1.OutcomeFailed {
+		if s.view.state(i) == fwv1.OutcomeFailed && st.OwnerUID() == s.uid() {
 			todo = append(todo, i)
 		}
 	}
@@ -76,12 +76,12 @@ func (r *FirmwareRolloutReconciler) retryStations(ctx context.Context, s *rollou
 			continue // not written (an error, or the twin is gone): counted as before
 		}
 		st := rules.NewStation(fresh[j], uid)
-		v.all[i], v.outs[i] = st, rules.Classify(st, uid, s.active, s.params())
+		v.set(i, st, rules.Classify(st, uid, s.active, s.params()))
 		if st.OwnerUID != uid {
 			left++
 			continue
 		}
-		r.rememberOwned(s.obj, st)
+		r.rememberOwned(s.obj, v.all[i])
 		if r.Cache != nil {
 			r.Cache.Invalidate(st.ID)
 		}

@@ -15,6 +15,10 @@ type rolloutScope struct {
 	obj  *fwv1.FirmwareRollout
 	base *fwv1.FirmwareRollout // the object as read: the status patch's base
 	now  time.Time
+	// began is when the pass began, on the wall clock (now is the
+	// reconciler's clock, which tests set): what the pass itself costs is
+	// measured from it.
+	began time.Time
 
 	// view is every station the rollout concerns, classified (loadStations).
 	view *stationView
@@ -39,7 +43,7 @@ type rolloutScope struct {
 }
 
 func newScope(obj *fwv1.FirmwareRollout, now time.Time) *rolloutScope {
-	return &rolloutScope{obj: obj, base: obj.DeepCopy(), now: now}
+	return &rolloutScope{obj: obj, base: obj.DeepCopy(), now: now, began: time.Now()}
 }
 
 // uid is the rollout's UID as the twins' ownership records hold it.

@@ -33,7 +33,8 @@ func computeStatus(prev fwv1.FirmwareRolloutStatus, v *stationView, now time.Tim
 	st := prev
 	st.Targets, st.StationCounts, st.SkippedNotOnUpgradePath = int32(len(v.all)), fwv1.StationCounts{}, 0
 	st.Baking = 0
-	for _, o := range v.outs {
+	for i := range v.outs {
+		o := v.outcome(i)
 		st.Add(o.State)
 		if o.Baking {
 			st.Baking++
@@ -72,17 +73,17 @@ func laterStart(batches map[int]*batchAgg, step int32) time.Time {
 func batchSummaries(prev []fwv1.BatchStatus, v *stationView, now time.Time) ([]fwv1.BatchStatus, []time.Duration) {
 	batches := map[int]*batchAgg{}
 	for i, s := range v.all {
-		a := batches[s.Batch]
+		a := batches[s.Batch()]
 		if a == nil {
-			a = &batchAgg{b: fwv1.BatchStatus{Step: int32(s.Batch)}}
+			a = &batchAgg{b: fwv1.BatchStatus{Step: int32(s.Batch())}}
 		}
-		if !a.b.Add(v.outs[i].State) {
+		if !a.b.Add(v.state(i)) {
 			continue // never written: in no batch
 		}
-		batches[s.Batch] = a
+		batches[s.Batch()] = a
 		a.b.Size++
-		if a.start.IsZero() || s.WrittenAt.Before(a.start) {
-			a.start = s.WrittenAt
+		if w := s.WrittenAt(); a.start.IsZero() || w.Before(a.start) {
+			a.start = w
 		}
 	}
 	completed := map[int32]*metav1.Time{}
@@ -128,16 +129,16 @@ func batchSummaries(prev []fwv1.BatchStatus, v *stationView, now time.Time) ([]f
 // failure off the list.
 func failureList(prev []fwv1.StationFailure, v *stationView, now time.Time) ([]fwv1.StationFailure, []fwv1.StationFailure) {
 	failedNow := map[string]int{} // device id -> position in v
-	for i, o := range v.outs {
-		if o.State == fwv1.OutcomeFailed {
+	for i := range v.outs {
+		if v.state(i) == fwv1.OutcomeFailed {
 			failedNow[v.all[i].ID] = i
 		}
 	}
 	var list, fresh []fwv1.StationFailure
 	known := map[string]bool{}
 	for _, f := range prev {
-		if i, ok := failedNow[f.DeviceID]; ok && v.outs[i].Reason == string(f.Reason) {
-			f.Message = v.outs[i].Message
+		if i, ok := failedNow[f.DeviceID]; ok && v.outs[i].Reason() == string(f.Reason) {
+			f.Message = v.outcome(i).Message
 			list = append(list, f)
 			known[f.DeviceID] = true
 		}
@@ -146,9 +147,10 @@ func failureList(prev []fwv1.StationFailure, v *stationView, now time.Time) ([]f
 		if known[id] {
 			continue
 		}
-		f := fwv1.StationFailure{DeviceID: id, Reason: fwv1.FailureReason(v.outs[i].Reason), Message: v.outs[i].Message, Time: metav1.NewTime(now)}
-		if (v.all[i].Failed != "" && !v.marked[id]) || v.all[i].Counted != "" {
-			f.Time = metav1.NewTime(v.all[i].WrittenAt)
+		o := v.outcome(i)
+		f := fwv1.StationFailure{DeviceID: id, Reason: fwv1.FailureReason(o.Reason), Message: o.Message, Time: metav1.NewTime(now)}
+		if (v.all[i].Failed() != "" && !v.marked[id]) || v.all[i].Counted() != "" {
+			f.Time = metav1.NewTime(v.all[i].WrittenAt())
 			list = append(list, f)
 			continue
 		}

@@ -46,20 +46,20 @@ func TestUnitComputeStatus(t *testing.T) {
 	g := NewWithT(t)
 	written := unitNow.Add(-time.Hour)
 	done := metav1.NewTime(unitNow.Add(-10 * time.Minute))
-	v := &stationView{
-		all: []rules.Station{
+	v := testView(
+		[]rules.Station{
 			{ID: "A", OwnerUID: "u", Batch: 1, WrittenAt: written},
 			{ID: "B", OwnerUID: "u", Batch: 1, WrittenAt: written.Add(time.Minute)},
 			{ID: "C", OwnerUID: "u", Batch: 2, WrittenAt: written},
 			{ID: "D", OwnerUID: "u", Batch: 2, WrittenAt: written},
 			{ID: "E"}, {ID: "F", OwnerUID: "other"},
 		},
-		outs: []rules.Outcome{
+		[]rules.Outcome{
 			{State: fwv1.OutcomeUpdated}, {State: fwv1.OutcomeFailed, Reason: string(fwv1.FailureTimedOut), Message: "late"},
 			{State: fwv1.OutcomeInProgress}, {State: fwv1.OutcomeUpdated},
 			{State: fwv1.OutcomePending}, {State: fwv1.OutcomeSkipped},
 		},
-	}
+	)
 	prev := fwv1.FirmwareRolloutStatus{Batches: []fwv1.BatchStatus{{Step: 1, Size: 2, CompletionTime: &done}}}
 	st, news := computeStatus(prev, v, unitNow)
 	g.Expect([]int32{st.Targets, st.Pending, st.InProgress, st.Updated, st.Failed, st.Skipped}).To(Equal([]int32{6, 1, 1, 2, 1, 1}))
@@ -75,8 +75,8 @@ func TestUnitComputeStatus(t *testing.T) {
 	g.Expect(prev.Targets).To(BeZero(), "the previous status is not changed")
 
 	// C reports: batch 2 completes now, once.
-	v.outs[2] = rules.Outcome{State: fwv1.OutcomeUpdated}
-	v.all[1].Failed = string(fwv1.FailureTimedOut) // markFailed recorded it
+	v.outs[2] = rules.PackOutcome(rules.Outcome{State: fwv1.OutcomeUpdated})
+	v.setFailed(1, string(fwv1.FailureTimedOut)) // markFailed recorded it
 	st2, news := computeStatus(st, v, unitNow.Add(time.Minute))
 	g.Expect(st2.Batches[1].CompletionTime.Time).To(Equal(unitNow.Add(time.Minute)))
 	g.Expect(news.batchesDone).To(Equal([]time.Duration{time.Hour + time.Minute}))
@@ -92,13 +92,13 @@ func TestUnitComputeStatus(t *testing.T) {
 func TestUnitBatchCompletionAfterLostPatch(t *testing.T) {
 	g := NewWithT(t)
 	written1, written2 := unitNow.Add(-time.Hour), unitNow.Add(-5*time.Second)
-	v := &stationView{
-		all: []rules.Station{
+	v := testView(
+		[]rules.Station{
 			{ID: "A", OwnerUID: "u", Batch: 1, WrittenAt: written1},
 			{ID: "B", OwnerUID: "u", Batch: 2, WrittenAt: written2},
 		},
-		outs: []rules.Outcome{{State: fwv1.OutcomeUpdated}, {State: fwv1.OutcomeInProgress}},
-	}
+		[]rules.Outcome{{State: fwv1.OutcomeUpdated}, {State: fwv1.OutcomeInProgress}},
+	)
 	prev := fwv1.FirmwareRolloutStatus{Batches: []fwv1.BatchStatus{{Step: 1, Size: 1}}}
 	st, news := computeStatus(prev, v, unitNow)
 	g.Expect(st.Batches[0].CompletionTime.Time).To(Equal(written2), "batch 1 completed no later than batch 2 started")

@@ -77,7 +77,7 @@ func (r *FirmwareRolloutReconciler) stepBatch(ctx context.Context, s *rolloutSco
 	v, uid := s.view, s.uid()
 	writtenHere := 0
 	for _, st := range v.all {
-		if st.OwnerUID == uid && st.Batch == i {
+		if st.Batch() == i && st.OwnerUID() == uid {
 			writtenHere++
 		}
 	}
@@ -196,8 +196,8 @@ func bakingUntil(v *stationView) time.Time {
 		return until
 	}
 	for _, o := range v.outs {
-		if o.Baking && o.Deadline.After(until) {
-			until = o.Deadline
+		if o.Baking() && o.Deadline().After(until) {
+			until = o.Deadline()
 		}
 	}
 	return until
@@ -207,7 +207,7 @@ func bakingUntil(v *stationView) time.Time {
 // final outcome.
 func batchDone(v *stationView, uid string, step int) bool {
 	for i, s := range v.all {
-		if s.OwnerUID == uid && s.Batch <= step && v.outs[i].State == fwv1.OutcomeInProgress {
+		if v.state(i) == fwv1.OutcomeInProgress && s.Batch() <= step && s.OwnerUID() == uid {
 			return false
 		}
 	}
@@ -220,8 +220,8 @@ func (r *FirmwareRolloutReconciler) requeueWhileInFlight(s *rolloutScope) time.D
 	next := r.Options.StatusResync
 	if s.view != nil {
 		for _, o := range s.view.outs {
-			if o.State == fwv1.OutcomeInProgress {
-				if d := o.Deadline.Sub(s.now) + time.Second; d > 0 && d < next {
+			if o.State() == fwv1.OutcomeInProgress {
+				if d := o.Deadline().Sub(s.now) + time.Second; d > 0 && d < next {
 					next = d
 				}
 			}

@@ -17,8 +17,27 @@ import (
 )
 
 // progressInterval is how often at most a batch being written patches its
-// progress into status from the side (progressPatcher).
-const progressInterval = time.Second
+// progress into status from the side (progressPatcher): every second, or
+// progressSpacing times what computing the status took, when longer (the
+// status is counted over the whole view: a million stations).
+const (
+	progressInterval = time.Second
+	progressSpacing  = 10
+)
+
+// passSpacing bounds what a streamed batch's passes spend on anything but
+// writing: a pass takes stations for StatusResync, or passSpacing times
+// what it spent before its first write (reading and classifying the
+// rollout's stations), when longer, up to maxPassResyncs times
+// StatusResync. A pass's set-up grows with the rollout; with a fixed pass
+// length, a rollout's passes would grow in number with it too, and its
+// cost with the square of the fleet. A long pass still stops within about
+// a second of a change to the rollout's spec (a pause, an abort, an edit)
+// or its deletion: it looks at the cached object as it patches progress.
+const (
+	passSpacing    = 9
+	maxPassResyncs = 10
+)
 
 // streamQueue is how many page twins wait for a writer at most: about a
 // page, so that the next page is read while the last one is written, and
@@ -39,10 +58,11 @@ var errStreamStop = errors.New("stream stopped")
 // the query returns besides. Progress is patched into status from the side
 // at most every progressInterval while the writes go on; the pass's own
 // status patch stays the authoritative one. A pass stops taking new
-// stations after StatusResync, so that the halt, pause and spec changes are
-// looked at again between passes of a long batch (a real hub writes 40
-// twins a second); the next pass goes on with the stations left. That time
-// runs from the pass's first write. The query leaves out the stations this
+// stations after StatusResync (or passSpacing times its set-up, when
+// longer), so that the failure limit is looked at again between passes of
+// a long batch (a real hub writes 40 twins a second), and as soon as the
+// rollout's spec changes or it is deleted; the next pass goes on with the
+// stations left. That time runs from the pass's first write. The query leaves out the stations this
 // rollout owns (twin.Selector.NotOwnerUID), so a later pass does not page
 // through those written before it.
 func (r *FirmwareRolloutReconciler) streamBatch(ctx context.Context, s *rolloutScope, step, size int) (time.Duration, error) {
@@ -93,11 +113,17 @@ type batchStream struct {
 
 	prog         *progressPatcher
 	lastProgress time.Time
-	tick         *time.Ticker
-	errs         []error
-	written      int
-	seen         map[string]string    // stations found off the upgrade path: their package
-	skipped      map[string][2]string // stations another active rollout owns: its UID and name
+	progressTook time.Duration // what the last progress snapshot took
+	// lastCheck is when the pass last looked at the cached rollout;
+	// changed says its spec changed since the pass began, or it is being
+	// deleted: the pass stops taking stations.
+	lastCheck time.Time
+	changed   bool
+	tick      *time.Ticker
+	errs      []error
+	written   int
+	seen      map[string]string    // stations found off the upgrade path: their package
+	skipped   map[string][2]string // stations another active rollout owns: its UID and name
 }
 
 // streamJob is one station for a writer: batch[k], with its page twin (nil:
@@ -131,7 +157,7 @@ func (b *batchStream) startWriters(ctx context.Context) {
 			defer b.wg.Done()
 			for j := range b.jobs {
 				i := b.batch[j.k]
-				c := b.r.claim(ctx, b.s, i, b.s.view.all[i], j.t, b.own)
+				c := b.r.claim(ctx, b.s, i, b.s.view.station(i), j.t, b.own)
 				b.mu.Lock()
 				b.results = append(b.results, c)
 				b.mu.Unlock()
@@ -146,7 +172,8 @@ func (b *batchStream) startWriters(ctx context.Context) {
 func (b *batchStream) query(ctx context.Context) (bool, error) {
 	var (
 		stopped bool
-		writing time.Time // the pass's first hand-over to a writer
+		writing time.Time     // the pass's first hand-over to a writer
+		length  time.Duration // how long the pass takes stations
 	)
 	obj := b.s.obj
 	// Only the twins this rollout does not own yet: a later pass of a long
@@ -166,7 +193,8 @@ func (b *batchStream) query(ctx context.Context) (bool, error) {
 			// never end).
 			if writing.IsZero() {
 				writing = time.Now()
-			} else if time.Since(writing) >= b.r.Options.StatusResync {
+				length = min(max(b.r.Options.StatusResync, passSpacing*writing.Sub(b.s.began)), maxPassResyncs*b.r.Options.StatusResync)
+			} else if b.changed || time.Since(writing) >= length {
 				stopped = true
 				return errStreamStop
 			}
@@ -249,9 +277,14 @@ func (b *batchStream) apply(ctx context.Context) {
 			b.skipped[c.s.ID] = [2]string{c.skippedUID, c.skipped}
 		}
 	}
-	if len(done) > 0 && time.Since(b.lastProgress) >= progressInterval {
-		b.lastProgress = time.Now()
+	if len(done) > 0 && time.Since(b.lastProgress) >= max(progressInterval, progressSpacing*b.progressTook) {
+		start := time.Now()
 		b.prog.offer(b.r.progressSnapshot(ctx, b.s, b.step, b.size))
+		b.lastProgress, b.progressTook = time.Now(), time.Since(start)
+	}
+	if time.Since(b.lastCheck) >= progressInterval {
+		b.lastCheck = time.Now()
+		b.changed = b.changed || b.r.rolloutChanged(ctx, b.s)
 	}
 }
 
@@ -261,7 +294,7 @@ func (b *batchStream) leftover() {
 	v := b.s.view
 	var left []int
 	for k, i := range b.batch {
-		if !b.sent[k] || v.outs[i].State == fwv1.OutcomePending {
+		if !b.sent[k] || v.state(i) == fwv1.OutcomePending {
 			left = append(left, i)
 		}
 	}
@@ -281,82 +314,4 @@ func (r *FirmwareRolloutReconciler) noteSkipped(obj *fwv1.FirmwareRollout, skipp
 			t.ownerUID, t.ownerName = rules.Intern(o[0]), rules.Intern(o[1])
 		}
 	})
-}
-
-// progressPatcher patches a rollout's status from the side while its batch
-// is written: the writer hands it the status as it stands (offer), and it
-// patches the latest one it was given, one patch at a time, never holding
-// up the writes. Each patch is conditional on the resourceVersion the
-// previous one gave (statusPatch); on any error it stops, and the pass's
-// own patch decides (a conflict there redoes the pass on a fresh copy).
-type progressPatcher struct {
-	next chan *fwv1.FirmwareRollout // the latest status to patch
-	done chan struct{}
-	// base is the object as the last successful patch left it (the pass's
-	// base until then); patched says whether there was one.
-	base    *fwv1.FirmwareRollout
-	patched bool
-}
-
-// startProgress starts the progress patcher of the pass s.
-func (r *FirmwareRolloutReconciler) startProgress(ctx context.Context, s *rolloutScope) *progressPatcher {
-	p := &progressPatcher{next: make(chan *fwv1.FirmwareRollout, 1), done: make(chan struct{}), base: s.base.DeepCopy()}
-	go func() {
-		defer close(p.done)
-		failed := false
-		for obj := range p.next {
-			if failed {
-				continue
-			}
-			if err := r.Status().Patch(ctx, obj, statusPatch{base: p.base}); err != nil {
-				ctrl.LoggerFrom(ctx).V(1).Info("progress status patch failed; the pass's own patch will write status", "error", err.Error())
-				failed = true
-				continue
-			}
-			p.base, p.patched = obj, true
-		}
-	}()
-	return p
-}
-
-// offer hands the patcher the latest status, replacing one it has not
-// started to patch yet. Only one goroutine offers.
-func (p *progressPatcher) offer(obj *fwv1.FirmwareRollout) {
-	select {
-	case p.next <- obj:
-	default:
-		select {
-		case <-p.next:
-		default:
-		}
-		p.next <- obj
-	}
-}
-
-// stopProgress waits for the patcher's last patch and makes the pass's
-// status patch start from what it wrote.
-func (r *FirmwareRolloutReconciler) stopProgress(s *rolloutScope, p *progressPatcher) {
-	close(p.next)
-	<-p.done
-	if !p.patched {
-		return
-	}
-	s.base.ResourceVersion = p.base.ResourceVersion
-	s.base.Status = *p.base.Status.DeepCopy()
-	s.obj.ResourceVersion = p.base.ResourceVersion
-}
-
-// progressSnapshot is the rollout as the pass would patch it if it ended
-// now, still writing the batch of step (planned size): its counts and
-// batch summaries from the view, phase Progressing.
-func (r *FirmwareRolloutReconciler) progressSnapshot(ctx context.Context, s *rolloutScope, step, size int) *fwv1.FirmwareRollout {
-	r.updateStatus(ctx, s)
-	plannedSize(&s.obj.Status.Batches, step, size)
-	obj := s.obj.DeepCopy()
-	sum, _, _ := summarize(progressing(s, step, 0), fwv1.PhaseProgressing)
-	obj.Status.Phase = sum.phase
-	setConditions(&obj.Status.Conditions, obj.Generation, sum)
-	keepNextWindow(&obj.Status, sum)
-	obj.Status.ObservedGeneration = obj.Generation
-	return obj
 }

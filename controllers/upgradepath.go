@@ -32,7 +32,7 @@ func (r *FirmwareRolloutReconciler) releaseOffPath(ctx context.Context, s *rollo
 	obj, v, uid := s.obj, s.view, s.uid()
 	var todo []int
 	for i, st := range v.all {
-		if st.OwnerUID == uid && v.outs[i].Reason == string(fwv1.SkipNotOnUpgradePath) {
+		if v.outs[i].Reason() == string(fwv1.SkipNotOnUpgradePath) && st.OwnerUID() == uid {
 			todo = append(todo, i)
 		}
 	}
@@ -72,8 +72,9 @@ func (r *FirmwareRolloutReconciler) forgetReleased(s *rolloutScope, todo []int, 
 			continue
 		}
 		n++
-		st := &v.all[i]
+		st := v.station(i)
 		st.OwnerUID, st.OwnerName, st.Batch, st.WrittenAt, st.Failed = "", "", 0, time.Time{}, ""
+		v.all[i] = rules.Pack(st)
 		seen[st.ID] = st.Package
 		if vi, ok := r.owned.Load(s.uid()); ok {
 			ov := vi.(*ownedView)

@@ -4,6 +4,7 @@ import (
 	"time"
 	"unique"
 
+	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -66,3 +67,72 @@ func fromUnixNano(ns int64) time.Time {
 	}
 	return time.Unix(0, ns).UTC()
 }
+
+// OwnerUID is the ownership record's rollout UID, "" when unowned.
+func (p Packed) OwnerUID() string { return p.strings().OwnerUID }
+
+// Failed is the Failed reason the owner recorded.
+func (p Packed) Failed() string { return p.strings().Failed }
+
+// Counted is what the rollout counted the station when it let it go.
+func (p Packed) Counted() string { return p.strings().Counted }
+
+// Batch is the step number that wrote the station.
+func (p Packed) Batch() int { return int(p.batch) }
+
+// WrittenAt is when the station was written (or let go, when Counted).
+func (p Packed) WrittenAt() time.Time { return fromUnixNano(p.writtenAt) }
+
+func (p Packed) strings() stationStrings {
+	if p.strs == (unique.Handle[stationStrings]{}) {
+		return stationStrings{}
+	}
+	return p.strs.Value()
+}
+
+// PackedOutcome is an Outcome as a pass's view keeps it, one per station
+// of the rollout: 24 bytes instead of Outcome's 80. The state, reason and
+// message, which a fleet repeats (most stations are Pending or InProgress
+// with neither), are one interned record; the deadline is Unix
+// nanoseconds. Outcome() gives the Outcome back, its deadline in UTC.
+type PackedOutcome struct {
+	deadline int64
+	text     unique.Handle[outcomeText]
+	baking   bool
+}
+
+type outcomeText struct {
+	State           fwv1.StationOutcome
+	Reason, Message string
+}
+
+// PackOutcome returns o packed.
+func PackOutcome(o Outcome) PackedOutcome {
+	return PackedOutcome{deadline: unixNano(o.Deadline), baking: o.Baking,
+		text: unique.Make(outcomeText{State: o.State, Reason: o.Reason, Message: o.Message})}
+}
+
+// Outcome returns the outcome p holds.
+func (p PackedOutcome) Outcome() Outcome {
+	t := p.texts()
+	return Outcome{State: t.State, Reason: t.Reason, Message: t.Message, Deadline: fromUnixNano(p.deadline), Baking: p.baking}
+}
+
+// State is the outcome's state.
+func (p PackedOutcome) State() fwv1.StationOutcome { return p.texts().State }
+
+// Reason is the failure or skip reason.
+func (p PackedOutcome) Reason() string { return p.texts().Reason }
+
+func (p PackedOutcome) texts() outcomeText {
+	if p.text == (unique.Handle[outcomeText]{}) {
+		return outcomeText{}
+	}
+	return p.text.Value()
+}
+
+// Deadline is when an in-progress station times out, or its bake time ends.
+func (p PackedOutcome) Deadline() time.Time { return fromUnixNano(p.deadline) }
+
+// Baking is true while the station bakes.
+func (p PackedOutcome) Baking() bool { return p.baking }
