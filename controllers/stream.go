@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -116,9 +117,10 @@ type batchStream struct {
 	progressTook time.Duration // what the last progress snapshot took
 	// lastCheck is when the pass last looked at the cached rollout;
 	// changed says its spec changed since the pass began, or it is being
-	// deleted: the pass stops taking stations.
+	// deleted: the pass stops taking stations, and the writers drop those
+	// queued (they stay unwritten, for the next pass to decide on).
 	lastCheck time.Time
-	changed   bool
+	changed   atomic.Bool
 	tick      *time.Ticker
 	errs      []error
 	written   int
@@ -156,6 +158,9 @@ func (b *batchStream) startWriters(ctx context.Context) {
 		go func() {
 			defer b.wg.Done()
 			for j := range b.jobs {
+				if b.changed.Load() {
+					continue // left for the next pass (leftover)
+				}
 				i := b.batch[j.k]
 				c := b.r.claim(ctx, b.s, i, b.s.view.station(i), j.t, b.own)
 				b.mu.Lock()
@@ -194,7 +199,7 @@ func (b *batchStream) query(ctx context.Context) (bool, error) {
 			if writing.IsZero() {
 				writing = time.Now()
 				length = min(max(b.r.Options.StatusResync, passSpacing*writing.Sub(b.s.began)), maxPassResyncs*b.r.Options.StatusResync)
-			} else if b.changed || time.Since(writing) >= length {
+			} else if b.changed.Load() || time.Since(writing) >= length {
 				stopped = true
 				return errStreamStop
 			}
@@ -284,12 +289,15 @@ func (b *batchStream) apply(ctx context.Context) {
 	}
 	if time.Since(b.lastCheck) >= progressInterval {
 		b.lastCheck = time.Now()
-		b.changed = b.changed || b.r.rolloutChanged(ctx, b.s)
+		if !b.changed.Load() && b.r.rolloutChanged(ctx, b.s) {
+			b.changed.Store(true)
+		}
 	}
 }
 
 // leftover leaves in the view's unwritten the batch's stations not handed
-// to a writer and those whose write failed.
+// to a writer, those a writer dropped (the rollout changed) and those whose
+// write failed.
 func (b *batchStream) leftover() {
 	v := b.s.view
 	var left []int

@@ -163,3 +163,36 @@ func TestStreamedBatchEndsWhenTheQueryIsSlow(t *testing.T) {
 		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
 	}
 }
+
+// TestStreamedBatchStopsAtPause: a streamed pass may take stations for
+// long (here StatusResync is 30 s, longer than the whole batch), but a
+// person who pauses the rollout sees the writes stop within about a second
+// or two, not at the pass's end; the stations queued but not yet written
+// stay unwritten, and unpausing writes them, each once.
+func TestStreamedBatchStopsAtPause(t *testing.T) {
+	g := NewWithT(t)
+	const n = 200
+	w := newWorldWith(t, n, nil, worldOptions{manualPolls: true, statusResync: 30 * time.Second})
+	// 16 writers at 1 s a write: the batch takes about 13 s.
+	w.hub.InjectFault(hubsim.Fault{Op: hubsim.OpPatchTwin, Latency: time.Second})
+	w.create(w.rollout("r", batch("100%")))
+	uid := string(w.get("r").UID)
+	g.Eventually(func() int { return len(w.hub.RolloutWrites(uid)) }, 30*time.Second, 20*time.Millisecond).Should(BeNumerically(">=", 16))
+	w.patch("r", func(r *fwv1.FirmwareRollout) { r.Spec.Paused = true })
+	w.waitPhase("r", fwv1.PhasePaused, 10*time.Second)
+	time.Sleep(2500 * time.Millisecond) // the writes in flight at the pause land
+	atPause := len(w.hub.RolloutWrites(uid))
+	time.Sleep(3 * time.Second)
+	g.Expect(len(w.hub.RolloutWrites(uid))).To(Equal(atPause), "writes went on after the pause")
+	g.Expect(atPause).To(BeNumerically("<", n/2), "the pass wrote on after the pause")
+
+	w.patch("r", func(r *fwv1.FirmwareRollout) { r.Spec.Paused = false })
+	var r *fwv1.FirmwareRollout
+	g.Eventually(func() int32 {
+		r = w.get("r")
+		return r.Status.InProgress
+	}, 60*time.Second, 100*time.Millisecond).Should(BeNumerically("==", n), func() string { return statusString(r) })
+	for id, k := range w.hub.RolloutWrites(uid) {
+		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
+	}
+}
