@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/rules"
 )
 
 // progressPatcher patches a rollout's status from the side while its batch
@@ -88,14 +89,50 @@ func (r *FirmwareRolloutReconciler) progressSnapshot(ctx context.Context, s *rol
 	return obj
 }
 
-// rolloutChanged reports whether the rollout of the pass s changed its spec
+// checkStop reports whether a streamed pass must stop taking stations:
+// the rollout's failures, as its last progress snapshot counted them, pass
+// maxFailures (the next pass halts or aborts it), or it changed its spec
 // since the pass read it, or is being deleted, as the cache has it now (no
 // API request). A rollout gone reads as changed; another error as
 // unchanged: the pass's own patch finds out.
-func (r *FirmwareRolloutReconciler) rolloutChanged(ctx context.Context, s *rolloutScope) bool {
+func (r *FirmwareRolloutReconciler) checkStop(ctx context.Context, s *rolloutScope) bool {
+	if limit, err := rules.FailureLimit(s.obj.Spec.Strategy.MaxFailures, len(s.view.all)); err == nil && int(s.obj.Status.Failed) > limit {
+		return true
+	}
 	var cur fwv1.FirmwareRollout
 	if err := r.Get(ctx, client.ObjectKeyFromObject(s.obj), &cur); err != nil {
 		return apierrors.IsNotFound(err)
 	}
 	return cur.UID != s.obj.UID || cur.Generation != s.obj.Generation || cur.DeletionTimestamp != nil
+}
+
+// applyReports reads again the twins of the stations the CUPS server
+// reported on while the pass writes (at most maxReportsPerApply), and lays
+// them over the view and the owned view, so that a long pass's progress
+// shows stations updating and failing, not only being written. A station
+// the pass has yet to write (Pending: a writer may hold it), one not in the
+// view, or one whose read fails is left marked for the next pass's read.
+func (b *batchStream) applyReports(ctx context.Context) {
+	r, s, v := b.r, b.s, b.s.view
+	key, uid := s.key(), s.uid()
+	ids := r.Wake.drain(key)
+	for n, id := range ids {
+		i := v.find(uid, id)
+		if n >= maxReportsPerApply || i < 0 || v.state(i) == fwv1.OutcomePending {
+			r.Wake.mark(key, id)
+			continue
+		}
+		t, err := r.Registry.Get(ctx, id)
+		if err != nil {
+			r.Wake.mark(key, id)
+			continue
+		}
+		st := rules.NewStation(t, uid)
+		v.set(i, st, rules.Classify(st, uid, s.active, s.params()))
+		if st.OwnerUID == uid {
+			r.rememberOwned(s.obj, v.all[i])
+		} else {
+			r.forgetOwned(s.obj, id)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,21 @@ type stationView struct {
 	// marked are the stations markFailed recorded Failed in this pass: new
 	// failures, announced once.
 	marked map[string]bool
+}
+
+// find is the position of the station id in the view of the rollout uid,
+// -1 when it is not in it: a binary search, the view being in spread
+// order.
+func (v *stationView) find(uid, id string) int {
+	o := rules.SpreadOrder(uid, id)
+	i := sort.Search(len(v.all), func(i int) bool {
+		p := &v.all[i]
+		return p.Order > o || (p.Order == o && p.ID >= id)
+	})
+	if i < len(v.all) && v.all[i].ID == id {
+		return i
+	}
+	return -1
 }
 
 // station is the station at position i of the view.
@@ -237,6 +253,17 @@ func (r *FirmwareRolloutReconciler) rememberOwned(obj *fwv1.FirmwareRollout, p r
 		if ov.stations != nil {
 			ov.stations[p.ID] = p
 		}
+		ov.mu.Unlock()
+	}
+}
+
+// forgetOwned drops a station the rollout no longer owns from its owned
+// view.
+func (r *FirmwareRolloutReconciler) forgetOwned(obj *fwv1.FirmwareRollout, id string) {
+	if vi, ok := r.owned.Load(string(obj.UID)); ok {
+		ov := vi.(*ownedView)
+		ov.mu.Lock()
+		delete(ov.stations, id)
 		ov.mu.Unlock()
 	}
 }

@@ -29,16 +29,18 @@ const (
 // passSpacing bounds what a streamed batch's passes spend on anything but
 // writing: a pass takes stations for StatusResync, or passSpacing times
 // what it spent before its first write (reading and classifying the
-// rollout's stations), when longer, up to maxPassResyncs times
-// StatusResync. A pass's set-up grows with the rollout; with a fixed pass
-// length, a rollout's passes would grow in number with it too, and its
-// cost with the square of the fleet. A long pass still stops within about
-// a second of a change to the rollout's spec (a pause, an abort, an edit)
-// or its deletion: it looks at the cached object as it patches progress.
-const (
-	passSpacing    = 9
-	maxPassResyncs = 10
-)
+// rollout's stations), when longer. A pass's set-up grows with the
+// rollout; with a fixed pass length, a rollout's passes would grow in
+// number with it too, and its cost with the square of the fleet. A long
+// pass is as safe as a short one: every progressInterval it lays the CUPS
+// server's reports over its view (applyReports), and it stops within about
+// a second of a change to the rollout's spec (a pause, an abort, an edit),
+// its deletion, or its failures passing maxFailures (checkStop).
+const passSpacing = 9
+
+// maxReportsPerApply bounds the twins one applyReports reads, so that the
+// hand-over to the writers never waits long; the rest wait for the next.
+const maxReportsPerApply = 256
 
 // streamQueue is how many page twins wait for a writer at most: about a
 // page, so that the next page is read while the last one is written, and
@@ -60,10 +62,11 @@ var errStreamStop = errors.New("stream stopped")
 // at most every progressInterval while the writes go on; the pass's own
 // status patch stays the authoritative one. A pass stops taking new
 // stations after StatusResync (or passSpacing times its set-up, when
-// longer), so that the failure limit is looked at again between passes of
-// a long batch (a real hub writes 40 twins a second), and as soon as the
-// rollout's spec changes or it is deleted; the next pass goes on with the
-// stations left. That time runs from the pass's first write. The query leaves out the stations this
+// longer), so that the owned stations are read in full again between
+// passes of a long batch (a real hub writes 40 twins a second), and at
+// once when the rollout's spec changes, it is deleted or its failures pass
+// maxFailures (checkStop); the next pass goes on with the stations left.
+// That time runs from the pass's first write. The query leaves out the stations this
 // rollout owns (twin.Selector.NotOwnerUID), so a later pass does not page
 // through those written before it.
 func (r *FirmwareRolloutReconciler) streamBatch(ctx context.Context, s *rolloutScope, step, size int) (time.Duration, error) {
@@ -89,8 +92,8 @@ func (r *FirmwareRolloutReconciler) streamBatch(ctx context.Context, s *rolloutS
 	if len(b.errs) > 0 {
 		return 0, kerrors.NewAggregate(b.errs)
 	}
-	if stopped {
-		return time.Millisecond, nil // more of this batch to write
+	if stopped || b.stop.Load() {
+		return time.Millisecond, nil // more of this batch to write, or the halt to decide
 	}
 	return r.requeueWhileInFlight(s), nil
 }
@@ -115,12 +118,13 @@ type batchStream struct {
 	prog         *progressPatcher
 	lastProgress time.Time
 	progressTook time.Duration // what the last progress snapshot took
-	// lastCheck is when the pass last looked at the cached rollout;
-	// changed says its spec changed since the pass began, or it is being
-	// deleted: the pass stops taking stations, and the writers drop those
-	// queued (they stay unwritten, for the next pass to decide on).
+	// lastCheck is when the pass last looked at the CUPS server's reports
+	// and at the cached rollout; stop says the rollout changed or failed
+	// too much (checkStop): the pass takes no more stations, and the
+	// writers drop those queued (they stay unwritten, for the next pass
+	// to decide on).
 	lastCheck time.Time
-	changed   atomic.Bool
+	stop      atomic.Bool
 	tick      *time.Ticker
 	errs      []error
 	written   int
@@ -158,7 +162,7 @@ func (b *batchStream) startWriters(ctx context.Context) {
 		go func() {
 			defer b.wg.Done()
 			for j := range b.jobs {
-				if b.changed.Load() {
+				if b.stop.Load() {
 					continue // left for the next pass (leftover)
 				}
 				i := b.batch[j.k]
@@ -198,8 +202,8 @@ func (b *batchStream) query(ctx context.Context) (bool, error) {
 			// never end).
 			if writing.IsZero() {
 				writing = time.Now()
-				length = min(max(b.r.Options.StatusResync, passSpacing*writing.Sub(b.s.began)), maxPassResyncs*b.r.Options.StatusResync)
-			} else if b.changed.Load() || time.Since(writing) >= length {
+				length = max(b.r.Options.StatusResync, passSpacing*writing.Sub(b.s.began))
+			} else if b.stop.Load() || time.Since(writing) >= length {
 				stopped = true
 				return errStreamStop
 			}
@@ -289,8 +293,9 @@ func (b *batchStream) apply(ctx context.Context) {
 	}
 	if time.Since(b.lastCheck) >= progressInterval {
 		b.lastCheck = time.Now()
-		if !b.changed.Load() && b.r.rolloutChanged(ctx, b.s) {
-			b.changed.Store(true)
+		b.applyReports(ctx)
+		if !b.stop.Load() && b.r.checkStop(ctx, b.s) {
+			b.stop.Store(true)
 		}
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
+	"github.com/stationfleet/stationfleet/internal/embedded"
 	"github.com/stationfleet/stationfleet/internal/iothub/hubsim"
 	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/twin"
@@ -195,4 +198,48 @@ func TestStreamedBatchStopsAtPause(t *testing.T) {
 	for id, k := range w.hub.RolloutWrites(uid) {
 		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
 	}
+}
+
+// TestStreamedBatchShowsUpdatesDuringALongPass: a streamed pass may write
+// for long (here StatusResync is 30 s, longer than the whole batch), but
+// the stations it wrote first that install the firmware and report it show
+// Updated in status while it still writes the rest: the pass lays the CUPS
+// server's reports over its view as it goes.
+func TestStreamedBatchShowsUpdatesDuringALongPass(t *testing.T) {
+	g := NewWithT(t)
+	const n = 200
+	w := newWorldWith(t, n, nil, worldOptions{statusResync: 30 * time.Second})
+	// 16 writers at 1 s a write: the batch takes about 13 s.
+	w.hub.InjectFault(hubsim.Fault{Op: hubsim.OpPatchTwin, Latency: time.Second})
+	w.create(w.rollout("r", batch("100%")))
+	uid := string(w.get("r").UID)
+	var r *fwv1.FirmwareRollout
+	g.Eventually(func() int32 {
+		r = w.get("r")
+		if len(w.hub.RolloutWrites(uid)) >= n {
+			return -1 // too late: the writes ended
+		}
+		return r.Status.Updated
+	}, 30*time.Second, 50*time.Millisecond).Should(BeNumerically(">", 0), func() string { return statusString(r) })
+}
+
+// TestStreamedBatchHaltsDuringALongPass: stations that never apply the
+// update fail while a long streamed pass still writes; once they pass
+// maxFailures the pass stops at once and the rollout halts, instead of
+// writing the whole fleet first.
+func TestStreamedBatchHaltsDuringALongPass(t *testing.T) {
+	g := NewWithT(t)
+	const n = 200
+	w := newWorldWith(t, n, func(i int, sp *embedded.StationSpec) { sp.Behavior.NeverApply = true },
+		worldOptions{statusResync: 30 * time.Second})
+	// 16 writers at 1 s a write: the batch takes about 13 s.
+	w.hub.InjectFault(hubsim.Fault{Op: hubsim.OpPatchTwin, Latency: time.Second})
+	r := w.rollout("r", batch("100%"))
+	r.Spec.Strategy.MaxFailures = ptr.To(intstr.FromInt32(5))
+	w.create(r)
+	r = w.waitPhase("r", fwv1.PhaseHalted, 60*time.Second)
+	time.Sleep(2500 * time.Millisecond) // the writes in flight at the halt land
+	written := len(w.hub.RolloutWrites(string(r.UID)))
+	g.Expect(written).To(BeNumerically("<", n/2), "stations written before the halt; %s", statusString(w.get("r")))
+	g.Expect(w.get("r").Status.Failed).To(BeNumerically(">", 5))
 }

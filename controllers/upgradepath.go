@@ -76,12 +76,7 @@ func (r *FirmwareRolloutReconciler) forgetReleased(s *rolloutScope, todo []int, 
 		st.OwnerUID, st.OwnerName, st.Batch, st.WrittenAt, st.Failed = "", "", 0, time.Time{}, ""
 		v.all[i] = rules.Pack(st)
 		seen[st.ID] = st.Package
-		if vi, ok := r.owned.Load(s.uid()); ok {
-			ov := vi.(*ownedView)
-			ov.mu.Lock()
-			delete(ov.stations, st.ID)
-			ov.mu.Unlock()
-		}
+		r.forgetOwned(s.obj, st.ID)
 		if r.Cache != nil {
 			r.Cache.Invalidate(st.ID)
 		}
