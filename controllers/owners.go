@@ -23,12 +23,13 @@ import (
 // over by one that cannot see it.
 func (r *FirmwareRolloutReconciler) resolveOwners(ctx context.Context, s *rolloutScope, selected []target) {
 	unknown := map[string]string{} // uid -> "namespace/name"
-	for _, t := range selected {
-		if t.ownerUID == "" || t.ownerUID == s.uid() {
+	for i := range selected {
+		info := selected[i].get()
+		if info.ownerUID == "" || info.ownerUID == s.uid() {
 			continue
 		}
-		if _, known := s.active[t.ownerUID]; !known {
-			unknown[t.ownerUID] = t.ownerName
+		if _, known := s.active[info.ownerUID]; !known {
+			unknown[info.ownerUID] = info.ownerName
 		}
 	}
 	for uid, name := range unknown {

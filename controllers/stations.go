@@ -74,12 +74,13 @@ func newStationView(uid string, owned map[string]rules.Packed, selected []target
 			s = v.all[i].Station()
 		} else {
 			t := &selected[k.sel]
-			s = rules.Station{ID: t.id, Order: t.order, Package: t.pkg, Seen: t.seen}
+			info := t.get()
+			s = rules.Station{ID: t.id, Order: t.order, Package: info.pkg, Seen: info.seen}
 			if c := t.counted; c != nil {
 				s.Counted, s.CountedReason, s.Batch, s.WrittenAt = c.outcome, c.reason, c.batch, c.at
 			}
-			if t.ownerUID != uid {
-				s.OwnerUID, s.OwnerName = t.ownerUID, t.ownerName
+			if info.ownerUID != uid {
+				s.OwnerUID, s.OwnerName = info.ownerUID, info.ownerName
 			}
 			v.all[i] = rules.Pack(s)
 		}
@@ -277,96 +278,6 @@ func (r *FirmwareRolloutReconciler) forceFullRead(obj *fwv1.FirmwareRollout) {
 		ov.fullAt = time.Time{}
 		ov.mu.Unlock()
 	}
-}
-
-// target is a station the selector matches, as the cached selection keeps
-// it: only what classifying a station not owned by this rollout needs (the
-// owned view has the rest), so that a 100,000-station selection stays small.
-type target struct {
-	id                  string
-	order               uint64
-	ownerUID, ownerName string
-	// pkg is the package the CUPS server last saw the station report
-	// (interned), "" when never seen: a station off the rollout's upgrade
-	// path is not written (rules.Classify).
-	pkg  string
-	seen bool
-	// counted is what this rollout counted the station when it let it go
-	// (rules.CountedBefore), kept whoever owns it now; nil for most.
-	counted *counted
-}
-
-// counted is a station's entry in the twin's history for the rollout.
-type counted struct {
-	outcome, reason string
-	batch           int
-	at              time.Time
-}
-
-// targetSnapshot is a cached selector result.
-type targetSnapshot struct {
-	at         time.Time
-	took       time.Duration // how long its query took
-	generation int64
-	stations   []target
-}
-
-// selected returns the stations the selector matches, from the cache when it
-// is fresh and the rollout is still on the same step.
-func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScope) ([]target, error) {
-	obj, uid := s.obj, s.uid()
-	size := 0 // the last selection's size: the new one's is mostly the same
-	if c, ok := r.targets.Load(uid); ok {
-		snap := c.(*targetSnapshot)
-		size = len(snap.stations)
-		// Fresh for TargetResync, and at least fullReadSpacing times its
-		// own query's duration: a million stations take about a minute to
-		// read, which would otherwise be read again back to back.
-		if snap.generation == obj.Generation && r.Now().Sub(snap.at) < max(r.Options.TargetResync, fullReadSpacing*snap.took) {
-			return snap.stations, nil
-		}
-		// The old selection goes before the new one is read, so that the
-		// two are never held at once.
-		r.targets.Delete(uid)
-	}
-	start := r.Now()
-	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
-	out := make([]target, 0, size)
-	if err := r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
-		for _, t := range page {
-			st := rules.NewStation(t, uid)
-			tg := target{id: st.ID, order: st.Order, ownerUID: st.OwnerUID, ownerName: st.OwnerName, pkg: st.Package, seen: st.Seen}
-			if st.Counted != "" {
-				tg.counted = &counted{outcome: st.Counted, reason: st.CountedReason, batch: st.Batch, at: st.WrittenAt}
-			}
-			out = append(out, tg)
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("query stations selected by %s: %w", s.key(), err)
-	}
-	r.targets.Store(uid, &targetSnapshot{at: start, took: r.Now().Sub(start), generation: obj.Generation, stations: out})
-	return out, nil
-}
-
-// amendTargets calls fn on each station of the rollout's cached selection,
-// if one is cached: what a pass learnt about a station (its package, its
-// owner) without querying the selection again.
-func (r *FirmwareRolloutReconciler) amendTargets(obj *fwv1.FirmwareRollout, fn func(t *target)) {
-	c, ok := r.targets.Load(string(obj.UID))
-	if !ok {
-		return
-	}
-	snap := c.(*targetSnapshot)
-	for i := range snap.stations {
-		fn(&snap.stations[i])
-	}
-}
-
-// forgetTargets drops the cached selection, so the next reconcile queries
-// the selector again.
-func (r *FirmwareRolloutReconciler) forgetTargets(obj *fwv1.FirmwareRollout) {
-	r.targets.Delete(string(obj.UID))
 }
 
 // forget drops everything cached for a rollout that is done.

@@ -324,7 +324,9 @@ func (r *FirmwareRolloutReconciler) noteSkipped(obj *fwv1.FirmwareRollout, skipp
 	}
 	r.amendTargets(obj, func(t *target) {
 		if o, ok := skipped[t.id]; ok {
-			t.ownerUID, t.ownerName = rules.Intern(o[0]), rules.Intern(o[1])
+			info := t.get()
+			info.ownerUID, info.ownerName = o[0], o[1]
+			t.set(info)
 		}
 	})
 }

@@ -94,10 +94,12 @@ func (r *FirmwareRolloutReconciler) noteReported(obj *fwv1.FirmwareRollout, seen
 	}
 	r.amendTargets(obj, func(t *target) {
 		if pkg, ok := seen[t.id]; ok {
-			t.pkg, t.seen = rules.Intern(pkg), true
-			if t.ownerUID == string(obj.UID) {
-				t.ownerUID, t.ownerName = "", ""
+			info := t.get()
+			info.pkg, info.seen = pkg, true
+			if info.ownerUID == string(obj.UID) {
+				info.ownerUID, info.ownerName = "", ""
 			}
+			t.set(info)
 		}
 	})
 }
