@@ -112,6 +112,9 @@ func (r *FirmwareRolloutReconciler) checkStop(ctx context.Context, s *rolloutSco
 // shows stations updating and failing, not only being written. A station
 // the pass has yet to write (Pending: a writer may hold it), one not in the
 // view, or one whose read fails is left marked for the next pass's read.
+// A station found Failed here is counted so at once (checkStop needs the
+// count) and its failure recorded in its twin by the next pass's
+// markFailed, before anything else is decided on it.
 func (b *batchStream) applyReports(ctx context.Context) {
 	r, s, v := b.r, b.s, b.s.view
 	key, uid := s.key(), s.uid()

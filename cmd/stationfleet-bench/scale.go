@@ -44,7 +44,7 @@ func rowScale(ctx context.Context, c *cluster, rep *report, sizes []int, memLimi
 		perStation := float64(p.rss) / float64(n)
 		rep.add(figure{row: row, name: "time to every twin written", value: p.written.Round(10 * time.Millisecond).String(),
 			baseline: perSize(pts, func(q scalePoint) float64 { return q.written.Seconds() / float64(q.n) * 1e6 }, "%.0f µs/station"),
-			target:   "close to linear", met: true})
+			target:   fmt.Sprintf("close to linear: <= %.1fx the previous size's µs/station", maxGrowth), met: linear(pts)})
 		rep.add(figure{row: row, name: rssName, value: mib(p.rss), baseline: fmt.Sprintf("%.0f bytes/station", perStation),
 			target: rssTarget(n), met: n < 1_000_000 || p.rss < 1<<30})
 		rep.add(figure{row: row, name: "status object size (JSON)", value: kib(p.status), target: "<= 64 KiB", met: p.status <= 64<<10})
@@ -63,6 +63,20 @@ func rowScale(ctx context.Context, c *cluster, rep *report, sizes []int, memLimi
 			p.written.Seconds()/float64(p.n)*1e6, mib(p.rss), float64(p.rss)/float64(p.n), marginal, p.perStationUs)
 	}
 	rep.note("%s", curve.String())
+}
+
+// maxGrowth is how much more time per station a size may take than the
+// size before it, for the curve to count as close to linear.
+const maxGrowth = 1.5
+
+// linear reports whether the last point's time per station is within
+// maxGrowth of the one before it (the first point is).
+func linear(pts []scalePoint) bool {
+	if len(pts) < 2 {
+		return true
+	}
+	per := func(q scalePoint) float64 { return q.written.Seconds() / float64(q.n) }
+	return per(pts[len(pts)-1]) <= maxGrowth*per(pts[len(pts)-2])
 }
 
 func rssTarget(n int) string {
