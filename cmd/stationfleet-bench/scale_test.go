@@ -15,9 +15,9 @@ func TestScaleLinear(t *testing.T) {
 		pts  []scalePoint
 		want bool
 	}{
-		{[]scalePoint{pt(10_000, 3840 * time.Millisecond)}, true},
-		{[]scalePoint{pt(100_000, 32700 * time.Millisecond), pt(1_000_000, 5*time.Minute+53*time.Second)}, true},
-		{[]scalePoint{pt(100_000, 33400 * time.Millisecond), pt(1_000_000, 17*time.Minute+41*time.Second)}, false},
+		{[]scalePoint{pt(10_000, 3840*time.Millisecond)}, true},
+		{[]scalePoint{pt(100_000, 32700*time.Millisecond), pt(1_000_000, 5*time.Minute+53*time.Second)}, true},
+		{[]scalePoint{pt(100_000, 33400*time.Millisecond), pt(1_000_000, 17*time.Minute+41*time.Second)}, false},
 	} {
 		if got := linear(c.pts); got != c.want {
 			t.Errorf("linear(%v) = %v, want %v", c.pts, got, c.want)
