@@ -265,9 +265,11 @@ func TestDashboardShowsRBACRefusal(t *testing.T) {
 		chromedp.Navigate(link),
 		chromedp.Navigate(strings.SplitN(link, "/?", 2)[0]+"/rollouts/"+ns+"/fw-2-0-7"),
 		chromedp.WaitVisible(browser.CSS(`#summary`)),
-		chromedp.Click(browser.CSS(fmt.Sprintf(`button[data-action="abort"][data-rollout=%q]`, key))),
+		// The page re-renders as its live feed arrives: clicked from its
+		// script, not by a node id that a re-render may have replaced.
+		browser.ClickJS(fmt.Sprintf(`button[data-action="abort"][data-rollout=%q]`, key)),
 		chromedp.WaitVisible(browser.CSS(`#confirm[open]`)),
-		chromedp.Click(browser.CSS(`#confirm-ok`)),
+		browser.ClickJS(`#confirm-ok`),
 		chromedp.WaitVisible(browser.CSS(`#flash.error`)))
 	msg := browser.Get(t, ctx, "the refusal", chromedp.Text(browser.CSS(`#flash`)))
 	g.Expect(msg).To(HavePrefix("Forbidden (403): not allowed to abort " + key))

@@ -143,3 +143,13 @@ func Count(sel string) chromedp.Action[int] {
 
 // CSS is the first element the CSS selector matches.
 func CSS(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+
+// ClickJS clicks the first element sel matches once it is there and
+// enabled, from the page's own script: the element is looked up as it is
+// clicked, so a live re-render between finding and clicking it cannot
+// leave the click on a node that is gone, as chromedp.Click's node ids can
+// ("Could not find node with given id").
+func ClickJS(sel string) chromedp.Action[chromedp.Void] {
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e || e.disabled) return false; e.click(); return true; })()`, sel)
+	return Void(chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond)))
+}
