@@ -6,6 +6,7 @@ import (
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
 	"github.com/stationfleet/stationfleet/internal/rules"
+	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
 // rolloutScope is what one pass over a rollout works on: the object and the
@@ -22,6 +23,10 @@ type rolloutScope struct {
 
 	// view is every station the rollout concerns, classified (loadStations).
 	view *stationView
+	// selTwins are the twins of the selection when this pass read it and
+	// it had at most keepTwins stations, nil otherwise (selected): what a
+	// batch streamed in this pass writes from, once.
+	selTwins []*twin.Twin
 	// active holds the UIDs of the rollouts that still hold their stations
 	// (rules.ActiveRollouts) and byUID every rollout (loadStations).
 	active map[string]bool

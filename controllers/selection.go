@@ -85,7 +85,14 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScop
 	start := r.Now()
 	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags}
 	out := make([]target, 0, size)
+	var kept []*twin.Twin // the page twins, while there are at most keepTwins
+	keep := true
 	if err := r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
+		if keep = keep && len(kept)+len(page) <= keepTwins; keep {
+			kept = append(kept, page...) // the pointers: the page slice is the client's
+		} else {
+			kept = nil
+		}
 		for _, t := range page {
 			st := rules.NewStation(t, uid)
 			info := targetInfo{pkg: st.Package, seen: st.Seen}
@@ -103,8 +110,16 @@ func (r *FirmwareRolloutReconciler) selected(ctx context.Context, s *rolloutScop
 		return nil, fmt.Errorf("query stations selected by %s: %w", s.key(), err)
 	}
 	r.targets.Store(uid, &targetSnapshot{at: start, took: r.Now().Sub(start), generation: obj.Generation, stations: out})
+	s.selTwins = kept
 	return out, nil
 }
+
+// keepTwins is how many stations a selection may have for a pass that
+// read it to keep its twins for the rest of the pass (a few KB each: tens
+// of MB at most, dropped with the pass): a batch streamed in the same pass
+// then writes from them, with their ETags, instead of querying the
+// selection a second time (a rollout's first pass read it twice).
+const keepTwins = 20_000
 
 // amendTargets calls fn on each station of the rollout's cached selection,
 // if one is cached: what a pass learnt about a station (its package, its

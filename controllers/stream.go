@@ -66,9 +66,11 @@ var errStreamStop = errors.New("stream stopped")
 // passes of a long batch (a real hub writes 40 twins a second), and at
 // once when the rollout's spec changes, it is deleted or its failures pass
 // maxFailures (checkStop); the next pass goes on with the stations left.
-// That time runs from the pass's first write. The query leaves out the stations this
-// rollout owns (twin.Selector.NotOwnerUID), so a later pass does not page
-// through those written before it.
+// That time runs from the pass's first write. The query leaves out the
+// stations this rollout owns (twin.Selector.NotOwnerUID), so a later pass
+// does not page through those written before it; a pass that read the
+// selection itself (a rollout's first, when it has at most keepTwins
+// stations) writes from the twins that read gave instead of querying again.
 func (r *FirmwareRolloutReconciler) streamBatch(ctx context.Context, s *rolloutScope, step, size int) (time.Duration, error) {
 	b := &batchStream{r: r, s: s, step: step, size: size, own: newOwnership(s, step),
 		batch: s.view.unwritten, sent: make([]bool, len(s.view.unwritten)),
@@ -184,11 +186,7 @@ func (b *batchStream) query(ctx context.Context) (bool, error) {
 		writing time.Time     // the pass's first hand-over to a writer
 		length  time.Duration // how long the pass takes stations
 	)
-	obj := b.s.obj
-	// Only the twins this rollout does not own yet: a later pass of a long
-	// batch does not page through the stations written before it.
-	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags, NotOwnerUID: b.s.uid()}
-	err := b.r.Registry.Query(ctx, sel, func(page []*twin.Twin) error {
+	take := func(page []*twin.Twin) error {
 		b.apply(ctx)
 		for _, t := range page {
 			k := b.find(t.DeviceID)
@@ -213,7 +211,8 @@ func (b *batchStream) query(ctx context.Context) (bool, error) {
 			}
 		}
 		return nil
-	})
+	}
+	err := b.pages(ctx, take)
 	if errors.Is(err, errStreamStop) {
 		err = nil
 	}
@@ -232,6 +231,20 @@ func (b *batchStream) query(ctx context.Context) (bool, error) {
 	}
 	close(b.jobs)
 	return stopped, err
+}
+
+// pages calls take with the twins of the selection this rollout does not
+// own yet: those the pass's own read of the selection kept (selTwins), or a
+// query's pages (a later pass of a long batch does not page through the
+// stations written before it).
+func (b *batchStream) pages(ctx context.Context, take func([]*twin.Twin) error) error {
+	if kept := b.s.selTwins; kept != nil {
+		b.s.selTwins = nil
+		return take(notOwnedBy(kept, b.s.uid()))
+	}
+	obj := b.s.obj
+	sel := twin.Selector{DeviceIDs: obj.Spec.Selector.DeviceIDs, Tags: obj.Spec.Selector.Tags, NotOwnerUID: b.s.uid()}
+	return b.r.Registry.Query(ctx, sel, take)
 }
 
 // send hands j to a writer, laying finished claims over the view while it
@@ -329,4 +342,16 @@ func (r *FirmwareRolloutReconciler) noteSkipped(obj *fwv1.FirmwareRollout, skipp
 			t.set(info)
 		}
 	})
+}
+
+// notOwnedBy are the twins of ts whose ownership record does not name the
+// rollout uid, as twin.Selector.NotOwnerUID selects them.
+func notOwnedBy(ts []*twin.Twin, uid string) []*twin.Twin {
+	out := ts[:0:0]
+	for _, t := range ts {
+		if t.Ownership == nil || t.Ownership.UID != uid {
+			out = append(out, t)
+		}
+	}
+	return out
 }

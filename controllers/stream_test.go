@@ -245,3 +245,27 @@ func TestStreamedBatchHaltsDuringALongPass(t *testing.T) {
 	g.Expect(written).To(BeNumerically("<", 2*n/3), "stations written before the halt; %s", statusString(w.get("r")))
 	g.Expect(w.get("r").Status.Failed).To(BeNumerically(">", 0))
 }
+
+// TestStreamedBatchReadsTheSelectionOnce: a rollout whose first pass reads
+// its selection and streams its 100% batch writes from the twins that read
+// gave (with their ETags), instead of querying the selection again: here
+// 10 pages of 10 twins are queried once, not twice.
+func TestStreamedBatchReadsTheSelectionOnce(t *testing.T) {
+	g := NewWithT(t)
+	const n = 100
+	w := newWorldWith(t, n, nil, worldOptions{manualPolls: true, statusResync: 30 * time.Second, pageSize: 10})
+	q0 := w.hub.Requests(hubsim.OpQuery)
+	w.create(w.rollout("r", batch("100%")))
+	var r *fwv1.FirmwareRollout
+	g.Eventually(func() int32 {
+		r = w.get("r")
+		return r.Status.InProgress
+	}, 30*time.Second, 50*time.Millisecond).Should(BeNumerically("==", n), func() string { return statusString(r) })
+	// The owned stations (one page: none yet), then the selection's 10
+	// pages; a second read of the selection would be 10 more.
+	g.Expect(w.hub.Requests(hubsim.OpQuery)-q0).To(BeNumerically("<=", 12), "query pages read")
+	for id, k := range w.hub.RolloutWrites(string(r.UID)) {
+		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
+	}
+	g.Expect(w.hub.Requests(hubsim.OpGetTwin)).To(BeZero(), "twins read before writing")
+}
