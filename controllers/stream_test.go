@@ -39,20 +39,14 @@ func TestStreamedBatchStaleETag(t *testing.T) {
 	gets := w.hub.Requests(hubsim.OpGetTwin)
 
 	w.create(w.rollout("r", batch("100%")))
-	var r *fwv1.FirmwareRollout
-	g.Eventually(func() int32 {
-		r = w.get("r")
-		return r.Status.InProgress
-	}, 30*time.Second, 50*time.Millisecond).Should(BeNumerically("==", n-1), func() string { return statusString(r) })
+	r := waitInProgress(g, w, "r", n-1, 30*time.Second)
 	g.Expect(r.Status.Skipped).To(BeNumerically("==", 1), statusString(r))
 	g.Expect(r.Status.Pending).To(BeZero(), statusString(r))
 
 	writes := w.hub.RolloutWrites(string(r.UID))
 	g.Expect(writes).To(HaveLen(n-1), "every station but the one taken is written")
 	g.Expect(writes).NotTo(HaveKey(taken), "the station the other rollout claimed is not written")
-	for id, k := range writes {
-		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
-	}
+	expectWrittenOnce(g, writes)
 	tw := w.twinOf(taken)
 	g.Expect(tw.Ownership).NotTo(BeNil())
 	g.Expect(tw.Ownership.UID).To(Equal(string(other.UID)), "the other rollout's claim is kept")
@@ -136,14 +130,12 @@ func TestStreamedBatchShowsProgress(t *testing.T) {
 	g.Expect(seen[len(seen)-1]).To(BeNumerically("==", n), "InProgress seen: %v", seen)
 	g.Expect(midway).To(BeTrue(), "status showed no progress before the batch's writes ended; InProgress seen: %v", seen)
 	g.Expect(slices.IsSorted(seen)).To(BeTrue(), "progress went back: %v", seen)
-	for id, k := range w.hub.RolloutWrites(string(w.get("r").UID)) {
-		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
-	}
+	expectWrittenOnce(g, w.hub.RolloutWrites(string(w.get("r").UID)))
 }
 
 // TestStreamedBatchEndsWhenTheQueryIsSlow: a streamed pass stops taking
-// stations StatusResync after its first write, so each pass after the
-// first pages through the stations already written before it writes
+// stations StatusResync (or nine times its set-up) after its first write,
+// so a pass after the first may page through many twins before it writes
 // again. When that reading alone outlasts StatusResync (a big fleet, a
 // slow hub: here pages of 10 twins at 300 ms each, 2.4 s for the 80,
 // against a resync of 1 s), the batch must still end, each station written
@@ -155,15 +147,9 @@ func TestStreamedBatchEndsWhenTheQueryIsSlow(t *testing.T) {
 	w.hub.InjectFault(hubsim.Fault{Op: hubsim.OpQuery, Latency: 300 * time.Millisecond})
 	w.hub.InjectFault(hubsim.Fault{Op: hubsim.OpPatchTwin, Latency: 100 * time.Millisecond})
 	w.create(w.rollout("r", batch("100%")))
-	var r *fwv1.FirmwareRollout
-	g.Eventually(func() int32 {
-		r = w.get("r")
-		return r.Status.InProgress
-	}, 90*time.Second, 100*time.Millisecond).Should(BeNumerically("==", n), func() string { return statusString(r) })
+	r := waitInProgress(g, w, "r", n, 90*time.Second)
 	g.Expect(r.Status.Pending).To(BeZero(), statusString(r))
-	for id, k := range w.hub.RolloutWrites(string(r.UID)) {
-		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
-	}
+	expectWrittenOnce(g, w.hub.RolloutWrites(string(r.UID)))
 }
 
 // TestStreamedBatchStopsAtPause: a streamed pass may take stations for
@@ -189,14 +175,8 @@ func TestStreamedBatchStopsAtPause(t *testing.T) {
 	g.Expect(atPause).To(BeNumerically("<", n/2), "the pass wrote on after the pause")
 
 	w.patch("r", func(r *fwv1.FirmwareRollout) { r.Spec.Paused = false })
-	var r *fwv1.FirmwareRollout
-	g.Eventually(func() int32 {
-		r = w.get("r")
-		return r.Status.InProgress
-	}, 60*time.Second, 100*time.Millisecond).Should(BeNumerically("==", n), func() string { return statusString(r) })
-	for id, k := range w.hub.RolloutWrites(uid) {
-		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
-	}
+	waitInProgress(g, w, "r", n, 60*time.Second)
+	expectWrittenOnce(g, w.hub.RolloutWrites(uid))
 }
 
 // TestStreamedBatchShowsUpdatesDuringALongPass: a streamed pass may write
@@ -256,16 +236,29 @@ func TestStreamedBatchReadsTheSelectionOnce(t *testing.T) {
 	w := newWorldWith(t, n, nil, worldOptions{manualPolls: true, statusResync: 30 * time.Second, pageSize: 10})
 	q0 := w.hub.Requests(hubsim.OpQuery)
 	w.create(w.rollout("r", batch("100%")))
-	var r *fwv1.FirmwareRollout
-	g.Eventually(func() int32 {
-		r = w.get("r")
-		return r.Status.InProgress
-	}, 30*time.Second, 50*time.Millisecond).Should(BeNumerically("==", n), func() string { return statusString(r) })
+	r := waitInProgress(g, w, "r", n, 30*time.Second)
 	// The owned stations (one page: none yet), then the selection's 10
 	// pages; a second read of the selection would be 10 more.
 	g.Expect(w.hub.Requests(hubsim.OpQuery)-q0).To(BeNumerically("<=", 12), "query pages read")
-	for id, k := range w.hub.RolloutWrites(string(r.UID)) {
+	expectWrittenOnce(g, w.hub.RolloutWrites(string(r.UID)))
+	g.Expect(w.hub.Requests(hubsim.OpGetTwin)).To(BeZero(), "twins read before writing")
+}
+
+// waitInProgress waits until the rollout name shows want stations in
+// progress, and returns it.
+func waitInProgress(g Gomega, w *world, name string, want int, timeout time.Duration) *fwv1.FirmwareRollout {
+	var r *fwv1.FirmwareRollout
+	g.Eventually(func() int32 {
+		r = w.get(name)
+		return r.Status.InProgress
+	}, timeout, 50*time.Millisecond).Should(BeNumerically("==", want), func() string { return statusString(r) })
+	return r
+}
+
+// expectWrittenOnce expects every station of writes (id -> twin writes by
+// a rollout) written exactly once.
+func expectWrittenOnce(g Gomega, writes map[string]int) {
+	for id, k := range writes {
 		g.Expect(k).To(Equal(1), "station %s written %d times", id, k)
 	}
-	g.Expect(w.hub.Requests(hubsim.OpGetTwin)).To(BeZero(), "twins read before writing")
 }
