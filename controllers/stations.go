@@ -248,35 +248,32 @@ func (r *FirmwareRolloutReconciler) rereadReported(ctx context.Context, s *rollo
 
 // rememberOwned records a station this reconcile wrote.
 func (r *FirmwareRolloutReconciler) rememberOwned(obj *fwv1.FirmwareRollout, p rules.Packed) {
-	if vi, ok := r.owned.Load(string(obj.UID)); ok {
-		ov := vi.(*ownedView)
-		ov.mu.Lock()
+	r.withOwned(obj, func(ov *ownedView) {
 		if ov.stations != nil {
 			ov.stations[p.ID] = p
 		}
-		ov.mu.Unlock()
-	}
+	})
 }
 
 // forgetOwned drops a station the rollout no longer owns from its owned
 // view.
 func (r *FirmwareRolloutReconciler) forgetOwned(obj *fwv1.FirmwareRollout, id string) {
-	if vi, ok := r.owned.Load(string(obj.UID)); ok {
-		ov := vi.(*ownedView)
-		ov.mu.Lock()
-		delete(ov.stations, id)
-		ov.mu.Unlock()
-	}
+	r.withOwned(obj, func(ov *ownedView) { delete(ov.stations, id) })
 }
 
 // forceFullRead makes the next loadStations query every station the
 // rollout owns instead of re-reading marked twins only.
 func (r *FirmwareRolloutReconciler) forceFullRead(obj *fwv1.FirmwareRollout) {
+	r.withOwned(obj, func(ov *ownedView) { ov.fullAt = time.Time{} })
+}
+
+// withOwned calls fn with the rollout's owned view locked, if it has one.
+func (r *FirmwareRolloutReconciler) withOwned(obj *fwv1.FirmwareRollout, fn func(ov *ownedView)) {
 	if vi, ok := r.owned.Load(string(obj.UID)); ok {
 		ov := vi.(*ownedView)
 		ov.mu.Lock()
-		ov.fullAt = time.Time{}
-		ov.mu.Unlock()
+		defer ov.mu.Unlock()
+		fn(ov)
 	}
 }
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +13,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	fwv1 "github.com/stationfleet/stationfleet/api/v1alpha1"
-	"github.com/stationfleet/stationfleet/internal/rules"
 	"github.com/stationfleet/stationfleet/internal/twin"
 )
 
@@ -142,16 +141,16 @@ type streamJob struct {
 }
 
 // find is the position in b.batch of the station id, -1 when it is not in
-// the batch: a binary search by spread order, so no map of the batch is
-// built (v.all does not move while the batch is written).
+// the batch: its position in the view (stationView.find), then in the
+// batch, whose positions are ascending (the view's unwritten, in spread
+// order); so no map of the batch is built (v.all does not move while the
+// batch is written).
 func (b *batchStream) find(id string) int {
-	all := b.s.view.all
-	o := rules.SpreadOrder(b.s.uid(), id)
-	k := sort.Search(len(b.batch), func(k int) bool {
-		st := all[b.batch[k]]
-		return st.Order > o || (st.Order == o && st.ID >= id)
-	})
-	if k < len(b.batch) && all[b.batch[k]].ID == id {
+	i := b.s.view.find(b.s.uid(), id)
+	if i < 0 {
+		return -1
+	}
+	if k, ok := slices.BinarySearch(b.batch, i); ok {
 		return k
 	}
 	return -1
