@@ -17,9 +17,10 @@ const (
 	// below any backhaul, while a slow-body sender holds a connection and a
 	// handler for no longer than a slow-loris header sender does.
 	DefaultReadTimeout = 10 * time.Second
-	// DefaultWriteTimeout bounds writing a whole response, firmware
-	// included: generous, since a station on a cellular backhaul may take
-	// minutes for a large update.
+	// DefaultWriteTimeout bounds writing a whole response with firmware or
+	// credentials, and how long a connection may go without its peer
+	// acknowledging what was sent (writebound.go): generous, since a
+	// station on a cellular backhaul may take minutes for a large update.
 	DefaultWriteTimeout = 10 * time.Minute
 	// DefaultIdleTimeout is how long a kept-alive connection may sit idle.
 	DefaultIdleTimeout = 2 * time.Minute
@@ -81,7 +82,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&o.BodyLimit, "cups-body-limit", DefaultBodyLimit, "Largest update-info request body accepted, in bytes.")
 	fs.DurationVar(&o.ObservationRefresh, "cups-observation-refresh", DefaultObservationRefresh, "How often an unchanged station's last-seen time is rewritten.")
 	fs.DurationVar(&o.ReadTimeout, "cups-read-timeout", DefaultReadTimeout, "Time allowed to read a whole request.")
-	fs.DurationVar(&o.WriteTimeout, "cups-write-timeout", DefaultWriteTimeout, "Time allowed to write a whole response, firmware included.")
+	fs.DurationVar(&o.WriteTimeout, "cups-write-timeout", DefaultWriteTimeout, "Time allowed to write a whole response with firmware or credentials, and for a station to acknowledge what was sent to it.")
 	fs.DurationVar(&o.IdleTimeout, "cups-idle-timeout", DefaultIdleTimeout, "How long an idle kept-alive connection stays open.")
 }
 

@@ -210,13 +210,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           s,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		ReadTimeout:       s.opts.ReadTimeout,
-		WriteTimeout:      s.opts.WriteTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
 		ErrorLog:          log.New(logWriter{s.log.V(1)}, "", 0),
 		// Stations speak HTTP/1.1; no HTTP/2.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		BaseContext:  func(net.Listener) context.Context { return ctx },
+	}
+	// Writes are bounded per response and by the kernel (writebound.go).
+	if kernelBoundsWrites {
+		ln = writeBoundListener{Listener: ln, timeout: s.opts.WriteTimeout, log: s.log}
+	} else {
+		srv.WriteTimeout = s.opts.WriteTimeout
 	}
 	if s.opts.Insecure {
 		s.log.Info("WARNING: CUPS SERVER RUNS WITHOUT TLS AND WITHOUT STATION AUTHENTICATION; "+
@@ -593,6 +598,11 @@ func (s *Server) respond(ctx context.Context, w http.ResponseWriter, d Decision,
 		commit(false)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return OutcomeError
+	}
+	// The whole answer within WriteTimeout (writebound.go); net/http
+	// clears the deadline once the request is done.
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil {
+		log.Error(err, "cannot set the response's write deadline")
 	}
 	h := w.Header()
 	h["Content-Type"] = octetStream
