@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"os"
@@ -60,6 +61,7 @@ func main() {
 		webhookPort          int
 		webhookCertDir       string
 		memLimit             string
+		gcHeadroomFlag       string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "The address the metrics endpoint binds to (:8443 for HTTPS, :8080 for HTTP with --metrics-secure=false); 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the health probe endpoint binds to.")
@@ -77,6 +79,7 @@ func main() {
 	flag.IntVar(&webhookPort, "webhook-port", 0, "Serve the FirmwareRollout validating webhook (config/webhook: refuses analysis steps whose condition or query does not compile) on this port; 0 serves none.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook server's tls.crt and tls.key (e.g. a mounted cert-manager Secret).")
 	flag.StringVar(&memLimit, "memory-limit", "auto", "The Go runtime's soft memory limit: auto is 90% of the container's memory limit (cgroup v2) unless GOMEMLIMIT is set, off is none, or a quantity such as 900Mi. A complement to the controller's small views, so that a large rollout's heap does not grow to twice its live size before it is collected.")
+	flag.StringVar(&gcHeadroomFlag, "gc-headroom", "64Mi", "How far, at least, the heap may grow past its live size before the garbage collector runs (it raises the GC percent while the live heap is small; a large heap keeps GOGC's doubling); off for GOGC alone, which is also what setting GOGC does. A small heap collected many times a second under a poll storm put the collector into the CUPS answers' tail latency.")
 	opts := app.DefaultOptions()
 	opts.BindFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
@@ -88,6 +91,12 @@ func main() {
 		os.Exit(1)
 	} else if limit > 0 {
 		setupLog.Info("soft memory limit", "bytes", limit)
+	}
+	if h, err := startGCHeadroom(context.Background(), gcHeadroomFlag); err != nil {
+		setupLog.Error(err, "unable to set the garbage collector's headroom")
+		os.Exit(1)
+	} else if h > 0 {
+		setupLog.Info("garbage collector headroom", "bytes", h)
 	}
 
 	var tlsOpts []func(*tls.Config)

@@ -23,7 +23,7 @@ const (
 	procClosedRound = 2.0 // seconds per closed-loop round and side
 	procClosedN     = 5   // closed-loop rounds per side
 	procOpenRound   = 3.0 // seconds per open-loop round and side
-	procOpenN       = 3   // open-loop rounds per side and rate
+	procOpenN       = 5   // open-loop rounds per side and rate (the tail is noisy: 3 rounds' medians moved by 2x between runs)
 	warmSeconds     = 0.8 // untimed closed loop before each round (interleave)
 )
 
@@ -270,6 +270,11 @@ func rowCUPSProcess(ctx context.Context, c *cluster, rep *report) {
 			ratio: fmt.Sprintf("%.2fx", cp/bp)}
 		if pct == 50 {
 			f.target, f.met = "<= 5 ms", cp <= 5
+			if bp > 5 {
+				rep.note("Row 1p: at 50%%, the bare handler's own p99 was %.2f ms, above the 5 ms target: on this machine the load "+
+					"generator shares the cores with the server, and the scheduling of the two sets a floor under any server's tail. "+
+					"Compare the CUPS p99 with the bare handler's beside it.", bp)
+			}
 		} else {
 			f.target, f.met = "<= 2x baseline", cp <= 2*bp
 		}

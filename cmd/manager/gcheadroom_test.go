@@ -1,0 +1,81 @@
+package main
+
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+)
+
+func TestGCHeadroomFlag(t *testing.T) {
+	for _, c := range []struct {
+		flag   string
+		envSet bool
+		want   int64
+	}{
+		{"64Mi", false, 64 << 20},
+		{"off", false, 0},
+		{"0", false, 0},
+		{"64Mi", true, 0}, // GOGC set: the user's choice stands
+	} {
+		got, err := gcHeadroom(c.flag, c.envSet)
+		if err != nil || got != c.want {
+			t.Errorf("gcHeadroom(%q, env %v) = %d, %v; want %d", c.flag, c.envSet, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"lots", "-1Mi", ""} {
+		if _, err := gcHeadroom(bad, false); err == nil {
+			t.Errorf("gcHeadroom(%q) accepted", bad)
+		}
+	}
+}
+
+func TestGCPercentFor(t *testing.T) {
+	const mi = 1 << 20
+	for _, c := range []struct {
+		live, headroom int64
+		base, want     int
+	}{
+		{8 * mi, 64 * mi, 100, 800},   // the CUPS server's small heap: collected at 72 MiB, not 16
+		{270 * mi, 64 * mi, 100, 100}, // a million-station rollout keeps GOGC's doubling
+		{48 * mi, 64 * mi, 100, 134},  // in between: live + 64 MiB
+		{270 * mi, 64 * mi, 200, 200}, // never below GOGC
+		{0, 64 * mi, 100, gcPercentMax},
+		{1024, 64 * mi, 100, gcPercentMax},
+	} {
+		if got := gcPercentFor(c.live, c.headroom, c.base); got != c.want {
+			t.Errorf("gcPercentFor(%d MiB, %d MiB, %d) = %d; want %d", c.live/mi, c.headroom/mi, c.base, got, c.want)
+		}
+	}
+}
+
+// What the headroom is for: a small live heap allocating a lot (a server
+// answering polls) is collected a handful of times instead of dozens.
+func TestGCHeadroomCollectsLessOften(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	churn := func() uint32 {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var keep [][]byte
+		for i := range 256 << 10 { // 256 MiB in 1 KiB pieces, 64 KiB live at most
+			b := make([]byte, 1024)
+			if len(keep) < 64 {
+				keep = append(keep, b)
+			} else {
+				keep[i%64] = b
+			}
+		}
+		runtime.ReadMemStats(&after)
+		return after.NumGC - before.NumGC
+	}
+	without := churn()
+	g := newGCTuner(64 << 20)
+	if p := g.tune(); p < 400 {
+		t.Fatalf("GC percent with a 64 MiB headroom over this test's small heap: %d, want at least 400", p)
+	}
+	with := churn()
+	t.Logf("collections while allocating 256 MiB: %d with GOGC=100, %d with a 64 MiB headroom (GC percent %d)", without, with, g.current)
+	if with*4 > without {
+		t.Errorf("with the headroom the heap was collected %d times, without %d: want at most a quarter", with, without)
+	}
+}
