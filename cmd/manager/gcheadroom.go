@@ -7,8 +7,8 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -95,19 +95,44 @@ func (g *gcTuner) tune() int {
 	return g.current
 }
 
-// run tunes every interval until ctx ends, then puts GOGC's percent back.
-func (g *gcTuner) run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+// run tunes after every collection until ctx ends, then puts GOGC's
+// percent back. After every collection, not on a timer: a heap that grows
+// fast from small (a large rollout's first read) must not keep the small
+// heap's percent for long, or its next goal would be several times its
+// size.
+func (g *gcTuner) run(ctx context.Context) {
+	cycles := make(chan struct{}, 1)
+	armCycleHook(ctx, cycles)
 	defer debug.SetGCPercent(g.base)
 	for {
 		g.tune()
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-cycles:
 		}
 	}
+}
+
+// cycleHook is garbage each collection finds: its finalizer signals the
+// tuner and arms a new one, until ctx ends.
+type cycleHook struct {
+	ctx    context.Context
+	cycles chan<- struct{}
+	_      [16]byte // a finalizer needs an object of its own, not a tiny-alloc block
+}
+
+func armCycleHook(ctx context.Context, cycles chan<- struct{}) {
+	runtime.SetFinalizer(&cycleHook{ctx: ctx, cycles: cycles}, func(h *cycleHook) {
+		if h.ctx.Err() != nil {
+			return
+		}
+		select {
+		case h.cycles <- struct{}{}:
+		default: // the tuner has not taken the last one yet
+		}
+		armCycleHook(h.ctx, h.cycles)
+	})
 }
 
 // startGCHeadroom applies --gc-headroom: it returns the headroom set (0
@@ -117,6 +142,6 @@ func startGCHeadroom(ctx context.Context, flagValue string) (int64, error) {
 	if err != nil || h == 0 {
 		return 0, err
 	}
-	go newGCTuner(h).run(ctx, time.Second)
+	go newGCTuner(h).run(ctx)
 	return h, nil
 }

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
+	"time"
 )
 
 func TestGCHeadroomFlag(t *testing.T) {
@@ -77,5 +80,50 @@ func TestGCHeadroomCollectsLessOften(t *testing.T) {
 	t.Logf("collections while allocating 256 MiB: %d with GOGC=100, %d with a 64 MiB headroom (GC percent %d)", without, with, g.current)
 	if with*4 > without {
 		t.Errorf("with the headroom the heap was collected %d times, without %d: want at most a quarter", with, without)
+	}
+}
+
+// The tuner follows the heap at every collection: a heap that grows from
+// small gets GOGC's percent back by its next cycles, not a second later.
+func TestGCTunerFollowsAGrowingHeap(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g := newGCTuner(16 << 20)
+	done := make(chan struct{})
+	go func() { g.run(ctx); close(done) }()
+	percent := func() int {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		return int(s[0].Value.Uint64())
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for percent() <= 200 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p := percent(); p <= 200 {
+		t.Fatalf("GC percent over this test's small heap with a 16 MiB headroom: %d, want more than 200", p)
+	}
+	live := make([][]byte, 0, 256)
+	for range 256 { // 256 MiB live: the headroom is now a sixteenth of it
+		live = append(live, make([]byte, 1<<20))
+	}
+	runtime.GC()
+	for percent() != 100 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p := percent(); p != 100 {
+		t.Errorf("GC percent with 256 MiB live and a 16 MiB headroom: %d, want GOGC's 100", p)
+	}
+	runtime.KeepAlive(live)
+	cancel()
+	runtime.GC()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the tuner did not stop with its context")
 	}
 }
