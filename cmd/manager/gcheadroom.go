@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"runtime"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
