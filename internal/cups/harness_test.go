@@ -177,6 +177,14 @@ func fleetTwinA(t testing.TB, thumbprints ...string) *twin.Twin {
 	}
 }
 
+// noCredTwinA is station A's twin whose credential CRCs are those of a
+// station without credential files, so that only firmware is at stake.
+func noCredTwinA(t testing.TB) *twin.Twin {
+	tw := fleetTwinA(t)
+	tw.CUPS.CupsCredCRC, tw.CUPS.TcCredCRC = u32(noCredCRC), u32(noCredCRC)
+	return tw
+}
+
 // testBlobs holds the credentials and the vector firmware.
 func testBlobs(t testing.TB) *memBlobs {
 	b := newMemBlobs()

@@ -114,8 +114,7 @@ func TestServerTokenOnlyTLS(t *testing.T) {
 func TestServerGoldenBytesOverHTTP(t *testing.T) {
 	g := NewWithT(t)
 	store := newMemStore()
-	tw := fleetTwinA(t)
-	tw.CUPS.CupsCredCRC, tw.CUPS.TcCredCRC = u32(noCredCRC), u32(noCredCRC)
+	tw := noCredTwinA(t)
 	store.put(tw)
 	h := startServer(t, Options{Insecure: true}, store, testBlobs(t))
 	c := client(nil, nil)
@@ -282,8 +281,7 @@ func TestServerPollStormOneRead(t *testing.T) {
 func TestServerAbortsOnBlobFailure(t *testing.T) {
 	g := NewWithT(t)
 	store := newMemStore()
-	tw := fleetTwinA(t)
-	tw.CUPS.CupsCredCRC, tw.CUPS.TcCredCRC = u32(noCredCRC), u32(noCredCRC)
+	tw := noCredTwinA(t)
 	tw.CUPS.URL = "mem://fw/broken"
 	store.put(tw)
 	blobs := testBlobs(t)
@@ -406,8 +404,7 @@ func TestServerReloadsRotatedCertificate(t *testing.T) {
 func TestBlobOutageIsNotASend(t *testing.T) {
 	g := NewWithT(t)
 	store := newMemStore()
-	tw := fleetTwinA(t)
-	tw.CUPS.CupsCredCRC, tw.CUPS.TcCredCRC = u32(noCredCRC), u32(noCredCRC)
+	tw := noCredTwinA(t)
 	tw.Ownership = &twin.Ownership{Rollout: "ns/fw-2-0-7", UID: "uid-1", Batch: 1, MaxUpdateAttempts: 1}
 	store.put(tw)
 	blobs := newMemBlobs() // the firmware is not there yet: the store is "down"
@@ -442,8 +439,7 @@ func TestBlobOutageIsNotASend(t *testing.T) {
 func TestAnswerGivenUpIsNotASend(t *testing.T) {
 	g := NewWithT(t)
 	store := newMemStore()
-	tw := fleetTwinA(t)
-	tw.CUPS.CupsCredCRC, tw.CUPS.TcCredCRC = u32(noCredCRC), u32(noCredCRC)
+	tw := noCredTwinA(t)
 	tw.Ownership = &twin.Ownership{Rollout: "ns/fw-2-0-7", UID: "uid-1", Batch: 1, MaxUpdateAttempts: 1}
 	store.put(tw)
 	blobs := newMemBlobs()

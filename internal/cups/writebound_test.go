@@ -32,8 +32,7 @@ func hostOf(t testing.TB, raw string) string {
 func TestServerClosesAConnectionThatNeverReads(t *testing.T) {
 	g := NewWithT(t)
 	store := newMemStore()
-	tw := fleetTwinA(t)
-	tw.CUPS.CupsCredCRC, tw.CUPS.TcCredCRC = u32(noCredCRC), u32(noCredCRC)
+	tw := noCredTwinA(t)
 	store.put(tw)
 	const writeTimeout = time.Second
 	h := startServer(t, Options{Insecure: true, WriteTimeout: writeTimeout, CacheTTL: time.Hour}, store, testBlobs(t))
@@ -69,8 +68,7 @@ func TestServerClosesAConnectionThatNeverReads(t *testing.T) {
 func TestServerCutsASlowFirmwareDownload(t *testing.T) {
 	g := NewWithT(t)
 	store := newMemStore()
-	tw := fleetTwinA(t)
-	tw.CUPS.CupsCredCRC, tw.CUPS.TcCredCRC = u32(noCredCRC), u32(noCredCRC)
+	tw := noCredTwinA(t)
 	store.put(tw)
 	blobs := testBlobs(t)
 	const size = 32 << 20
