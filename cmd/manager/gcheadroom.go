@@ -72,15 +72,16 @@ type gcTuner struct {
 }
 
 func newGCTuner(headroom int64) *gcTuner {
-	base := debug.SetGCPercent(100)
-	debug.SetGCPercent(base)
+	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(gogc)
+	base := int(gogc[0].Value.Uint64())
 	return &gcTuner{headroom: headroom, base: base, current: base,
 		sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
 }
 
 // tune sets the percent for the live heap the last collection measured,
 // when it differs from the current one by more than a tenth (so that a
-// steady heap does not reset the collector's pacing every second). It
+// steady heap does not reset the collector's pacing every cycle). It
 // returns the percent in force.
 func (g *gcTuner) tune() int {
 	metrics.Read(g.sample)
