@@ -60,8 +60,10 @@ type Options struct {
 	// before an otherwise unchanged poll rewrites it; 0 means
 	// DefaultObservationRefresh.
 	ObservationRefresh time.Duration
-	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
-	// http.Server timeouts; 0 means the Default* value.
+	// ReadHeaderTimeout, ReadTimeout and IdleTimeout are the http.Server
+	// timeouts; WriteTimeout bounds responses with firmware or credentials
+	// and unacknowledged writes on every connection (writebound.go). 0
+	// means the Default* value.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// MaxHeaderBytes bounds request headers; 0 means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
