@@ -80,6 +80,11 @@ type loadResult struct {
 	P99us     float64 `json:"p99us"`
 	P999us    float64 `json:"p999us"`
 	MaxUs     float64 `json:"maxUs"`
+	// LateP99us is, in an open loop, the p99 of how late the generator
+	// wrote requests after their scheduled time, whatever the reason (its
+	// own scheduling, a connection still waiting for the previous
+	// answer): the part of the tail spent before the request left.
+	LateP99us float64 `json:"lateP99us"`
 }
 
 // runLoadgen is the load generator process. args[0] is a file of request
@@ -238,6 +243,7 @@ func (p *connPool) run(c loadCmd) loadResult {
 		errOnce  sync.Once
 		firstErr string
 		lat      = make([][]time.Duration, c.Conc)
+		late     = make([][]time.Duration, c.Conc)
 	)
 	start := time.Now()
 	end := start.Add(window)
@@ -245,7 +251,7 @@ func (p *connPool) run(c loadCmd) loadResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			own := make([]time.Duration, 0, 1024)
+			own, ownLate := make([]time.Duration, 0, 1024), make([]time.Duration, 0, 1024)
 			for k := 0; ; k++ {
 				n := k*c.Conc + i
 				at := time.Now()
@@ -257,6 +263,9 @@ func (p *connPool) run(c loadCmd) loadResult {
 				}
 				if !at.Before(end) {
 					break
+				}
+				if c.Rate > 0 {
+					ownLate = append(ownLate, time.Since(at))
 				}
 				err := p.exchange(i, p.reqs[n%len(p.reqs)])
 				done := time.Now()
@@ -270,20 +279,25 @@ func (p *connPool) run(c loadCmd) loadResult {
 				}
 				own = append(own, done.Sub(at))
 			}
-			lat[i] = own
+			lat[i], late[i] = own, ownLate
 		}()
 	}
 	wg.Wait()
-	all := slices.Concat(lat...)
+	all, lt := slices.Concat(lat...), slices.Concat(late...)
 	slices.Sort(all)
-	q := func(p float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		return float64(all[min(int(float64(len(all))*p), len(all)-1)]) / 1e3
-	}
+	slices.Sort(lt)
 	r := loadResult{Requests: int64(len(all)), Failures: failures.Load(), FirstErr: firstErr, Seconds: window.Seconds(),
-		P50us: q(0.50), P99us: q(0.99), P999us: q(0.999), MaxUs: q(1)}
+		P50us: quantileUs(all, 0.50), P99us: quantileUs(all, 0.99), P999us: quantileUs(all, 0.999), MaxUs: quantileUs(all, 1),
+		LateP99us: quantileUs(lt, 0.99)}
 	r.ReqPerSec = float64(r.Requests) / window.Seconds()
 	return r
+}
+
+// quantileUs returns the q quantile of sorted, in microseconds (0 when
+// there is none).
+func quantileUs(sorted []time.Duration, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return float64(sorted[min(int(float64(len(sorted))*q), len(sorted)-1)]) / 1e3
 }

@@ -18,7 +18,8 @@ import (
 type machineSample struct {
 	at      time.Time
 	load1   float64
-	busy    float64 // seconds, all processes
+	busy    float64 // seconds, all processes (steal excluded)
+	steal   float64 // seconds the hypervisor ran something else while this machine wanted its CPUs
 	ours    float64 // seconds, this process tree
 	running int     // runnable tasks (/proc/loadavg)
 }
@@ -37,19 +38,29 @@ func sampleMachine() machineSample {
 	}
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(b), "\n")
-		f := strings.Fields(line)
-		// cpu user nice system idle iowait irq softirq steal ...: busy is
-		// everything but idle and iowait.
-		for i := 1; i < len(f); i++ {
-			if i == 4 || i == 5 {
-				continue
-			}
-			v, _ := strconv.ParseFloat(f[i], 64)
-			s.busy += v / clockTicks
-		}
+		s.busy, s.steal = parseCPULine(line)
 	}
 	s.ours = treeCPU(os.Getpid())
 	return s
+}
+
+// parseCPULine reads the "cpu" line of /proc/stat (user nice system idle
+// iowait irq softirq steal guest guest_nice, in clock ticks): busy is
+// everything but idle, iowait and steal (guest time is already in user),
+// steal is what a virtual machine's host took from it.
+func parseCPULine(line string) (busy, steal float64) {
+	f := strings.Fields(line)
+	for i := 1; i < len(f) && i <= 8; i++ {
+		v, _ := strconv.ParseFloat(f[i], 64)
+		switch i {
+		case 4, 5:
+		case 8:
+			steal = v / clockTicks
+		default:
+			busy += v / clockTicks
+		}
+	}
+	return busy, steal
 }
 
 // clockTicks is USER_HZ, the unit of /proc/stat and /proc/<pid>/stat
@@ -98,8 +109,10 @@ func treeCPU(root int) float64 {
 }
 
 // machineLoad describes the machine between two samples: the load average
-// at both ends and the CPU that processes outside this bench used, in
-// cores.
+// at both ends, the CPU that processes outside this bench used, in cores,
+// and the CPU the hypervisor took (steal): on a virtual machine that is
+// the busy host, invisible in the load average, and it stalls every
+// process for milliseconds at a time.
 func machineLoad(a, b machineSample) string {
 	dt := b.at.Sub(a.at).Seconds()
 	if dt <= 0 {
@@ -107,7 +120,9 @@ func machineLoad(a, b machineSample) string {
 	}
 	others := max(0, (b.busy-a.busy)-(b.ours-a.ours)) / dt
 	ours := (b.ours - a.ours) / dt
-	return fmt.Sprintf("load %.1f→%.1f; other processes %.2f of %d cores, bench %.2f", a.load1, b.load1, others, runtime.NumCPU(), ours)
+	steal := max(0, b.steal-a.steal) / dt
+	return fmt.Sprintf("load %.1f→%.1f; other processes %.2f of %d cores, bench %.2f, stolen by the host %.2f",
+		a.load1, b.load1, others, runtime.NumCPU(), ours, steal)
 }
 
 // spread describes per-round values: the median and the range, e.g.

@@ -29,7 +29,20 @@ func TestMachineLoadCountsThisProcess(t *testing.T) {
 	if b.ours <= a.ours && treeCPU(os.Getpid()) == 0 {
 		t.Errorf("this process's CPU was not counted: %v -> %v", a.ours, b.ours)
 	}
-	if s := machineLoad(a, b); !strings.Contains(s, "other processes") || !strings.Contains(s, "load ") {
+	if s := machineLoad(a, b); !strings.Contains(s, "other processes") || !strings.Contains(s, "load ") || !strings.Contains(s, "stolen by the host") {
 		t.Errorf("machineLoad = %q", s)
+	}
+}
+
+// TestStealIsToldApart: the CPU a virtual machine's host took (the eighth
+// field of /proc/stat's cpu line) is reported as steal, not as other
+// processes' work; idle and iowait are neither, guest time is in user.
+func TestStealIsToldApart(t *testing.T) {
+	busy, steal := parseCPULine("cpu  1000 100 400 9000 50 0 200 300 70 0")
+	if busy != 17 || steal != 3 {
+		t.Errorf("busy %v s, steal %v s; want 17 s (user+nice+system+softirq) and 3 s", busy, steal)
+	}
+	if busy, steal := parseCPULine("cpu  1000 100 400 9000"); busy != 15 || steal != 0 {
+		t.Errorf("an old kernel's short line: busy %v, steal %v", busy, steal)
 	}
 }
