@@ -40,18 +40,24 @@ func runBare(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	srv := &http.Server{Handler: bareHandler(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Println(ln.Addr().String())
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	_ = srv.Serve(ln)
+	return 1
+}
+
+// bareHandler answers every request with the headers and the 14 zero
+// bytes the CUPS server sends for "nothing to change", and nothing else.
+func bareHandler() http.Handler {
 	octet, length := []string{"application/octet-stream"}, []string{"14"}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		h := w.Header()
 		h["Content-Type"], h["Content-Length"] = octet, length
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(noChange)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Println(ln.Addr().String())
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
-	_ = srv.Serve(ln)
-	return 1
+	})
 }
 
 // loadCmd is one command to the load generator process (a JSON line on
