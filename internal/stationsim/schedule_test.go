@@ -237,7 +237,13 @@ func TestFallBack(t *testing.T) {
 	polls := pl.log()
 	g.Expect([]string{polls[0].pkg, polls[1].pkg, polls[2].pkg}).To(Equal([]string{"v1", "2.0.7", "v1"}))
 	g.Expect(polls[1].at.Sub(polls[0].at)).To(BeNumerically("<", sc.Start+slack), "the start poll after the update")
-	g.Expect(polls[2].at.Sub(polls[1].at)).To(BeNumerically(">=", after))
+	// The fallback is timed from the start of the station's start poll; the
+	// server logs a poll when its request arrives, a connection and TLS
+	// handshake later, so the spacing it sees may be short by the first
+	// poll's set-up (1.1 ms short in a CI run). A fallback that did not
+	// wait would come Schedule.Start (a few ms) after the update's poll.
+	const arrival = 50 * time.Millisecond
+	g.Expect(polls[2].at.Sub(polls[1].at)).To(BeNumerically(">=", after-arrival))
 	g.Expect(polls[2].at.Sub(polls[1].at)).To(BeNumerically("<", after+sc.Start+slack), "the start poll after the fallback")
 	g.Consistently(pl.log, 500*time.Millisecond, 20*time.Millisecond).Should(HaveLen(3), "then TC is up: quiet")
 	g.Expect(s.Package()).To(Equal("v1"))
