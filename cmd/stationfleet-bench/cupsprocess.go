@@ -150,6 +150,13 @@ func interleave(lg *child, a, b side, n int, rate func(side) float64, seconds fl
 	return ra, rb, nil
 }
 
+// A round's figures, for field: p99 and late starts in ms, CPU per
+// request in µs.
+func roundP99(r round) float64   { return r.P99us / 1000 }
+func roundLate(r round) float64  { return r.LateP99us / 1000 }
+func roundCPU(r round) float64   { return r.cpuUsPerReq }
+func roundLGCPU(r round) float64 { return r.lgCPUUsPerReq }
+
 func field(rs []round, f func(round) float64) []float64 {
 	out := make([]float64, len(rs))
 	for i, r := range rs {
@@ -245,15 +252,12 @@ func rowCUPSProcess(ctx context.Context, c *cluster, rep *report) {
 	cupsRate, cupsRateS := spread(field(closedC, rate), "%.0f")
 	_, baseRateS := spread(field(closedB, rate), "%.0f")
 	baseRate, _ := spread(field(closedB, rate), "%.0f")
-	p99 := func(r round) float64 { return r.P99us / 1000 }
-	cupsP99, _ := spread(field(closedC, p99), "%.1f")
-	baseP99, _ := spread(field(closedB, p99), "%.1f")
-	cpu := func(r round) float64 { return r.cpuUsPerReq }
-	_, cupsCPUS := spread(field(closedC, cpu), "%.1f µs")
-	_, baseCPUS := spread(field(closedB, cpu), "%.1f µs")
-	lgCPU := func(r round) float64 { return r.lgCPUUsPerReq }
-	_, lgCupsS := spread(field(closedC, lgCPU), "%.1f µs")
-	_, lgBaseS := spread(field(closedB, lgCPU), "%.1f µs")
+	cupsP99, _ := spread(field(closedC, roundP99), "%.1f")
+	baseP99, _ := spread(field(closedB, roundP99), "%.1f")
+	_, cupsCPUS := spread(field(closedC, roundCPU), "%.1f µs")
+	_, baseCPUS := spread(field(closedB, roundCPU), "%.1f µs")
+	_, lgCupsS := spread(field(closedC, roundLGCPU), "%.1f µs")
+	_, lgBaseS := spread(field(closedB, roundLGCPU), "%.1f µs")
 	rep.add(figure{row: row, name: "requests/s, closed loop, 256 in flight", value: cupsRateS,
 		baseline: baseRateS + " (bare net/http process)", ratio: ratioS, target: ">= 0.85x", met: ratio >= 0.85})
 	rep.add(figure{row: row, name: "p99, closed loop (median of rounds)", value: fmt.Sprintf("%.1f ms", cupsP99),
@@ -282,9 +286,6 @@ func rowCUPSProcess(ctx context.Context, c *cluster, rep *report) {
 // servers, the generator's late starts, and the servers' CPU.
 func openLoop(lg *child, cups, base side, baseRate float64, rep *report) {
 	const row = "1p CUPS no-change, own processes"
-	p99 := func(r round) float64 { return r.P99us / 1000 }
-	late := func(r round) float64 { return r.LateP99us / 1000 }
-	cpu := func(r round) float64 { return r.cpuUsPerReq }
 	for _, pct := range []float64{5, 50, 80} {
 		r := baseRate * pct / 100
 		oc, ob, err := interleave(lg, cups, base, procOpenN, func(side) float64 { return r }, procOpenRound)
@@ -292,12 +293,12 @@ func openLoop(lg *child, cups, base side, baseRate float64, rep *report) {
 			rep.fail(row, fmt.Errorf("open loop at %.0f%%: %w", pct, err))
 			return
 		}
-		cp, cpS := spread(field(oc, p99), "%.2f ms")
-		bp, bpS := spread(field(ob, p99), "%.2f ms")
-		_, clS := spread(field(oc, late), "%.2f ms")
-		_, blS := spread(field(ob, late), "%.2f ms")
-		_, cCPU := spread(field(oc, cpu), "%.1f µs")
-		_, bCPU := spread(field(ob, cpu), "%.1f µs")
+		cp, cpS := spread(field(oc, roundP99), "%.2f ms")
+		bp, bpS := spread(field(ob, roundP99), "%.2f ms")
+		_, clS := spread(field(oc, roundLate), "%.2f ms")
+		_, blS := spread(field(ob, roundLate), "%.2f ms")
+		_, cCPU := spread(field(oc, roundCPU), "%.1f µs")
+		_, bCPU := spread(field(ob, roundCPU), "%.1f µs")
 		f := figure{row: row, name: fmt.Sprintf("p99, open loop at %.0f%% (%.0f req/s)", pct, r), value: cpS, baseline: bpS,
 			ratio: fmt.Sprintf("%.2fx", cp/bp)}
 		switch pct {

@@ -235,11 +235,7 @@ func pct(sorted []time.Duration, p int) string {
 	if len(sorted) == 0 {
 		return "-"
 	}
-	i := len(sorted) * p / 100
-	if i >= len(sorted) {
-		i = len(sorted) - 1
-	}
-	return sorted[i].Round(10 * time.Microsecond).String()
+	return quantile(sorted, float64(p)/100).Round(10 * time.Microsecond).String()
 }
 
 // saveProfile fetches a pprof profile from the manager (best effort).

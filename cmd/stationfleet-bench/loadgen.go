@@ -299,11 +299,15 @@ func (p *connPool) run(c loadCmd) loadResult {
 	return r
 }
 
-// quantileUs returns the q quantile of sorted, in microseconds (0 when
-// there is none).
-func quantileUs(sorted []time.Duration, q float64) float64 {
+// quantile returns the q quantile (0 to 1) of sorted, 0 when it is empty.
+func quantile(sorted []time.Duration, q float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	return float64(sorted[min(int(float64(len(sorted))*q), len(sorted)-1)]) / 1e3
+	return sorted[min(int(float64(len(sorted))*q), len(sorted)-1)]
+}
+
+// quantileUs is quantile in microseconds.
+func quantileUs(sorted []time.Duration, q float64) float64 {
+	return float64(quantile(sorted, q)) / 1e3
 }
