@@ -41,7 +41,46 @@ var errEUI = errors.New("not an EUI")
 //     more zero groups: "11:22ff:fe33:4455", "::1", "1::", "::".
 //
 // Hex digits are case-insensitive. Anything else is an error.
+//
+// A station writes its router id on every poll, almost always as four
+// uncompressed ID6 groups; that form is read in one pass (id6Plain) and
+// everything else, errors included, by parseEUI.
 func ParseEUI(s string) (EUI, error) {
+	if e, ok := id6Plain(s); ok {
+		return e, nil
+	}
+	return parseEUI(s)
+}
+
+// id6Plain reads the ID6 form without "::": four groups of one to four hex
+// digits separated by single colons. ok is false for anything else, which
+// parseEUI then reads or refuses with its reason.
+func id6Plain(s string) (e EUI, ok bool) {
+	var v, g uint64
+	groups, digits := 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == ':' {
+			if digits == 0 || groups == 3 {
+				return 0, false
+			}
+			v, g, groups, digits = v<<16|g, 0, groups+1, 0
+			continue
+		}
+		d, ok := hexDigit(c)
+		if !ok || digits == 4 {
+			return 0, false
+		}
+		g, digits = g<<4|uint64(d), digits+1
+	}
+	if groups != 3 || digits == 0 {
+		return 0, false
+	}
+	return EUI(v<<16 | g), true
+}
+
+// parseEUI is ParseEUI for every form, with the reason for a refusal.
+func parseEUI(s string) (EUI, error) {
 	if s == "" {
 		return 0, fmt.Errorf("%w: empty", errEUI)
 	}
@@ -149,19 +188,24 @@ func id6Groups(whole, s string, out *[4]uint64) (int, error) {
 func parseHex(s string) (uint64, bool) {
 	var v uint64
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		var d byte
-		switch {
-		case c >= '0' && c <= '9':
-			d = c - '0'
-		case c >= 'a' && c <= 'f':
-			d = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			d = c - 'A' + 10
-		default:
+		d, ok := hexDigit(s[i])
+		if !ok {
 			return 0, false
 		}
 		v = v<<4 | uint64(d)
 	}
 	return v, true
+}
+
+// hexDigit is the value of one hex digit, either case.
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }

@@ -62,3 +62,59 @@ func TestEUIString(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(EUI(0x001122FFFE334455).String()).To(Equal("11:22ff:fe33:4455"))
 }
+
+// TestID6PlainTakesWhatStationsWrite: the one-pass reader takes the router
+// ids stations write (four uncompressed groups) and leaves every other form,
+// and every error, to the general parser.
+func TestID6PlainTakesWhatStationsWrite(t *testing.T) {
+	g := NewWithT(t)
+	for in, want := range map[string]EUI{
+		"11:22ff:fe33:4455": 0x001122FFFE334455, "0011:22FF:fe33:4455": 0x001122FFFE334455,
+		"a:b:c:d": 0x000A000B000C000D, "ffff:ffff:ffff:ffff": 0xFFFFFFFFFFFFFFFF, "0:0:0:0": 0,
+	} {
+		e, ok := id6Plain(in)
+		g.Expect(ok).To(BeTrue(), in)
+		g.Expect(e).To(Equal(want), in)
+	}
+	for _, in := range []string{"", "::1", "1::", "1:2:3", "1:2:3:4:5", "1:2:3:", ":1:2:3", "1::2:3",
+		"11111:2:3:4", "1:2:3:g", "001122FFFE334455", "00-11-22-FF-FE-33-44-55", "00:11:22:ff:fe:33:44:55", " 1:2:3:4"} {
+		_, ok := id6Plain(in)
+		g.Expect(ok).To(BeFalse(), in)
+	}
+}
+
+// FuzzID6PlainMatchesGeneral: wherever the one-pass reader accepts a
+// string, the general parser accepts it too and reads the same EUI.
+func FuzzID6PlainMatchesGeneral(f *testing.F) {
+	for _, s := range []string{"11:22ff:fe33:4455", "a:b:c:d", "1:2:3:4:5", "::1", "1:2:3:", "11111:2:3:4", "0:0:0:0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := id6Plain(s)
+		if !ok {
+			return
+		}
+		general, err := parseEUI(s)
+		if err != nil || general != fast {
+			t.Fatalf("id6Plain(%q) = %016X, the general parser %016X, %v", s, uint64(fast), uint64(general), err)
+		}
+	})
+}
+
+// BenchmarkParseEUI reads a station's router id in one pass (ParseEUI)
+// beside the general parser (baseline, the same run).
+func BenchmarkParseEUI(b *testing.B) {
+	const id = "b827:ebff:fe61:4f7"
+	for _, bc := range []struct {
+		name  string
+		parse func(string) (EUI, error)
+	}{{"one-pass", ParseEUI}, {"general", parseEUI}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := bc.parse(id); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
