@@ -40,6 +40,8 @@ func main() {
 			os.Exit(runLoadgen(os.Args[2:]))
 		case "bare":
 			os.Exit(runBare(os.Args[2:]))
+		case "stalls":
+			os.Exit(runStallProbe(os.Args[2:]))
 		}
 	}
 	var (
